@@ -1,0 +1,30 @@
+"""Create the local demo logins if missing; scripts/run.sh calls this on every start."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+# (username, password, superuser): known passwords, so only ever created with DEBUG on.
+DEMO_ACCOUNTS = (("demo", "demo", False), ("admin", "admin", True))
+
+
+class Command(BaseCommand):
+    help = "Create the demo user demo/demo and the superuser admin/admin (DEBUG only; existing users kept)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        if not settings.DEBUG:
+            self.stdout.write("DEBUG is off: not creating demo users with well-known passwords.")
+            return
+        users = get_user_model().objects
+        for username, password, superuser in DEMO_ACCOUNTS:
+            user, created = users.get_or_create(
+                username=username, defaults={"is_staff": superuser, "is_superuser": superuser}
+            )
+            if created:
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            role = "superuser" if superuser else "user"
+            if user.check_password(password):
+                self.stdout.write(f"Demo {role}: {username} / {password}")
+            else:
+                self.stdout.write(f"Demo {role} {username} exists with another password; left unchanged.")

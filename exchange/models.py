@@ -1,0 +1,93 @@
+"""Tradable instruments and the conversion between Decimal prices/quantities and integer ticks/lots."""
+
+from decimal import Decimal, DecimalException, Inexact, localcontext
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+# Ticks and lots travel as signed 64-bit integers (database columns, journal records).
+MAX_UNITS = 2**63 - 1
+# Enough digits for any product of MAX_UNITS and a stored size (15 digits), so arithmetic stays exact.
+_EXACT_DIGITS = 40
+
+
+def validate_positive(value: Decimal) -> None:
+    if not value > 0:
+        raise ValidationError("Must be greater than zero.", code="not_positive")
+
+
+class Instrument(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        HALTED = "halted", "Halted"
+
+    symbol = models.CharField(
+        max_length=12,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[A-Z][A-Z0-9.]*\Z", "Use uppercase letters, digits and dots, starting with a letter."
+            )
+        ],
+    )
+    name = models.CharField(max_length=100)
+    # At most 15 digits: SQLite keeps decimals as doubles, which hold 15 significant digits exactly.
+    tick_size = models.DecimalField(max_digits=15, decimal_places=8, validators=[validate_positive])
+    lot_size = models.DecimalField(max_digits=15, decimal_places=8, validators=[validate_positive])
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+
+    class Meta:
+        ordering = ("symbol",)
+        constraints = (
+            models.CheckConstraint(condition=models.Q(tick_size__gt=0), name="instrument_tick_size_positive"),
+            models.CheckConstraint(condition=models.Q(lot_size__gt=0), name="instrument_lot_size_positive"),
+        )
+
+    def __str__(self) -> str:
+        return self.symbol
+
+    def price_to_ticks(self, price: Decimal) -> int:
+        """Whole ticks in `price`; ValueError unless it is a positive finite multiple of the tick size."""
+        return _to_units(price, self.tick_size, "price")
+
+    def qty_to_lots(self, qty: Decimal) -> int:
+        """Whole lots in `qty`; ValueError unless it is a positive finite multiple of the lot size."""
+        return _to_units(qty, self.lot_size, "quantity")
+
+    def ticks_to_price(self, ticks: int) -> Decimal:
+        return _from_units(ticks, self.tick_size)
+
+    def lots_to_qty(self, lots: int) -> Decimal:
+        return _from_units(lots, self.lot_size)
+
+
+def _to_units(value: Decimal, unit: Decimal, what: str) -> int:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{what} must be a Decimal, not {type(value).__name__}")
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"{what} must be positive and finite, got {value}")
+    with localcontext() as ctx:
+        ctx.prec = _EXACT_DIGITS
+        ctx.traps[Inexact] = True
+        try:
+            units = value / unit
+        except DecimalException:  # needs more digits than any valid count has, or overflows
+            raise ValueError(f"{what} {value} is not a whole multiple of {unit} within range") from None
+    if units != units.to_integral_value():
+        raise ValueError(f"{what} {value} is not a whole multiple of {unit}")
+    if units > MAX_UNITS:
+        raise ValueError(f"{what} {value} is too large")
+    return int(units)
+
+
+def _from_units(units: int, unit: Decimal) -> Decimal:
+    if isinstance(units, bool) or not isinstance(units, int):
+        raise TypeError(f"expected an int, not {type(units).__name__}")
+    if abs(units) > MAX_UNITS:
+        raise ValueError(f"{units} is out of range")
+    places = min(0, unit.normalize().as_tuple().exponent)  # 0.01000000 -> -2, 1.00000000 -> 0
+    with localcontext() as ctx:
+        ctx.prec = _EXACT_DIGITS
+        ctx.traps[Inexact] = True
+        return (units * unit).quantize(Decimal(1).scaleb(places))

@@ -1,0 +1,99 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from exchange.env import DEV_SECRET_KEY, parse_bool, parse_list, read_env
+
+BASE_DIR = Path("/srv/exchange")
+
+
+def test_defaults_are_local_and_embedded():
+    env = read_env({}, base_dir=BASE_DIR)
+    assert env.debug is True
+    assert env.secret_key == DEV_SECRET_KEY
+    assert env.database_url == "sqlite:////srv/exchange/db.sqlite3"
+    assert env.redis_url is None
+    assert env.allowed_hosts == ["127.0.0.1", "localhost"]
+    assert env.csrf_trusted_origins == []
+
+
+def test_empty_values_count_as_unset():
+    env = read_env({"DEBUG": "", "REDIS_URL": " ", "DATABASE_URL": ""}, base_dir=BASE_DIR)
+    assert env.debug is True
+    assert env.redis_url is None
+    assert env.database_url.startswith("sqlite:///")
+
+
+def test_production_values_are_read():
+    env = read_env(
+        {
+            "DEBUG": "false",
+            "SECRET_KEY": "s3cret",
+            "DATABASE_URL": "postgres://app:pw@db:5432/exchange",
+            "REDIS_URL": "redis://redis:6379/0",
+            "ALLOWED_HOSTS": "exchange.example, ,api.example,",
+            "CSRF_TRUSTED_ORIGINS": "https://exchange.example",
+        },
+        base_dir=BASE_DIR,
+    )
+    assert (env.debug, env.secret_key) == (False, "s3cret")
+    assert env.database_url == "postgres://app:pw@db:5432/exchange"
+    assert env.redis_url == "redis://redis:6379/0"
+    assert env.allowed_hosts == ["exchange.example", "api.example"]
+    assert env.csrf_trusted_origins == ["https://exchange.example"]
+
+
+def test_secret_key_is_required_without_debug():
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY"):
+        read_env({"DEBUG": "0"}, base_dir=BASE_DIR)
+
+
+@pytest.mark.parametrize("value", ["1", "TRUE", " yes ", "on"])
+def test_parse_bool_true(value):
+    assert parse_bool("DEBUG", value) is True
+
+
+@pytest.mark.parametrize("value", ["0", "False", "no", "off"])
+def test_parse_bool_false(value):
+    assert parse_bool("DEBUG", value) is False
+
+
+def test_parse_bool_rejects_anything_else():
+    with pytest.raises(ImproperlyConfigured, match="DEBUG"):
+        parse_bool("DEBUG", "maybe")
+
+
+def test_parse_list_drops_blanks():
+    assert parse_list(" a , ,b,") == ["a", "b"]
+    assert parse_list("") == []
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "engine", "layer"),
+    [
+        ({}, "django.db.backends.sqlite3", "channels.layers.InMemoryChannelLayer"),
+        (
+            {"DATABASE_URL": "postgres://app:pw@db:5432/exchange", "REDIS_URL": "redis://redis:6379/0"},
+            "django.db.backends.postgresql",
+            "channels_redis.core.RedisChannelLayer",
+        ),
+    ],
+)
+def test_settings_module_follows_the_environment(extra_env, engine, layer):
+    names = ("DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS")
+    environ = {key: value for key, value in os.environ.items() if key not in names}
+    environ |= {"DJANGO_SETTINGS_MODULE": "exchange.settings", **extra_env}
+    code = (
+        "from django.conf import settings; "
+        "print(settings.DATABASES['default']['ENGINE'], settings.CHANNEL_LAYERS['default']['BACKEND'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=settings.BASE_DIR, env=environ, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [engine, layer]

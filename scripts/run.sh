@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Serve the exchange locally on http://${HOST:-127.0.0.1}:${PORT:-8000} (SQLite, in-memory channel layer).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+ensure_venv requirements.txt
+cd "$ROOT"
+.venv/bin/python manage.py migrate --noinput
+.venv/bin/python manage.py collectstatic --noinput --verbosity 0
+.venv/bin/python manage.py ensure_demo_users
+echo "Serving on http://${HOST:-127.0.0.1}:${PORT:-8000}"
+exec .venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" exchange.asgi:application

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Lint, then run the tests; arguments go to pytest (e.g. ./scripts/test.sh -k instruments -n auto).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+ensure_venv requirements.txt requirements-dev.txt requirements-bench.txt
+cd "$ROOT"
+.venv/bin/ruff check .
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests; treating that as a failure" >&2
+    exit 1
+fi
+exit "$status"
