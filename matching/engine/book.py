@@ -40,6 +40,10 @@ GTC, IOC, FOK, DAY, GTD = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, Tim
 STP_NONE = STPMode.NONE
 CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH = STPMode.CANCEL_NEWEST, STPMode.CANCEL_OLDEST, STPMode.CANCEL_BOTH
 SELF_TRADE = CancelReason.SELF_TRADE
+USER_CANCEL = CancelReason.USER
+
+# Hot paths build events with tuple.__new__(EventType, fields): same object, half the cost.
+_new = tuple.__new__
 
 
 class Ladder:
@@ -89,34 +93,37 @@ class OrderBook:
         ts = cmd.timestamp
         if self.expiries and self.expiries[0][0] <= ts:
             self.expire(ts, out)
-        reason = self._check_new(cmd)
-        if reason is not None:
-            out.append(OrderRejected(cmd.order_id, cmd.owner, self.symbol, reason, ts))
-            return
-        order = Order(
-            cmd.order_id,
-            cmd.owner,
-            cmd.side,
-            cmd.order_type,
-            cmd.price,
-            cmd.qty,
-            cmd.tif,
-            cmd.post_only,
-            cmd.stop_price,
-            cmd.expire_at,
-            cmd.stp,
-            ts,
-        )
-        out.append(
-            OrderAccepted(order.order_id, order.owner, self.symbol, order.side, order.order_type,
-                          order.price, order.qty, ts)
-        )
-        if order.expire_at is not None:
-            heappush(self.expiries, (order.expire_at, order.order_id))
-        otype = order.order_type
-        if otype is STOP or otype is STOP_LIMIT:
+        order_id, side, otype, price, qty = cmd.order_id, cmd.side, cmd.order_type, cmd.price, cmd.qty
+        tif = cmd.tif
+        if not (
+            # the common case, a plain GTC limit order, checked inline; the rest in _check_new
+            otype is LIMIT and tif is GTC and type(qty) is int and 0 < qty <= MAX_UNITS
+            and type(price) is int and 0 < price <= MAX_UNITS and order_id not in self.orders
+            and cmd.stop_price is None and cmd.expire_at is None and not cmd.post_only
+        ):
+            reason = self._check_new(cmd)
+            if reason is not None:
+                out.append(OrderRejected(order_id, cmd.owner, self.symbol, reason, ts))
+                return
+        order = Order(cmd, ts)
+        out.append(_new(OrderAccepted, (order_id, cmd.owner, self.symbol, side, otype, price, qty, ts)))
+        if cmd.expire_at is not None:
+            heappush(self.expiries, (cmd.expire_at, order_id))
+        if otype is LIMIT and tif is not IOC and tif is not FOK:
+            # The common case, inlined: a limit order that does not cross simply rests.
+            if side is BUY:
+                heap = self.asks.heap
+                if not heap or heap[0] > price:
+                    self._rest(order, out)
+                    return
+            else:
+                heap = self.bids.heap
+                if not heap or heap[0] > -price:
+                    self._rest(order, out)
+                    return
+        elif otype is STOP or otype is STOP_LIMIT:
             self.stops.add(order)
-            self.orders[order.order_id] = order
+            self.orders[order_id] = order
             return
         last = self.last_price
         self._execute(order, ts, out)
@@ -133,7 +140,8 @@ class OrderBook:
             return
         remaining = order.remaining
         self._remove(order, out)
-        out.append(OrderCanceled(order.order_id, order.owner, self.symbol, remaining, CancelReason.USER, ts))
+        out.append(_new(OrderCanceled, (order.order_id, order.owner, self.symbol, remaining, USER_CANCEL,
+                                        ts)))
 
     def amend(self, cmd: AmendOrder, out: list) -> None:
         ts = cmd.timestamp
@@ -271,9 +279,6 @@ class OrderBook:
             return RejectReason.INVALID_PRICE
         if cmd.order_id in self.orders:
             return RejectReason.DUPLICATE_ORDER_ID
-        if otype is LIMIT and tif is GTC and not cmd.post_only and cmd.stop_price is None \
-                and cmd.expire_at is None:
-            return None  # the common case: nothing more to check
         stop = cmd.stop_price
         if otype is STOP or otype is STOP_LIMIT:
             if type(stop) is not int or not 0 < stop <= MAX_UNITS:
@@ -290,9 +295,8 @@ class OrderBook:
                 return RejectReason.INVALID_EXPIRY
         elif cmd.expire_at is not None:
             return RejectReason.INVALID_EXPIRY
-        if otype is MARKET or otype is STOP:
-            if cmd.post_only or tif is DAY or tif is GTD:
-                return RejectReason.INVALID_OPTIONS
+        if (otype is MARKET or otype is STOP) and (cmd.post_only or tif is DAY or tif is GTD):
+            return RejectReason.INVALID_OPTIONS
         if cmd.post_only:
             if tif is IOC or tif is FOK:
                 return RejectReason.INVALID_OPTIONS
@@ -347,12 +351,12 @@ class OrderBook:
         remaining = order.remaining
         if not remaining:
             return
-        if order.order_type is MARKET:
+        if order.tif is FOK:
+            reason = CancelReason.FOK
+        elif order.order_type is MARKET:
             reason = CancelReason.NO_LIQUIDITY
         elif order.tif is IOC:
             reason = CancelReason.IOC
-        elif order.tif is FOK:
-            reason = CancelReason.FOK
         else:
             self._rest(order, out)
             return
@@ -383,7 +387,6 @@ class OrderBook:
         taker_id, owner, taker_side, stp = taker.order_id, taker.owner, taker.side, taker.stp
         check_stp = stp is not STP_NONE
         remaining = taker.remaining
-        filled = 0
         trade_seq = self.trade_seq
         last = None
         while remaining and heap:
@@ -420,7 +423,8 @@ class OrderBook:
                     maker.remaining = maker_left
                     level_qty -= reduce
                     if maker_left:
-                        append(OrderReduced(maker.order_id, owner, symbol, reduce, maker_left, SELF_TRADE, ts))
+                        append(OrderReduced(maker.order_id, owner, symbol, reduce, maker_left, SELF_TRADE,
+                                            ts))
                     else:
                         queue.popleft()
                         del orders[maker.order_id]
@@ -430,25 +434,22 @@ class OrderBook:
                 fill = remaining if remaining < maker_left else maker_left
                 remaining -= fill
                 maker_left -= fill
-                filled += fill
                 level_qty -= fill
                 maker.remaining = maker_left
-                maker.filled += fill
                 trade_seq += 1
                 last = price
-                append(Trade(trade_seq, symbol, price, fill, taker_id, owner, taker_side, remaining,
-                             maker.order_id, maker.owner, maker_left, ts))
+                append(_new(Trade, (trade_seq, symbol, price, fill, taker_id, owner, taker_side, remaining,
+                                    maker.order_id, maker.owner, maker_left, ts)))
                 if not maker_left:
                     queue.popleft()
                     del orders[maker.order_id]
                     level.count -= 1
             if level_qty != level.qty:
                 level.qty = level_qty
-                append(BookDelta(symbol, maker_side, price, level_qty))
+                append(_new(BookDelta, (symbol, maker_side, price, level_qty)))
                 if not level_qty:
                     opposite.drop(key)
         taker.remaining = remaining
-        taker.filled += filled
         self.trade_seq = trade_seq
         if last is not None:
             self.last_price = last
@@ -467,18 +468,21 @@ class OrderBook:
         level.qty += order.remaining
         level.count += 1
         self.orders[order.order_id] = order
-        out.append(BookDelta(self.symbol, side, price, level.qty))
+        out.append(_new(BookDelta, (self.symbol, side, price, level.qty)))
 
     def _remove(self, order: Order, out: list) -> None:
         """Take a live order out of the book (resting or pending stop), without an event for it."""
-        del self.orders[order.order_id]
-        if order.order_id in self.stops:
+        order_id = order.order_id
+        del self.orders[order_id]
+        if order_id in self.stops.keys:
             self.stops.remove(order)
             order.remaining = 0
             return
-        side = order.side
-        ladder = self.bids if side is BUY else self.asks
-        key = -order.price if side is BUY else order.price
+        side, price = order.side, order.price
+        if side is BUY:
+            ladder, key = self.bids, -price
+        else:
+            ladder, key = self.asks, price
         level = ladder.levels[key]
         level.qty -= order.remaining
         level.count -= 1
@@ -489,8 +493,9 @@ class OrderBook:
             level.orders.popleft()
         else:
             level.dead += 1
-            level.compact()
-        out.append(BookDelta(self.symbol, side, order.price, level.qty))
+            if level.dead > 16:
+                level.compact()
+        out.append(_new(BookDelta, (self.symbol, side, price, level.qty)))
 
     def _run_stops(self, ts: int, out: list) -> None:
         """Trigger stops reached by the last price, oldest trigger first, until none is left;
@@ -501,7 +506,8 @@ class OrderBook:
             if order_id is None:
                 return
             order = self.orders.pop(order_id)
-            out.append(StopTriggered(order_id, order.owner, self.symbol, order.stop_price, self.last_price, ts))
+            out.append(StopTriggered(order_id, order.owner, self.symbol, order.stop_price, self.last_price,
+                                     ts))
             order.order_type = MARKET if order.order_type is STOP else LIMIT
             order.timestamp = ts
             self._execute(order, ts, out)

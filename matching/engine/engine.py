@@ -41,8 +41,9 @@ class MatchingEngine:
             return out
         book = self.books.get(cmd.symbol)
         if book is None:
-            reject = _UNKNOWN_SYMBOL_EVENT[kind]
-            out.append(reject(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.UNKNOWN_SYMBOL, cmd.timestamp))
+            rejected = _UNKNOWN_SYMBOL_EVENT[kind]
+            out.append(rejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.UNKNOWN_SYMBOL,
+                                cmd.timestamp))
         elif kind is NewOrder:
             book.submit(cmd, out)
         elif kind is CancelOrder:

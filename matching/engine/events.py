@@ -1,4 +1,9 @@
-"""Events: everything the engine says. Small mutable-free records; consumers never change them.
+"""Events: everything the engine says, as small immutable records.
+
+They are typed named tuples rather than dataclasses for one reason: the engine's hot path can
+build them at C speed with `tuple.__new__(Trade, (...))` (about half the cost of a dataclass
+`__init__`). Equality also compares the event type, so a CancelRejected never equals an
+AmendRejected with the same fields.
 
 Every order's quantity is accounted for by its events:
 qty = sum(Trade.qty) + remaining + sum(canceled/expired/reduced quantities).
@@ -6,13 +11,12 @@ qty = sum(Trade.qty) + remaining + sum(canceled/expired/reduced quantities).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from matching.engine.types import CancelReason, OrderType, RejectReason, Side
 
 
-@dataclass(slots=True)
-class OrderAccepted:
+class OrderAccepted(NamedTuple):
     order_id: int
     owner: int
     symbol: str
@@ -23,8 +27,7 @@ class OrderAccepted:
     timestamp: int
 
 
-@dataclass(slots=True)
-class OrderRejected:
+class OrderRejected(NamedTuple):
     order_id: int
     owner: int
     symbol: str
@@ -32,8 +35,7 @@ class OrderRejected:
     timestamp: int
 
 
-@dataclass(slots=True)
-class Trade:
+class Trade(NamedTuple):
     trade_id: int  # per symbol, 1, 2, 3 ...
     symbol: str
     price: int  # always the resting (maker) order's price
@@ -48,8 +50,7 @@ class Trade:
     timestamp: int
 
 
-@dataclass(slots=True)
-class OrderCanceled:
+class OrderCanceled(NamedTuple):
     order_id: int
     owner: int
     symbol: str
@@ -58,8 +59,7 @@ class OrderCanceled:
     timestamp: int
 
 
-@dataclass(slots=True)
-class OrderExpired:
+class OrderExpired(NamedTuple):
     order_id: int
     owner: int
     symbol: str
@@ -67,8 +67,7 @@ class OrderExpired:
     timestamp: int
 
 
-@dataclass(slots=True)
-class OrderReduced:
+class OrderReduced(NamedTuple):
     """Part of a live order was taken away without a trade (self-trade decrement)."""
 
     order_id: int
@@ -80,8 +79,7 @@ class OrderReduced:
     timestamp: int
 
 
-@dataclass(slots=True)
-class OrderAmended:
+class OrderAmended(NamedTuple):
     order_id: int
     owner: int
     symbol: str
@@ -93,8 +91,7 @@ class OrderAmended:
     timestamp: int
 
 
-@dataclass(slots=True)
-class CancelRejected:
+class CancelRejected(NamedTuple):
     order_id: int
     owner: int
     symbol: str
@@ -102,8 +99,7 @@ class CancelRejected:
     timestamp: int
 
 
-@dataclass(slots=True)
-class AmendRejected:
+class AmendRejected(NamedTuple):
     order_id: int
     owner: int
     symbol: str
@@ -111,8 +107,7 @@ class AmendRejected:
     timestamp: int
 
 
-@dataclass(slots=True)
-class StopTriggered:
+class StopTriggered(NamedTuple):
     order_id: int
     owner: int
     symbol: str
@@ -121,8 +116,7 @@ class StopTriggered:
     timestamp: int
 
 
-@dataclass(slots=True)
-class BookDelta:
+class BookDelta(NamedTuple):
     """The new aggregate quantity at one price level (0: the level is gone)."""
 
     symbol: str
@@ -144,3 +138,17 @@ Event = (
     | StopTriggered
     | BookDelta
 )
+
+
+def _same_event(self: tuple, other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other)
+
+
+def _other_event(self: tuple, other: object) -> bool:
+    return not _same_event(self, other)
+
+
+for _event_type in Event.__args__:
+    _event_type.__eq__ = _same_event
+    _event_type.__ne__ = _other_event
+    _event_type.__hash__ = tuple.__hash__

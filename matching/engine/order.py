@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from collections import deque
 
-from matching.engine.types import OrderType, Side, STPMode, TimeInForce
+from matching.engine.commands import NewOrder
+from matching.engine.types import STPMode, TimeInForce
 
 
 class Order:
     """Mutable state of one live order (resting or waiting for its stop trigger).
 
+    Built from the command (every field copied: the caller may reuse its command object).
     `remaining == 0` marks an entry that was canceled but is still queued in its level
-    (removed lazily when it reaches the head), so a queued Order is never reused:
-    an amend that loses priority queues a fresh copy.
+    (removed lazily when it reaches the head), so a queued Order is never reused: an amend
+    that loses priority queues a fresh one.
     """
 
     __slots__ = (
         "expire_at",
-        "filled",
         "order_id",
         "order_type",
         "owner",
@@ -32,53 +33,24 @@ class Order:
         "timestamp",
     )
 
-    def __init__(
-        self,
-        order_id: int,
-        owner: int,
-        side: Side,
-        order_type: OrderType,
-        price: int | None,
-        qty: int,
-        tif: TimeInForce,
-        post_only: bool,
-        stop_price: int | None,
-        expire_at: int | None,
-        stp: STPMode,
-        timestamp: int,
-    ) -> None:
-        self.order_id = order_id
-        self.owner = owner
-        self.side = side
-        self.order_type = order_type
-        self.price = price
-        self.qty = qty
-        self.remaining = qty
-        self.filled = 0
-        self.tif = tif
-        self.post_only = post_only
-        self.stop_price = stop_price
-        self.expire_at = expire_at
-        self.stp = stp
+    def __init__(self, cmd: NewOrder, timestamp: int) -> None:
+        self.order_id = cmd.order_id
+        self.owner = cmd.owner
+        self.side = cmd.side
+        self.order_type = cmd.order_type
+        self.price = cmd.price
+        self.qty = self.remaining = cmd.qty
+        self.tif = cmd.tif
+        self.post_only = cmd.post_only
+        self.stop_price = cmd.stop_price
+        self.expire_at = cmd.expire_at
+        self.stp = cmd.stp
         self.timestamp = timestamp
 
     def copy(self) -> Order:
-        clone = Order(
-            self.order_id,
-            self.owner,
-            self.side,
-            self.order_type,
-            self.price,
-            self.qty,
-            self.tif,
-            self.post_only,
-            self.stop_price,
-            self.expire_at,
-            self.stp,
-            self.timestamp,
-        )
-        clone.remaining = self.remaining
-        clone.filled = self.filled
+        clone = Order.__new__(Order)
+        for name in Order.__slots__:
+            setattr(clone, name, getattr(self, name))
         return clone
 
     def state(self) -> tuple:
@@ -91,7 +63,6 @@ class Order:
             self.price,
             self.qty,
             self.remaining,
-            self.filled,
             self.tif.value,
             self.post_only,
             self.stop_price,
@@ -117,7 +88,8 @@ class Level:
         return [o for o in self.orders if o.remaining]
 
     def compact(self) -> None:
-        """Drop canceled entries once they outnumber live ones (keeps memory bounded)."""
-        if self.dead > 16 and self.dead > self.count:
+        """Drop canceled entries once they outnumber live ones (keeps memory bounded).
+        Called only when there are more than a few, so small levels never pay for it."""
+        if self.dead > self.count:
             self.orders = deque(self.live())
             self.dead = 0
