@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import deque
 
 from matching.engine.commands import NewOrder
-from matching.engine.types import STPMode, TimeInForce
 
 
 class Order:
