@@ -10,6 +10,7 @@ demand. Everything that changes state appends events to the caller's list.
 from __future__ import annotations
 
 from fractions import Fraction
+from hashlib import sha256
 from heapq import heapify, heappop, heappush, nsmallest
 
 from matching.engine.commands import AmendOrder, CancelOrder, NewOrder
@@ -247,6 +248,10 @@ class OrderBook:
             self.last_price,
             self.trade_seq,
         )
+
+    def state_hash(self) -> str:
+        """SHA-256 of `state()`: the same book hashes the same in any process."""
+        return sha256(repr(self.state()).encode()).hexdigest()
 
     # ---- internals ------------------------------------------------------------------------
 

@@ -94,3 +94,12 @@ def test_hash_equal_across_processes_and_hash_seeds():
     local, events = run(random_commands(5, 800, SYMBOLS))
     assert digests == {f"{local.state_hash()} {sha256(repr(events).encode()).hexdigest()}"}
 
+
+
+def test_book_hash_depends_only_on_that_book():
+    a, _ = run(random_commands(5, 400, SYMBOLS))
+    b, _ = run(random_commands(5, 400, SYMBOLS))
+    assert a.books["T"].state_hash() == b.books["T"].state_hash()
+    Harness(b, "U").buy(10**6, 1, 1, ts=10**9)
+    assert a.books["T"].state_hash() == b.books["T"].state_hash()
+    assert a.books["U"].state_hash() != b.books["U"].state_hash()
