@@ -9,6 +9,7 @@ demand. Everything that changes state appends events to the caller's list.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from hashlib import sha256
 from heapq import heapify, heappop, heappush, nsmallest
@@ -248,6 +249,23 @@ class OrderBook:
             self.last_price,
             self.trade_seq,
         )
+
+    @classmethod
+    def from_state(cls, state: Sequence) -> OrderBook:
+        """Rebuild a book from `state()` (also after a JSON round trip): same hash, same future."""
+        symbol, bids, asks, pending, stops, expiries, last_price, trade_seq = state
+        book = cls(symbol)
+        discard: list = []
+        for values in (*bids, *asks):  # priority order, so FIFO is rebuilt as it was
+            book._rest(Order.from_state(values), discard)
+        for values in pending:
+            order = Order.from_state(values)
+            book.orders[order.order_id] = order
+        book.stops.restore(stops)
+        book.expiries = [tuple(entry) for entry in expiries]
+        heapify(book.expiries)
+        book.last_price, book.trade_seq = last_price, trade_seq
+        return book
 
     def state_hash(self) -> str:
         """SHA-256 of `state()`: the same book hashes the same in any process."""

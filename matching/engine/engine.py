@@ -7,7 +7,7 @@ same events and the same `state_hash()`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from hashlib import sha256
 
 from matching.engine.book import OrderBook
@@ -53,7 +53,16 @@ class MatchingEngine:
         return out
 
     def state(self) -> tuple:
+        """Every book's `state()`, by symbol: plain values, JSON-able, enough to restore from."""
         return tuple(self.books[symbol].state() for symbol in sorted(self.books))
+
+    @classmethod
+    def from_state(cls, state: Sequence) -> MatchingEngine:
+        engine = cls()
+        for book_state in state:
+            book = OrderBook.from_state(book_state)
+            engine.books[book.symbol] = book
+        return engine
 
     def state_hash(self) -> str:
         """A digest of every book's full state; equal states hash equal in any process."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from matching.engine.commands import NewOrder
+from matching.engine.types import OrderType, Side, STPMode, TimeInForce
 
 
 class Order:
@@ -51,6 +53,16 @@ class Order:
         for name in Order.__slots__:
             setattr(clone, name, getattr(self, name))
         return clone
+
+    @classmethod
+    def from_state(cls, values: Sequence) -> Order:
+        """The inverse of `state()` (also from JSON lists)."""
+        order = cls.__new__(cls)
+        (order.order_id, order.owner, side, order_type, order.price, order.qty, order.remaining, tif,
+         order.post_only, order.stop_price, order.expire_at, stp, order.timestamp) = values
+        order.side, order.order_type = Side(side), OrderType(order_type)
+        order.tif, order.stp = TimeInForce(tif), STPMode(stp)
+        return order
 
     def state(self) -> tuple:
         """Every field, in a fixed order, as plain values (for hashing and snapshots)."""

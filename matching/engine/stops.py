@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sortedcontainers import SortedList
 
 from matching.engine.order import Order
@@ -54,3 +56,9 @@ class StopBook:
 
     def state(self) -> tuple:
         return (tuple(self.buys), tuple(self.sells), self.seq)
+
+    def restore(self, state: Sequence) -> None:
+        buys, sells, self.seq = state
+        self.buys = SortedList(tuple(key) for key in buys)
+        self.sells = SortedList(tuple(key) for key in sells)
+        self.keys = {key[2]: key for key in (*self.buys, *self.sells)}
