@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from hashlib import sha256
 from heapq import heapify, heappop, heappush, nsmallest
+from typing import cast
 
 from matching.engine.commands import AmendOrder, CancelOrder, NewOrder
 from matching.engine.events import (
@@ -111,7 +112,7 @@ class OrderBook:
         out.append(_new(OrderAccepted, (order_id, cmd.owner, self.symbol, side, otype, price, qty, ts)))
         if cmd.expire_at is not None:
             heappush(self.expiries, (cmd.expire_at, order_id))
-        if otype is LIMIT and tif is not IOC and tif is not FOK:
+        if otype is LIMIT and tif is not IOC and tif is not FOK and price is not None:
             # The common case, inlined: a limit order that does not cross simply rests.
             if side is BUY:
                 heap = self.asks.heap
@@ -151,9 +152,9 @@ class OrderBook:
             self.expire(ts, out)
         order = self.orders.get(cmd.order_id)
         if order is None or order.owner != cmd.owner:
-            reason: RejectReason | None = RejectReason.UNKNOWN_ORDER
-        else:
-            reason = self._check_amend(order, cmd)
+            out.append(AmendRejected(cmd.order_id, cmd.owner, self.symbol, RejectReason.UNKNOWN_ORDER, ts))
+            return
+        reason = self._check_amend(order, cmd)
         if reason is not None:
             out.append(AmendRejected(cmd.order_id, cmd.owner, self.symbol, reason, ts))
             return
@@ -164,7 +165,7 @@ class OrderBook:
         pending = order.order_id in self.stops
         keeps_priority = qty <= order.qty and price == order.price and stop_price == order.stop_price
         if keeps_priority and not pending:
-            level = self._ladder(order.side).levels[self._key(order.side, order.price)]
+            level = self._level_of(order)
             level.qty -= order.remaining - remaining
             order.qty, order.remaining = qty, remaining
             out.append(self._amended(order, True, ts))
@@ -273,12 +274,9 @@ class OrderBook:
 
     # ---- internals ------------------------------------------------------------------------
 
-    @staticmethod
-    def _key(side: Side, price: int) -> int:
-        return -price if side is BUY else price
-
-    def _ladder(self, side: Side) -> Ladder:
-        return self.bids if side is BUY else self.asks
+    def _level_of(self, order: Order) -> Level:
+        price = cast(int, order.price)
+        return self.bids.levels[-price] if order.side is BUY else self.asks.levels[price]
 
     def _amended(self, order: Order, kept: bool, ts: int) -> OrderAmended:
         return OrderAmended(order.order_id, order.owner, self.symbol, order.price, order.qty,
@@ -323,7 +321,7 @@ class OrderBook:
         if cmd.post_only:
             if tif is IOC or tif is FOK:
                 return RejectReason.INVALID_OPTIONS
-            if self._crosses(cmd.side, price):
+            if self._crosses(cmd.side, cast(int, price)):
                 return RejectReason.POST_ONLY_WOULD_TAKE
         return None
 
@@ -478,7 +476,7 @@ class OrderBook:
             self.last_price = last
 
     def _rest(self, order: Order, out: list) -> None:
-        side, price = order.side, order.price
+        side, price = order.side, cast(int, order.price)
         if side is BUY:
             ladder, key = self.bids, -price
         else:
@@ -501,7 +499,7 @@ class OrderBook:
             self.stops.remove(order)
             order.remaining = 0
             return
-        side, price = order.side, order.price
+        side, price = order.side, cast(int, order.price)
         if side is BUY:
             ladder, key = self.bids, -price
         else:
@@ -525,12 +523,13 @@ class OrderBook:
         each triggered order's trades may move the price and trigger more."""
         stops = self.stops
         while stops.keys:
-            order_id = stops.pop_triggered(self.last_price)
+            last = cast(int, self.last_price)  # only called after a trade
+            order_id = stops.pop_triggered(last)
             if order_id is None:
                 return
             order = self.orders.pop(order_id)
-            out.append(StopTriggered(order_id, order.owner, self.symbol, order.stop_price, self.last_price,
-                                     ts))
+            stop = cast(int, order.stop_price)
+            out.append(StopTriggered(order_id, order.owner, self.symbol, stop, last, ts))
             order.order_type = MARKET if order.order_type is STOP else LIMIT
             order.timestamp = ts
             self._execute(order, ts, out)

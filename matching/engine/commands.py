@@ -26,6 +26,7 @@ class NewOrder:
     expire_at: int | None = None  # required for DAY and GTD
     stp: STPMode = STPMode.CANCEL_NEWEST
     timestamp: int = 0
+    client_order_id: str | None = None  # the client's idempotency key; the engine ignores it
 
 
 @dataclass(slots=True)

@@ -15,7 +15,11 @@ from matching.engine.commands import AdvanceTime, AmendOrder, CancelOrder, Comma
 from matching.engine.events import AmendRejected, CancelRejected, Event, OrderRejected
 from matching.engine.types import RejectReason
 
-_UNKNOWN_SYMBOL_EVENT = {NewOrder: OrderRejected, CancelOrder: CancelRejected, AmendOrder: AmendRejected}
+_UNKNOWN_SYMBOL_EVENT: dict[type, type[OrderRejected | CancelRejected | AmendRejected]] = {
+    NewOrder: OrderRejected,
+    CancelOrder: CancelRejected,
+    AmendOrder: AmendRejected,
+}
 
 
 class MatchingEngine:
@@ -34,19 +38,18 @@ class MatchingEngine:
 
     def apply(self, cmd: Command) -> list[Event]:
         out: list[Event] = []
-        kind = type(cmd)
-        if kind is AdvanceTime:
+        if isinstance(cmd, AdvanceTime):
             for symbol in sorted(self.books):
                 self.books[symbol].expire(cmd.timestamp, out)
             return out
         book = self.books.get(cmd.symbol)
         if book is None:
-            rejected = _UNKNOWN_SYMBOL_EVENT[kind]
+            rejected = _UNKNOWN_SYMBOL_EVENT[type(cmd)]
             out.append(rejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.UNKNOWN_SYMBOL,
                                 cmd.timestamp))
-        elif kind is NewOrder:
+        elif isinstance(cmd, NewOrder):
             book.submit(cmd, out)
-        elif kind is CancelOrder:
+        elif isinstance(cmd, CancelOrder):
             book.cancel(cmd, out)
         else:
             book.amend(cmd, out)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from sortedcontainers import SortedList
+from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from matching.engine.order import Order
 from matching.engine.types import Side
@@ -30,11 +31,12 @@ class StopBook:
 
     def add(self, order: Order) -> None:
         self.seq += 1
+        stop = cast(int, order.stop_price)
         if order.side is Side.BUY:
-            key = (order.stop_price, self.seq, order.order_id)
+            key = (stop, self.seq, order.order_id)
             self.buys.add(key)
         else:
-            key = (-order.stop_price, self.seq, order.order_id)
+            key = (-stop, self.seq, order.order_id)
             self.sells.add(key)
         self.keys[order.order_id] = key
 
