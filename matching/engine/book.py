@@ -48,6 +48,10 @@ USER_CANCEL = CancelReason.USER
 # Hot paths build events with tuple.__new__(EventType, fields): same object, half the cost.
 _new = tuple.__new__
 
+# Command fields that still need checking are read with getattr(cmd, "name"): untyped, so that
+# a wrongly typed field is rejected with a reason, also when the engine is compiled by mypyc
+# (whose typed attribute reads would raise TypeError first).
+
 
 class Ladder:
     """One side of the book."""
@@ -96,8 +100,9 @@ class OrderBook:
         ts = cmd.timestamp
         if self.expiries and self.expiries[0][0] <= ts:
             self.expire(ts, out)
-        order_id, side, otype, price, qty = cmd.order_id, cmd.side, cmd.order_type, cmd.price, cmd.qty
-        tif = cmd.tif
+        order_id, side, otype, tif = cmd.order_id, cmd.side, cmd.order_type, cmd.tif
+        qty: object = getattr(cmd, "qty")
+        price: object = getattr(cmd, "price")
         if not (
             # the common case, a plain GTC limit order, checked inline; the rest in _check_new
             otype is LIMIT and tif is GTC and type(qty) is int and 0 < qty <= MAX_UNITS
@@ -109,19 +114,21 @@ class OrderBook:
                 out.append(OrderRejected(order_id, cmd.owner, self.symbol, reason, ts))
                 return
         order = Order(cmd, ts)
-        out.append(_new(OrderAccepted, (order_id, cmd.owner, self.symbol, side, otype, price, qty, ts)))
+        out.append(_new(OrderAccepted, (order_id, cmd.owner, self.symbol, side, otype, order.price, order.qty,
+                                        ts)))
         if cmd.expire_at is not None:
             heappush(self.expiries, (cmd.expire_at, order_id))
-        if otype is LIMIT and tif is not IOC and tif is not FOK and price is not None:
+        if otype is LIMIT and tif is not IOC and tif is not FOK:
             # The common case, inlined: a limit order that does not cross simply rests.
+            limit = cast(int, order.price)
             if side is BUY:
                 heap = self.asks.heap
-                if not heap or heap[0] > price:
+                if not heap or heap[0] > limit:
                     self._rest(order, out)
                     return
             else:
                 heap = self.bids.heap
-                if not heap or heap[0] > -price:
+                if not heap or heap[0] > -limit:
                     self._rest(order, out)
                     return
         elif otype is STOP or otype is STOP_LIMIT:
@@ -290,7 +297,9 @@ class OrderBook:
         return bool(heap) and heap[0] <= -price
 
     def _check_new(self, cmd: NewOrder) -> RejectReason | None:
-        qty, price, otype, tif = cmd.qty, cmd.price, cmd.order_type, cmd.tif
+        otype, tif = cmd.order_type, cmd.tif
+        qty: object = getattr(cmd, "qty")
+        price: object = getattr(cmd, "price")
         if type(qty) is not int or not 0 < qty <= MAX_UNITS:
             return RejectReason.INVALID_QUANTITY
         if otype is LIMIT or otype is STOP_LIMIT:
@@ -300,7 +309,7 @@ class OrderBook:
             return RejectReason.INVALID_PRICE
         if cmd.order_id in self.orders:
             return RejectReason.DUPLICATE_ORDER_ID
-        stop = cmd.stop_price
+        stop: object = getattr(cmd, "stop_price")
         if otype is STOP or otype is STOP_LIMIT:
             if type(stop) is not int or not 0 < stop <= MAX_UNITS:
                 return RejectReason.INVALID_STOP_PRICE
@@ -310,11 +319,11 @@ class OrderBook:
                 return RejectReason.STOP_WOULD_TRIGGER
         elif stop is not None:
             return RejectReason.INVALID_STOP_PRICE
+        expire_at: object = getattr(cmd, "expire_at")
         if tif is DAY or tif is GTD:
-            expire_at = cmd.expire_at
             if type(expire_at) is not int or expire_at <= cmd.timestamp:
                 return RejectReason.INVALID_EXPIRY
-        elif cmd.expire_at is not None:
+        elif expire_at is not None:
             return RejectReason.INVALID_EXPIRY
         if (otype is MARKET or otype is STOP) and (cmd.post_only or tif is DAY or tif is GTD):
             return RejectReason.INVALID_OPTIONS
@@ -326,7 +335,9 @@ class OrderBook:
         return None
 
     def _check_amend(self, order: Order, cmd: AmendOrder) -> RejectReason | None:
-        qty, price, stop = cmd.qty, cmd.price, cmd.stop_price
+        qty: object = getattr(cmd, "qty")
+        price: object = getattr(cmd, "price")
+        stop: object = getattr(cmd, "stop_price")
         if qty is None and price is None and stop is None:
             return RejectReason.INVALID_OPTIONS
         if qty is not None and (

@@ -48,21 +48,27 @@ class Order:
         self.stp = cmd.stp
         self.timestamp = timestamp
 
+    @classmethod
+    def with_values(cls, order_id: int, owner: int, side: Side, order_type: OrderType, price: int | None,
+                    qty: int, remaining: int, tif: TimeInForce, post_only: bool, stop_price: int | None,
+                    expire_at: int | None, stp: STPMode, timestamp: int) -> Order:
+        order = cls(NewOrder(order_id, owner, "", side, qty, price, order_type, tif, post_only, stop_price,
+                             expire_at, stp, timestamp), timestamp)
+        order.remaining = remaining
+        return order
+
     def copy(self) -> Order:
-        clone = Order.__new__(Order)
-        for name in Order.__slots__:
-            setattr(clone, name, getattr(self, name))
-        return clone
+        return Order.with_values(self.order_id, self.owner, self.side, self.order_type, self.price, self.qty,
+                                 self.remaining, self.tif, self.post_only, self.stop_price, self.expire_at,
+                                 self.stp, self.timestamp)
 
     @classmethod
     def from_state(cls, values: Sequence) -> Order:
         """The inverse of `state()` (also from JSON lists)."""
-        order = cls.__new__(cls)
-        (order.order_id, order.owner, side, order_type, order.price, order.qty, order.remaining, tif,
-         order.post_only, order.stop_price, order.expire_at, stp, order.timestamp) = values
-        order.side, order.order_type = Side(side), OrderType(order_type)
-        order.tif, order.stp = TimeInForce(tif), STPMode(stp)
-        return order
+        (order_id, owner, side, order_type, price, qty, remaining, tif, post_only, stop_price, expire_at,
+         stp, timestamp) = values
+        return cls.with_values(order_id, owner, Side(side), OrderType(order_type), price, qty, remaining,
+                               TimeInForce(tif), post_only, stop_price, expire_at, STPMode(stp), timestamp)
 
     def state(self) -> tuple:
         """Every field, in a fixed order, as plain values (for hashing and snapshots)."""
