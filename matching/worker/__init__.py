@@ -1,0 +1,1 @@
+"""The matching worker: sequencing, the durable command log, snapshots and transport."""

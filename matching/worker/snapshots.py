@@ -1,0 +1,77 @@
+"""Periodic snapshots of the worker's state, so a restart replays only the journal's tail.
+
+A file is `snapshot-{seq:016d}.json`: the first line is the sha256 hex digest of the rest, the
+rest is the state as compact JSON. It is written to a temporary name, fsynced and renamed, so
+a crash leaves either the whole new snapshot or none of it; the digest catches later damage,
+and `latest` then falls back to an older snapshot (the journal still holds the longer tail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"snapshot-(\d{16})\.json")
+_TMP_SUFFIX = ".tmp"
+
+
+class SnapshotStore:
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+
+    def save(self, seq: int, state: object) -> Path:
+        """Write the state as of `seq` atomically and durably, then prune old snapshots."""
+        if seq < 0:
+            raise ValueError(f"seq must not be negative, got {seq}")
+        body = json.dumps(state, separators=(",", ":")).encode()
+        path = self.directory / f"snapshot-{seq:016d}.json"
+        tmp = path.with_name(path.name + _TMP_SUFFIX)
+        with open(tmp, "wb") as f:
+            f.write(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(self.directory)  # make the rename itself durable
+        self._prune()
+        return path
+
+    def latest(self) -> tuple[int, object] | None:
+        """(seq, state) of the newest snapshot that loads intact; None if there is none."""
+        for seq, path in self._snapshots():
+            try:
+                digest, newline, body = path.read_bytes().partition(b"\n")
+                if not newline or digest != hashlib.sha256(body).hexdigest().encode():
+                    raise ValueError("checksum mismatch")
+                return seq, json.loads(body)
+            except (OSError, ValueError) as exc:  # JSON and Unicode errors are ValueErrors
+                log.warning("skipping damaged snapshot %s: %s", path, exc)
+        return None
+
+    def _snapshots(self) -> list[tuple[int, Path]]:
+        """(seq, path) of every snapshot file, newest first; temporary files do not match."""
+        found = [(int(m[1]), p) for p in self.directory.iterdir() if (m := _NAME.fullmatch(p.name))]
+        return sorted(found, reverse=True)
+
+    def _prune(self) -> None:
+        for _seq, path in self._snapshots()[self.keep :]:
+            path.unlink(missing_ok=True)
+        for path in self.directory.glob(f"snapshot-*.json{_TMP_SUFFIX}"):  # left by a crashed save
+            path.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
