@@ -38,6 +38,7 @@ from matching.engine import (
     OrderType,
     Side,
     Trade,
+    is_compiled,
 )
 
 SYMBOLS = ("AAPL", "GOOGL", "MSFT", "TSLA")
@@ -317,6 +318,8 @@ def main() -> int:
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {machine()}")
     print(f"python:  {platform.python_implementation()} {platform.python_version()}")
+    print(f"engine:  {'compiled by mypyc' if is_compiled() else 'interpreted'} "
+          f"(switch with scripts/build_engine.py build|clean)")
     t0 = time.perf_counter()
     builder = StreamBuilder(args.seed)
     builder.build(args.commands)

@@ -4,6 +4,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements.txt
 cd "$ROOT"
+.venv/bin/python scripts/build_engine.py build
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py collectstatic --noinput --verbosity 0
 .venv/bin/python manage.py ensure_demo_users

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Lint, then run the tests; arguments go to pytest (e.g. ./scripts/test.sh -k instruments -n auto).
+# Without arguments the engine's tests run twice: interpreted, then compiled by mypyc (as served).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements.txt requirements-dev.txt requirements-bench.txt
 cd "$ROOT"
 .venv/bin/ruff check .
+if [ "$#" -eq 0 ]; then
+    echo "== engine tests, interpreted"
+    .venv/bin/python scripts/build_engine.py clean
+    .venv/bin/python -m pytest -q matching/tests
+fi
+.venv/bin/python scripts/build_engine.py build
+echo "== all tests"
 status=0
 .venv/bin/python -m pytest "$@" || status=$?
 if [ "$status" -eq 5 ]; then

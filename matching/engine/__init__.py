@@ -2,7 +2,12 @@
 
 Read in this order: types (enums), commands (input), events (output), order (a live order
 and a price level), book (matching), stops (pending stop orders), engine (dispatch).
+The same source may run compiled by mypyc (see compiled.py); it behaves identically.
 """
+
+from matching.engine.compiled import check_fresh, is_compiled
+
+check_fresh()
 
 from matching.engine.book import MAX_UNITS, OrderBook
 from matching.engine.commands import AdvanceTime, AmendOrder, CancelOrder, Command, NewOrder
@@ -62,4 +67,5 @@ __all__ = [
     "StopTriggered",
     "TimeInForce",
     "Trade",
+    "is_compiled",
 ]

@@ -1,0 +1,40 @@
+"""Whether the engine runs compiled (mypyc) or interpreted, and a guard against stale builds.
+
+Compiled extension modules sit next to their sources and Python prefers them, so a source edited
+after a build would silently not run. `check_fresh()` compares the sources with the digest
+recorded by `scripts/build_engine.py` and refuses stale modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import sysconfig
+from pathlib import Path
+
+COMPILED_MODULES = ("order", "stops", "book", "engine")
+STAMP = "compiled.stamp"
+_HERE = Path(__file__).resolve().parent
+
+
+def source_digest() -> str:
+    digest = hashlib.sha256(sys.version.encode())
+    for name in COMPILED_MODULES:
+        digest.update((_HERE / f"{name}.py").read_bytes())
+    return digest.hexdigest()
+
+
+def is_compiled() -> bool:
+    # Python's import system prefers an extension module to a source file in the same directory.
+    return (_HERE / f"book{sysconfig.get_config_var('EXT_SUFFIX')}").exists()
+
+
+def check_fresh() -> None:
+    if not is_compiled():
+        return
+    stamp = _HERE / STAMP
+    if not stamp.exists() or stamp.read_text() != source_digest():
+        raise ImportError(
+            "the compiled matching engine is older than its sources: run "
+            "`python scripts/build_engine.py build` (or `clean` to run interpreted)"
+        )
