@@ -1,0 +1,59 @@
+"""Commands survive encode/decode exactly; anything malformed is a CodecError, never a crash."""
+
+import msgpack
+import pytest
+
+from matching.engine import (
+    AdvanceTime,
+    AmendOrder,
+    CancelOrder,
+    NewOrder,
+    OrderType,
+    Side,
+    STPMode,
+    TimeInForce,
+)
+from matching.worker.codec import CodecError, decode_command, encode_command
+
+COMMANDS = [
+    NewOrder(7, 3, "AAPL", Side.SELL, 12, 10_050, OrderType.STOP_LIMIT, TimeInForce.GTD, False, 10_000,
+             5_000, STPMode.DECREMENT, 99, "client-1"),
+    NewOrder(8, 4, "MSFT", Side.BUY, 1, None, OrderType.MARKET, TimeInForce.IOC),
+    NewOrder(9, 4, "MSFT", Side.BUY, 1, 100, post_only=True),
+    CancelOrder(7, 3, "AAPL", 100),
+    AmendOrder(7, 3, "AAPL", 10, None, 9_999, 101),
+    AdvanceTime(10**18),
+]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: type(c).__name__)
+def test_round_trip(cmd):
+    decoded = decode_command(encode_command(cmd))
+    assert decoded == cmd
+    assert type(decoded) is type(cmd)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xc1",  # never used in msgpack
+        msgpack.packb(5),
+        msgpack.packb([]),
+        msgpack.packb([9, 1, 2]),  # unknown tag
+        msgpack.packb([2, 1, 2]),  # cancel with too few fields
+        msgpack.packb([2, "1", 2, "AAPL", 0]),  # order id not an integer
+        msgpack.packb([2, 1, 2, 5, 0]),  # symbol not a string
+        msgpack.packb([4, "soon"]),
+        msgpack.packb([1, 1, 1, "AAPL", "up", 1, 1, "limit", "gtc", False, None, None, "none", 0, None]),
+        msgpack.packb([1, 1, 1, "AAPL", "buy", 1, 1, "limit", "gtc", False, None, None, "none", 0, 5]),
+    ],
+)
+def test_malformed_input_is_a_codec_error(data):
+    with pytest.raises(CodecError):
+        decode_command(data)
+
+
+def test_encoding_something_else_is_refused():
+    with pytest.raises(CodecError):
+        encode_command("not a command")

@@ -1,0 +1,112 @@
+"""The embedded bus: a matcher thread answering sync and async callers, failing fast when it can't."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from matching.engine import NewOrder, OrderAccepted, Side
+from matching.tests.worker.load import SYMBOLS
+from matching.worker.bus import Unavailable
+from matching.worker.embedded import EmbeddedBus
+from matching.worker.matcher import Matcher, Reply
+
+
+def order(owner: int = 1, price: int = 100, coid: str | None = None) -> NewOrder:
+    return NewOrder(0, owner, "AAPL", Side.BUY, 1, price, client_order_id=coid)
+
+
+@pytest.fixture
+def bus(tmp_path):
+    bus = EmbeddedBus(Matcher.open(SYMBOLS, tmp_path, fsync=False))
+    bus.start()
+    yield bus
+    bus.stop()
+    bus.matcher.close()
+
+
+def test_sync_submit_gets_its_own_reply(bus):
+    reply = bus.submit(order(coid="one"), timeout=5)
+    assert reply.seq == 1
+    assert isinstance(reply.events[0], OrderAccepted)
+    assert reply.events[0].order_id == reply.order_id
+
+
+def test_async_submit(bus):
+    async def main() -> list[Reply]:
+        return await asyncio.gather(*(bus.submit_async(order(owner=n), timeout=5) for n in range(1, 51)))
+
+    replies = asyncio.run(main())
+    assert sorted(r.seq for r in replies) == list(range(1, 51))
+    assert [r.events[0].owner for r in replies] == list(range(1, 51))  # each caller got its own
+
+
+def test_many_threads_all_answered_with_contiguous_seqs(bus):
+    replies: list[Reply] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        for i in range(40):
+            reply = bus.submit(order(owner=n, coid=f"{n}-{i}"), timeout=10)
+            with lock:
+                replies.append(reply)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.seq for r in replies) == list(range(1, 321))
+    assert bus.health()["seq"] == 320
+
+
+def test_listeners_see_every_batch(bus):
+    seen: list[int] = []
+    bus.subscribe(lambda replies: seen.extend(r.seq for r in replies))
+    for _ in range(5):
+        bus.submit(order(), timeout=5)
+    bus.submit(order(), timeout=5)
+    assert seen == [1, 2, 3, 4, 5, 6]
+
+
+def test_full_queue_is_refused_at_once(tmp_path):
+    bus = EmbeddedBus(Matcher.open(SYMBOLS, tmp_path, fsync=False), max_queue=2, max_batch=1)
+    gate = threading.Event()
+    bus.subscribe(lambda replies: gate.wait(5))  # the matcher thread stalls after its first batch
+    bus.start()
+    bus.submit(order(), timeout=5)
+    queued = [bus.enqueue(order()), bus.enqueue(order())]
+    with pytest.raises(Unavailable, match="full"):
+        bus.enqueue(order())
+    gate.set()
+    assert [f.result(5).seq for f in queued] == [2, 3]
+    bus.stop()
+    bus.matcher.close()
+
+
+def test_not_started_is_unavailable(tmp_path):
+    matcher = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    with pytest.raises(Unavailable, match="not running"):
+        EmbeddedBus(matcher).submit(order(), timeout=1)
+    matcher.close()
+
+
+def test_a_failed_journal_stops_the_matcher_and_callers_hear_it(bus):
+    bus.submit(order(), timeout=5)
+    bus.matcher.journal.close()  # the next commit fails
+    with pytest.raises(Unavailable, match="failed"):
+        bus.submit(order(), timeout=5)
+    assert bus.health()["status"] == "down"
+    with pytest.raises(Unavailable):
+        bus.submit(order(), timeout=5)
+
+
+def test_slow_matcher_times_out_fast(bus):
+    gate = threading.Event()
+    bus.subscribe(lambda replies: gate.wait(5))  # hold the matcher thread after the first batch
+    bus.submit(order(), timeout=5)
+    with pytest.raises(Unavailable, match="in time"):
+        bus.submit(order(), timeout=0.2)
+    gate.set()

@@ -1,0 +1,140 @@
+"""The matcher: sequencing, order ids, idempotent retries, recovery and snapshot equivalence."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from matching.engine import NewOrder, Side, Trade
+from matching.tests.worker.load import SYMBOLS, LoadGenerator
+from matching.worker.codec import encode_command
+from matching.worker.journal import Journal
+from matching.worker.matcher import ORDER_ID_STRIDE, Matcher
+
+
+def drive(matcher: Matcher, seed: int, batches: int) -> None:
+    load, rng = LoadGenerator(seed), random.Random(seed)
+    for _ in range(batches):
+        matcher.process(load.batch(matcher.engine, rng.randint(1, 30)))
+
+
+@pytest.fixture
+def matcher(tmp_path):
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    yield m
+    m.close()
+
+
+def order(owner=1, side=Side.BUY, qty=5, price=100, coid=None) -> NewOrder:
+    return NewOrder(0, owner, "AAPL", side, qty, price, client_order_id=coid)
+
+
+def test_sequence_timestamps_and_order_ids(tmp_path):
+    times = iter([50, 40, 40, 60])  # a wall clock that stalls and steps back
+    m = Matcher(SYMBOLS, shard=2, journal=Journal(tmp_path / "j", fsync=False), clock=lambda: next(times))
+    replies = m.process([order(), order(), order(), order()])
+    assert [r.seq for r in replies] == [1, 2, 3, 4]
+    assert [r.order_id for r in replies] == [2 * ORDER_ID_STRIDE + n for n in (1, 2, 3, 4)]
+    records = list(Journal.read(tmp_path / "j"))
+    assert [r.timestamp for r in records] == [50, 51, 52, 60]
+    assert [r.events[0].timestamp for r in replies] == [50, 51, 52, 60]
+
+
+def test_retry_with_same_client_order_id_returns_the_original(matcher):
+    first = matcher.process([order(coid="a", price=100)])[0]
+    again = matcher.process([order(coid="a", price=999)])[0]
+    assert again.duplicate and again.order_id == first.order_id and again.events == []
+    assert list(matcher.engine.books["AAPL"].orders) == [first.order_id]
+    other_owner = matcher.process([order(owner=2, coid="a")])[0]
+    assert not other_owner.duplicate and other_owner.order_id != first.order_id
+
+
+def test_duplicates_inside_one_batch(matcher):
+    replies = matcher.process([order(coid="x"), order(coid="x"), order(coid="y")])
+    assert [r.duplicate for r in replies] == [False, True, False]
+    assert replies[1].order_id == replies[0].order_id
+
+
+def test_idempotency_survives_restart(tmp_path):
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    first = m.process([order(coid="keep")])[0]
+    m.close()
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    again = m.process([order(coid="keep")])[0]
+    assert again.duplicate and again.order_id == first.order_id
+    m.close()
+
+
+@pytest.mark.parametrize("snapshot_every", [10**9, 7, 100])
+def test_recovery_equals_the_uninterrupted_run(tmp_path, snapshot_every):
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False, snapshot_every=snapshot_every)
+    drive(m, seed=1, batches=40)
+    expected = (m.seq, m.state_hash(), m.orders_created, dict(m.client_order_ids))
+    m.close()
+    replayed: list = []
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False, on_reply=replayed.append)
+    assert (m.seq, m.state_hash(), m.orders_created, m.client_order_ids) == expected
+    if snapshot_every == 10**9:
+        assert len(replayed) == m.seq  # no snapshot: the whole journal was replayed
+    m.close()
+
+
+def test_snapshot_at_n_plus_replay_equals_uninterrupted(tmp_path):
+    straight = Matcher(SYMBOLS, journal=Journal(tmp_path / "straight", fsync=False))
+    drive(straight, seed=3, batches=30)
+    records = list(Journal.read(tmp_path / "straight"))
+    for cut in (1, len(records) // 3, len(records) - 1):
+        prefix = Matcher(SYMBOLS)
+        for record in records[:cut]:
+            prefix.apply_encoded(record.seq, record.timestamp, record.payload)
+        resumed = Matcher(SYMBOLS)
+        resumed.restore(prefix.state())
+        for record in records[cut:]:
+            resumed.apply_encoded(record.seq, record.timestamp, record.payload)
+        assert resumed.state_hash() == straight.state_hash()
+        assert resumed.seq == straight.seq
+
+
+def test_replayed_events_equal_the_live_ones(tmp_path):
+    live: list = []
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    load, rng = LoadGenerator(5), random.Random(5)
+    for _ in range(20):
+        live.extend(m.process(load.batch(m.engine, rng.randint(1, 20))))
+    m.close()
+    replayed: list = []
+    Matcher.open(SYMBOLS, tmp_path, fsync=False, on_reply=replayed.append).close()
+    assert replayed == live
+    assert any(isinstance(e, Trade) for r in live for e in r.events)
+
+
+def test_an_undecodable_record_takes_its_seq_and_is_skipped(tmp_path):
+    journal = Journal(tmp_path / "j", fsync=False)
+    journal.append(1, 10, b"\xc1garbage")
+    journal.append(2, 11, encode_command(order()))
+    journal.commit()
+    m = Matcher(SYMBOLS, journal=journal)
+    m.recover()
+    assert m.seq == 2
+    assert len(m.engine.books["AAPL"].orders) == 1
+
+
+def test_a_sequence_gap_is_refused(matcher):
+    with pytest.raises(ValueError, match="sequence gap"):
+        matcher.apply(5, 1, order())
+
+
+def test_snapshot_of_another_shard_is_refused():
+    with pytest.raises(ValueError, match="shard"):
+        Matcher(SYMBOLS, shard=1).restore(Matcher(SYMBOLS, shard=0).state())
+
+
+def test_journal_behind_the_snapshot_is_refused(tmp_path):
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    drive(m, seed=2, batches=5)
+    m.snapshot()
+    m.close()
+    (tmp_path / "shard-0.journal").unlink()
+    with pytest.raises(RuntimeError, match="journal ends"):
+        Matcher.open(SYMBOLS, tmp_path, fsync=False)
