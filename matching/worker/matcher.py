@@ -40,6 +40,7 @@ class Reply:
     order_id: int  # the order the command created or addressed (the original one for a retry)
     events: list[Event] = field(default_factory=list)
     duplicate: bool = False  # a retried client_order_id: nothing happened, see the original order
+    command: Command | None = None  # as applied (order id and timestamp stamped)
 
 
 class Matcher:
@@ -125,18 +126,18 @@ class Matcher:
         self._since_snapshot += 1
         cmd.timestamp = timestamp
         if type(cmd) is not NewOrder:
-            return Reply(seq, getattr(cmd, "order_id", 0), self.engine.apply(cmd))
+            return Reply(seq, getattr(cmd, "order_id", 0), self.engine.apply(cmd), command=cmd)
         key = None
         if cmd.client_order_id is not None:
             key = (cmd.owner, cmd.client_order_id)
             original = self.client_order_ids.get(key)
             if original is not None:
-                return Reply(seq, original, [], duplicate=True)
+                return Reply(seq, original, [], duplicate=True, command=cmd)
         self.orders_created += 1
         cmd.order_id = self.shard * ORDER_ID_STRIDE + self.orders_created
         if key is not None:
             self.client_order_ids[key] = cmd.order_id
-        return Reply(seq, cmd.order_id, self.engine.apply(cmd))
+        return Reply(seq, cmd.order_id, self.engine.apply(cmd), command=cmd)
 
     def apply_encoded(self, seq: int, timestamp: int, payload: bytes) -> Reply:
         """Apply a logged record; an undecodable one still takes its seq and is answered empty."""
