@@ -12,6 +12,7 @@ a rebuild. Without a C compiler `build` says so and leaves the engine interprete
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -24,8 +25,11 @@ ENGINE = ROOT / "matching" / "engine"
 CACHE = ROOT / ".venv" / "engine-build"
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
 
-sys.path.insert(0, str(ROOT))
-from matching.engine.compiled import COMPILED_MODULES, STAMP, source_digest  # noqa: E402
+# Loaded by path, not imported: importing the package would refuse a stale build before we fix it.
+_spec = importlib.util.spec_from_file_location("engine_compiled", ENGINE / "compiled.py")
+compiled = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compiled)
+COMPILED_MODULES, STAMP, source_digest = compiled.COMPILED_MODULES, compiled.STAMP, compiled.source_digest
 
 
 def compiled_files() -> list[Path]:

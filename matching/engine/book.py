@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from hashlib import sha256
 from heapq import heapify, heappop, heappush, nsmallest
-from typing import cast
+from typing import Final, cast
 
 from matching.engine.commands import AmendOrder, CancelOrder, NewOrder
 from matching.engine.events import (
@@ -34,19 +34,31 @@ from matching.engine.stops import StopBook
 from matching.engine.types import CancelReason, OrderType, RejectReason, Side, STPMode, TimeInForce
 
 # Bound on prices (ticks) and quantities (lots): keeps arithmetic and storage sane.
-MAX_UNITS = 10**15
-_NO_LIMIT = MAX_UNITS + 1  # the limit key of a market order: beyond every real price
+MAX_UNITS: Final = 10**15
+_NO_LIMIT: Final = MAX_UNITS + 1  # the limit key of a market order: beyond every real price
 
-BUY, SELL = Side.BUY, Side.SELL
-LIMIT, MARKET, STOP, STOP_LIMIT = OrderType.LIMIT, OrderType.MARKET, OrderType.STOP, OrderType.STOP_LIMIT
-GTC, IOC, FOK, DAY, GTD = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY, TimeInForce.GTD
-STP_NONE = STPMode.NONE
-CANCEL_NEWEST, CANCEL_OLDEST, CANCEL_BOTH = STPMode.CANCEL_NEWEST, STPMode.CANCEL_OLDEST, STPMode.CANCEL_BOTH
-SELF_TRADE = CancelReason.SELF_TRADE
-USER_CANCEL = CancelReason.USER
+# Enum members bound once as Final names: a plain global or class attribute lookup per use costs
+# more than the comparison itself, interpreted and even more so compiled.
+BUY: Final = Side.BUY
+SELL: Final = Side.SELL
+LIMIT: Final = OrderType.LIMIT
+MARKET: Final = OrderType.MARKET
+STOP: Final = OrderType.STOP
+STOP_LIMIT: Final = OrderType.STOP_LIMIT
+GTC: Final = TimeInForce.GTC
+IOC: Final = TimeInForce.IOC
+FOK: Final = TimeInForce.FOK
+DAY: Final = TimeInForce.DAY
+GTD: Final = TimeInForce.GTD
+STP_NONE: Final = STPMode.NONE
+CANCEL_NEWEST: Final = STPMode.CANCEL_NEWEST
+CANCEL_OLDEST: Final = STPMode.CANCEL_OLDEST
+CANCEL_BOTH: Final = STPMode.CANCEL_BOTH
+SELF_TRADE: Final = CancelReason.SELF_TRADE
+USER_CANCEL: Final = CancelReason.USER
 
 # Hot paths build events with tuple.__new__(EventType, fields): same object, half the cost.
-_new = tuple.__new__
+_new: Final = tuple.__new__
 
 # Command fields that still need checking are read with getattr(cmd, "name"): untyped, so that
 # a wrongly typed field is rejected with a reason, also when the engine is compiled by mypyc

@@ -12,7 +12,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-COMPILED_MODULES = ("order", "stops", "book", "engine")
+COMPILED_MODULES = ("commands", "order", "stops", "book", "engine")
 STAMP = "compiled.stamp"
 _HERE = Path(__file__).resolve().parent
 

