@@ -28,6 +28,7 @@ class CodecError(ValueError):
 
 
 _NEW, _CANCEL, _AMEND, _TIME = 1, 2, 3, 4
+_pack = msgpack.Packer().pack  # one reusable packer: msgpack.packb builds a new one per call
 _SIDES = {s.value: s for s in Side}
 _TYPES = {t.value: t for t in OrderType}
 _TIFS = {t.value: t for t in TimeInForce}
@@ -37,9 +38,10 @@ _STPS = {m.value: m for m in STPMode}
 def encode_command(cmd: Command) -> bytes:
     fields: tuple
     if isinstance(cmd, NewOrder):
-        fields = (_NEW, cmd.order_id, cmd.owner, cmd.symbol, cmd.side.value, cmd.qty, cmd.price,
-                  cmd.order_type.value, cmd.tif.value, cmd.post_only, cmd.stop_price, cmd.expire_at,
-                  cmd.stp.value, cmd.timestamp, cmd.client_order_id)
+        # the enums are str subclasses: packed as their string values
+        fields = (_NEW, cmd.order_id, cmd.owner, cmd.symbol, cmd.side, cmd.qty, cmd.price,
+                  cmd.order_type, cmd.tif, cmd.post_only, cmd.stop_price, cmd.expire_at,
+                  cmd.stp, cmd.timestamp, cmd.client_order_id)
     elif isinstance(cmd, CancelOrder):
         fields = (_CANCEL, cmd.order_id, cmd.owner, cmd.symbol, cmd.timestamp)
     elif isinstance(cmd, AmendOrder):
@@ -49,7 +51,7 @@ def encode_command(cmd: Command) -> bytes:
         fields = (_TIME, cmd.timestamp)
     else:
         raise CodecError(f"not a command: {type(cmd).__name__}")
-    return msgpack.packb(fields)
+    return _pack(fields)
 
 
 def decode_command(data: bytes) -> Command:

@@ -1,0 +1,134 @@
+"""The durable path: engine alone vs matcher with its journal (fsync on) vs the embedded bus.
+
+    python bench/worker_bench.py [--commands 200000] [--runs 3] [--seed 7]
+
+Same seeded stream as engine_bench.py. Three ways through it, each timed in the same run:
+
+- engine alone: `MatchingEngine.apply`, no I/O (the ceiling);
+- matcher: `Matcher.process(batch)` for several batch sizes: encode, journal, one fsync per batch, apply;
+- embedded bus: a client keeps W commands in flight through `EmbeddedBus.enqueue` (W = 1 is one
+  order at a time); the matcher thread group-commits whatever is queued. Reports commands/second and
+  the acknowledgement latency (enqueue to reply, which is after the fsync) p50/p99.
+
+The durable figures are also given as a ratio to the engine-alone throughput of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.engine_bench import SYMBOLS, StreamBuilder, machine, percentile
+from matching.engine import MatchingEngine, NewOrder, is_compiled
+from matching.worker.embedded import EmbeddedBus
+from matching.worker.matcher import Matcher
+
+
+def fresh(commands: list) -> list:
+    """Copies with order id 0: the matcher numbers orders itself (1, 2, 3 ... as the stream did)."""
+    out = []
+    for cmd in commands:
+        if type(cmd) is NewOrder:
+            cmd = NewOrder(0, cmd.owner, cmd.symbol, cmd.side, cmd.qty, cmd.price, cmd.order_type)
+        out.append(cmd)
+    return out
+
+
+def engine_alone(commands: list) -> float:
+    engine = MatchingEngine(SYMBOLS)
+    apply = engine.apply
+    t0 = time.perf_counter()
+    for cmd in commands:
+        apply(cmd)
+    return len(commands) / (time.perf_counter() - t0)
+
+
+def matcher_batches(commands: list, batch: int) -> float:
+    with tempfile.TemporaryDirectory() as directory:
+        matcher = Matcher.open(SYMBOLS, directory, snapshot_every=10**9)
+        process = matcher.process
+        t0 = time.perf_counter()
+        for start in range(0, len(commands), batch):
+            process(commands[start:start + batch])
+        rate = len(commands) / (time.perf_counter() - t0)
+        matcher.close()
+    return rate
+
+
+def bus_in_flight(commands: list, window: int) -> tuple[float, list[int]]:
+    with tempfile.TemporaryDirectory() as directory:
+        bus = EmbeddedBus(Matcher.open(SYMBOLS, directory, snapshot_every=10**9), max_queue=window + 1)
+        bus.start()
+        clock, latencies = time.perf_counter_ns, []
+        pending: deque = deque()
+        t0 = time.perf_counter()
+        for cmd in commands:
+            if len(pending) >= window:
+                sent, future = pending.popleft()
+                future.result()
+                latencies.append(clock() - sent)
+            pending.append((clock(), bus.enqueue(cmd)))
+        while pending:
+            sent, future = pending.popleft()
+            future.result()
+            latencies.append(clock() - sent)
+        rate = len(commands) / (time.perf_counter() - t0)
+        bus.stop()
+        bus.matcher.close()
+    return rate, latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--commands", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {machine()}")
+    mode = "compiled by mypyc" if is_compiled() else "interpreted"
+    print(f"python:  {sys.version.split()[0]}; engine {mode}; journal with fsync in {tempfile.gettempdir()}")
+    builder = StreamBuilder(args.seed)
+    builder.build(args.commands)
+    n = len(builder.commands)
+
+    batches, windows = (1, 10, 100, 1000), (1, 16, 256, 4096)
+    alone: list[float] = []
+    matcher: dict[int, list[float]] = {b: [] for b in batches}
+    bus: dict[int, list[float]] = {w: [] for w in windows}
+    lat: dict[int, list[int]] = {}
+    gc.disable()  # as the matcher process runs; nothing in a book forms a cycle
+    for _ in range(args.runs):
+        alone.append(engine_alone(builder.commands))
+        for b in batches:
+            matcher[b].append(matcher_batches(fresh(builder.commands), b))
+        for w in windows:
+            rate, latencies = bus_in_flight(fresh(builder.commands), w)
+            bus[w].append(rate)
+            lat[w] = sorted(latencies)
+        gc.collect()
+    gc.enable()
+
+    base = statistics.median(alone)
+    print(f"\n{n} commands, medians of {args.runs} runs (commands/second; ratio to engine alone):")
+    print(f"  engine alone                      {base:>10,.0f}")
+    for b in batches:
+        rate = statistics.median(matcher[b])
+        print(f"  matcher, batches of {b:<5}         {rate:>10,.0f}   {rate / base:.2f}")
+    for w in windows:
+        rate = statistics.median(bus[w])
+        print(f"  embedded bus, {w:>4} in flight      {rate:>10,.0f}   {rate / base:.2f}   ack latency "
+              f"p50 {percentile(lat[w], 0.5):7.1f} us  p99 {percentile(lat[w], 0.99):8.1f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
