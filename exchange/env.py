@@ -23,6 +23,11 @@ class Env:
     redis_url: str | None  # None: embedded mode with an in-memory channel layer
     allowed_hosts: list[str]
     csrf_trusted_origins: list[str]
+    matcher_data_dir: Path  # the embedded matcher's journal and snapshots
+    matcher_shards: dict[int, list[str]]  # shard -> symbols; empty: one shard with every instrument
+    matcher_timeout: float  # seconds a request waits for the matcher before "unavailable, retry"
+    matcher_fsync: bool  # false only for throwaway runs: acknowledged orders may be lost on a crash
+    matcher_snapshot_every: int  # commands between snapshots
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -37,6 +42,32 @@ def parse_bool(name: str, value: str) -> bool:
 def parse_list(value: str) -> list[str]:
     """Split a comma-separated value, dropping blanks."""
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_shards(value: str) -> dict[int, list[str]]:
+    """`0=AAPL,GOOGL;1=MSFT,TSLA` -> {0: ["AAPL", "GOOGL"], 1: ["MSFT", "TSLA"]}."""
+    shards: dict[int, list[str]] = {}
+    seen: set[str] = set()
+    for part in filter(None, (p.strip() for p in value.split(";"))):
+        number, _, symbols = part.partition("=")
+        if not number.strip().isdigit() or not parse_list(symbols):
+            raise ImproperlyConfigured(f"MATCHER_SHARDS: expected N=SYM,SYM;... not {part!r}")
+        listed = [s.upper() for s in parse_list(symbols)]
+        if seen.intersection(listed) or int(number) in shards:
+            raise ImproperlyConfigured(f"MATCHER_SHARDS: a symbol or shard appears twice in {value!r}")
+        seen.update(listed)
+        shards[int(number)] = listed
+    return shards
+
+
+def parse_positive(name: str, value: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        number = kind(value)
+    except ValueError:
+        number = 0
+    if not number > 0 or number == float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a positive number, not {value!r}")
+    return number
 
 
 def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
@@ -56,4 +87,11 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         redis_url=get("REDIS_URL", "") or None,
         allowed_hosts=parse_list(get("ALLOWED_HOSTS", "127.0.0.1,localhost")),
         csrf_trusted_origins=parse_list(get("CSRF_TRUSTED_ORIGINS", "")),
+        matcher_data_dir=Path(get("MATCHER_DATA_DIR", str(base_dir / "var" / "matcher"))),
+        matcher_shards=parse_shards(get("MATCHER_SHARDS", "")),
+        matcher_timeout=float(parse_positive("MATCHER_TIMEOUT", get("MATCHER_TIMEOUT", "2"), float)),
+        matcher_fsync=parse_bool("MATCHER_FSYNC", get("MATCHER_FSYNC", "true")),
+        matcher_snapshot_every=int(
+            parse_positive("MATCHER_SNAPSHOT_EVERY", get("MATCHER_SNAPSHOT_EVERY", "100000"), int)
+        ),
     )

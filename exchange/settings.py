@@ -74,6 +74,13 @@ if ENV.redis_url:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The matcher (matching/worker): where the embedded one keeps its journal, how symbols map to shards.
+MATCHER_DATA_DIR = ENV.matcher_data_dir
+MATCHER_SHARDS = ENV.matcher_shards
+MATCHER_TIMEOUT = ENV.matcher_timeout
+MATCHER_FSYNC = ENV.matcher_fsync
+MATCHER_SNAPSHOT_EVERY = ENV.matcher_snapshot_every
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -97,3 +97,35 @@ def test_settings_module_follows_the_environment(extra_env, engine, layer):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [engine, layer]
+
+
+def test_matcher_defaults():
+    env = read_env({}, base_dir=BASE_DIR)
+    assert env.matcher_data_dir == BASE_DIR / "var" / "matcher"
+    assert env.matcher_shards == {}
+    assert env.matcher_timeout == 2.0
+    assert env.matcher_fsync is True
+    assert env.matcher_snapshot_every == 100_000
+
+
+def test_matcher_shards_parse():
+    env = read_env({"MATCHER_SHARDS": "0=aapl, GOOGL; 1=MSFT,TSLA"}, base_dir=BASE_DIR)
+    assert env.matcher_shards == {0: ["AAPL", "GOOGL"], 1: ["MSFT", "TSLA"]}
+
+
+@pytest.mark.parametrize("value", ["AAPL", "x=AAPL", "0=", "0=AAPL;1=AAPL", "0=AAPL;0=MSFT"])
+def test_bad_matcher_shards_are_refused(value):
+    with pytest.raises(ImproperlyConfigured, match="MATCHER_SHARDS"):
+        read_env({"MATCHER_SHARDS": value}, base_dir=BASE_DIR)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        *(("MATCHER_TIMEOUT", v) for v in ("0", "-1", "nan", "inf", "soon")),
+        *(("MATCHER_SNAPSHOT_EVERY", v) for v in ("0", "1.5")),
+    ],
+)
+def test_bad_matcher_numbers_are_refused(name, value):
+    with pytest.raises(ImproperlyConfigured, match=name):
+        read_env({name: value}, base_dir=BASE_DIR)
