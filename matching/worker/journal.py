@@ -55,7 +55,7 @@ class Journal:
                 raise RuntimeError(f"{self.path} is already open for writing by another Journal") from None
             self._last_seq = self._recover()
             if created and fsync:
-                _fsync_dir(self.path.parent)  # make the new file's directory entry durable too
+                fsync_dir(self.path.parent)  # make the new file's directory entry durable too
         except BaseException:
             os.close(self._fd)
             raise
@@ -195,7 +195,8 @@ def _next_valid_frame(buf: mmap.mmap, start: int, expected: int) -> int | None:
     return None
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (a new or renamed file) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -15,6 +15,8 @@ import os
 import re
 from pathlib import Path
 
+from matching.worker.journal import fsync_dir
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"snapshot-(\d{16})\.json")
@@ -41,7 +43,7 @@ class SnapshotStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(self.directory)  # make the rename itself durable
+        fsync_dir(self.directory)  # make the rename itself durable
         self._prune()
         return path
 
@@ -67,11 +69,3 @@ class SnapshotStore:
             path.unlink(missing_ok=True)
         for path in self.directory.glob(f"snapshot-*.json{_TMP_SUFFIX}"):  # left by a crashed save
             path.unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
