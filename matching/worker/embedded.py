@@ -2,16 +2,19 @@
 
 The thread drains whatever is queued (up to `max_batch`) into one `Matcher.process` call, so
 one fsync covers the whole batch (group commit) and the queue never waits on a disk flush per
-order. Replies go back through futures; listeners (the projector, the market-data cache) see
-every batch after its callers have been answered.
+order. Async callers (the web tier) are answered with one wake-up of their event loop per batch,
+not one per order; sync callers through a `concurrent.futures.Future`. Listeners (the projector,
+the market-data cache) see every batch after its callers have been answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -23,6 +26,35 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[list[Reply]], None]
 _STOP = object()
+
+
+class _AsyncWaiter:
+    """An asyncio caller waiting on its loop; resolved from the matcher thread in one batch call."""
+
+    __slots__ = ("future", "loop", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.future: asyncio.Future = loop.create_future()
+        self.timer = loop.call_later(timeout, self._expire)
+
+    def _expire(self) -> None:
+        if not self.future.done():
+            self.future.set_exception(Unavailable("the matcher did not answer in time"))
+
+    def settle(self, outcome: Reply | BaseException) -> None:  # on the waiter's own loop
+        self.timer.cancel()
+        if self.future.done():
+            return  # timed out already; the command was still applied (retry is idempotent)
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
+
+
+def _settle_all(pairs: list[tuple[_AsyncWaiter, Reply | BaseException]]) -> None:
+    for waiter, outcome in pairs:
+        waiter.settle(outcome)
 
 
 class EmbeddedBus:
@@ -55,12 +87,17 @@ class EmbeddedBus:
             raise Unavailable("the matcher did not answer in time") from None
 
     async def submit_async(self, cmd: Command, timeout: float) -> Reply:
-        future = asyncio.wrap_future(self.enqueue(cmd))
-        try:
-            # shield: a caller that gives up must not cancel a command the matcher may be applying
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            raise Unavailable("the matcher did not answer in time") from None
+        waiter = _AsyncWaiter(asyncio.get_running_loop(), timeout)
+        self._put(cmd, waiter)
+        # A caller that gives up (timeout, disconnect) only cancels its own future; the command stays
+        # with the matcher, applied or not, and a retry with the same client_order_id is safe.
+        return await waiter.future
+
+    def enqueue(self, cmd: Command) -> Future:
+        """Queue a command; its Future resolves to the Reply. Raises Unavailable at once if it cannot."""
+        future: Future = Future()
+        self._put(cmd, future)
+        return future
 
     def health(self) -> dict:
         return {
@@ -73,18 +110,15 @@ class EmbeddedBus:
 
     # ---- the matcher thread -------------------------------------------------------------------
 
-    def enqueue(self, cmd: Command) -> Future:
-        """Queue a command; its Future resolves to the Reply. Raises Unavailable at once if it cannot."""
+    def _put(self, cmd: Command, waiter: Future | _AsyncWaiter) -> None:
         if self.failure is not None or not self._thread.is_alive():
             raise Unavailable("the matcher is not running", retry_after=5.0)
-        future: Future = Future()
         try:
-            self._queue.put_nowait((cmd, future))
+            self._queue.put_nowait((cmd, waiter))
         except queue.Full:
             raise Unavailable("the matcher queue is full") from None
-        return future
 
-    def _take_batch(self) -> tuple[list[tuple[Command, Future]], bool]:
+    def _take_batch(self) -> tuple[list[tuple[Command, Future | _AsyncWaiter]], bool]:
         item = self._queue.get()
         if item is _STOP:
             return [], True
@@ -99,7 +133,21 @@ class EmbeddedBus:
             batch.append(item)
         return batch, False
 
-    def _fail_waiting(self, batch: list[tuple[Command, Future]]) -> None:
+    def _answer(self, waiters: list[Future | _AsyncWaiter], outcomes: list[Reply] | BaseException) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list] = defaultdict(list)
+        for i, waiter in enumerate(waiters):
+            outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[i]
+            if isinstance(waiter, _AsyncWaiter):
+                by_loop[waiter.loop].append((waiter, outcome))
+            elif isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+            else:
+                waiter.set_result(outcome)
+        for loop, pairs in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that caller's loop has closed: nobody waits
+                loop.call_soon_threadsafe(_settle_all, pairs)
+
+    def _fail_waiting(self, batch: list) -> None:
         """Answer the failed batch and everything still queued, rather than let callers time out."""
         while True:
             try:
@@ -108,8 +156,7 @@ class EmbeddedBus:
                 break
             if item is not _STOP:
                 batch.append(item)
-        for _, future in batch:
-            future.set_exception(Unavailable("the matcher failed", retry_after=5.0))
+        self._answer([waiter for _, waiter in batch], Unavailable("the matcher failed", retry_after=5.0))
 
     def _run(self) -> None:
         stopping = False
@@ -124,8 +171,7 @@ class EmbeddedBus:
                 self.failure = exc
                 self._fail_waiting(batch)
                 return
-            for (_, future), reply in zip(batch, replies, strict=True):
-                future.set_result(reply)
+            self._answer([waiter for _, waiter in batch], replies)
             for listener in self._listeners:
                 try:
                     listener(replies)

@@ -110,3 +110,36 @@ def test_slow_matcher_times_out_fast(bus):
     with pytest.raises(Unavailable, match="in time"):
         bus.submit(order(), timeout=0.2)
     gate.set()
+
+
+def test_async_caller_times_out_fast_and_the_command_still_applies(bus):
+    gate = threading.Event()
+    bus.subscribe(lambda replies: gate.wait(5))
+
+    async def main() -> None:
+        await bus.submit_async(order(), timeout=5)  # the matcher thread now stalls in the listener
+        with pytest.raises(Unavailable, match="in time"):
+            await bus.submit_async(order(coid="late"), timeout=0.2)
+        gate.set()
+        retry = await bus.submit_async(order(coid="late"), timeout=5)
+        assert retry.duplicate  # the timed-out command was applied; its retry changes nothing
+
+    asyncio.run(main())
+
+
+def test_async_callers_on_two_loops(bus):
+    results: dict[int, list[int]] = {}
+
+    def client(n: int) -> None:
+        async def main() -> list[int]:
+            replies = await asyncio.gather(*(bus.submit_async(order(owner=n), timeout=5) for _ in range(20)))
+            return [r.events[0].owner for r in replies]
+
+        results[n] = asyncio.run(main())
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {1: [1] * 20, 2: [2] * 20}
