@@ -74,6 +74,9 @@ if ENV.redis_url:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Unset: the embedded default (matcher thread, in-memory channel layer). Set: Redis Streams to matchers.
+REDIS_URL = ENV.redis_url
+
 # The matcher (matching/worker): where the embedded one keeps its journal, how symbols map to shards.
 MATCHER_DATA_DIR = ENV.matcher_data_dir
 MATCHER_SHARDS = ENV.matcher_shards

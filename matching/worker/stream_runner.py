@@ -1,0 +1,311 @@
+"""The matcher process of the production transport: one shard's Redis Stream in, replies out.
+
+The stream `{prefix}:commands:{shard}` IS the shard's durable, ordered command log (Redis runs with
+`appendonly yes` and `appendfsync always`, so an XADD is answered only once it is on disk). Web
+processes XADD `{c: encoded command, r: reply key}`; this runner is the stream's only reader:
+
+    XREAD BLOCK from the last applied entry id (no consumer group: one reader, its position is state)
+    for each entry: seq = matcher.seq + 1, timestamp from the entry id (ms * 10^6 + sequence part,
+                    never below the previous + 1), Matcher.apply_encoded (undecodable: an empty reply)
+    one pipeline: RPUSH each reply to its key + EXPIRE (callers BLPOP it); then listeners see the batch
+    every `snapshot_every` commands: snapshot {"stream_id", "matcher": matcher.state()}
+    every `heartbeat_every` seconds: SET {prefix}:heartbeat:{shard} {seq, lag, ...} with a short TTL
+
+Seq and timestamp are pure functions of the entry's position and id and of the state before it, so
+restarting from the latest snapshot and reading on from its stream id replays exactly: the recovered
+state is the one a full replay of the stream from its start gives (`replay_stream`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import redis
+
+from matching.worker.matcher import Matcher, Reply
+from matching.worker.replies import encode_reply
+from matching.worker.snapshots import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[list[Reply]], None]
+SNAPSHOT_FORMAT = "stream-runner/1"
+START = "0-0"
+
+
+class StreamLost(RuntimeError):
+    """The stream no longer holds what the snapshot says was applied: refuse to guess."""
+
+
+def stream_key(prefix: str, shard: int) -> str:
+    return f"{prefix}:commands:{shard}"
+
+
+def heartbeat_key(prefix: str, shard: int) -> str:
+    return f"{prefix}:heartbeat:{shard}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_id(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, part = _text(entry_id).partition("-")
+    return int(ms), int(part or 0)
+
+
+def entry_timestamp(entry_id: bytes | str, previous: int) -> int:
+    """Nanosecond-ish timestamp of a stream entry: ms * 10^6 + its sequence part, strictly increasing."""
+    ms, part = parse_id(entry_id)
+    return max(ms * 1_000_000 + part, previous + 1)
+
+
+def apply_entry(matcher: Matcher, entry_id: bytes | str, fields: dict) -> Reply:
+    """Apply one stream entry as the next command; deterministic given the matcher's state."""
+    timestamp = entry_timestamp(entry_id, matcher.last_timestamp)
+    return matcher.apply_encoded(matcher.seq + 1, timestamp, fields.get(b"c", b""))
+
+
+def replay_stream(matcher: Matcher, client: redis.Redis, stream: str, after: str = START,
+                  *, count: int = 1000, on_reply: Callable[[Reply], None] | None = None) -> str:
+    """Apply every entry after `after` (exclusive) to `matcher`, sending no replies; the last id read."""
+    last = after
+    while True:
+        entries = cast(list, client.xrange(stream, f"({last}" if last != START else "-", "+", count=count))
+        if not entries:
+            return last
+        for entry_id, fields in entries:
+            reply = apply_entry(matcher, entry_id, fields)
+            last = _text(entry_id)
+            if on_reply is not None:
+                on_reply(reply)
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        matcher: Matcher,
+        redis_client: redis.Redis,
+        shard: int | None = None,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int = 10_000,
+        *,
+        prefix: str = "exchange",
+        max_batch: int = 1_000,
+        block_ms: int = 500,
+        reply_ttl: int = 60,
+        heartbeat_ttl: float = 3.0,
+        heartbeat_every: float = 0.5,
+    ) -> None:
+        if redis_client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the stream runner needs a Redis client with decode_responses=False")
+        self.matcher = matcher
+        self.redis = redis_client
+        self.shard = matcher.shard if shard is None else shard
+        if self.shard != matcher.shard:
+            raise ValueError(f"runner for shard {self.shard} given the matcher of shard {matcher.shard}")
+        self.snapshots = snapshots
+        self.snapshot_every = snapshot_every
+        self.prefix = prefix
+        self.stream = stream_key(prefix, self.shard)
+        self.heartbeat_key = heartbeat_key(prefix, self.shard)
+        self.max_batch = max_batch
+        self.block_ms = max(1, block_ms)  # BLOCK 0 would wait forever
+        self.reply_ttl = reply_ttl
+        self.heartbeat_ttl_ms = int(heartbeat_ttl * 1000)
+        self.heartbeat_every = heartbeat_every
+        self.stream_id = START  # the last entry applied
+        self.recovered = False
+        self._listeners: list[Listener] = []
+        self._stop_requested = False  # a plain flag: stop() runs in signal handlers, so it takes no lock
+        self._since_snapshot = 0
+        self._last_heartbeat = 0.0
+        self._lag = 0
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(replies)` after each batch (replayed ones too, after a restart: dedupe by seq)."""
+        self._listeners.append(listener)
+
+    def stop(self) -> None:
+        """Ask `run` to finish its current batch, snapshot and return (safe from a signal handler)."""
+        self._stop_requested = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, waking early when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested and time.monotonic() < deadline:
+            time.sleep(min(0.05, seconds))
+
+    # ---- recovery ---------------------------------------------------------------------------
+
+    def restore_snapshot(self) -> None:
+        """Load the latest snapshot, if any, into the matcher and the stream position."""
+        if self.snapshots is None:
+            return
+        latest = self.snapshots.latest()
+        if latest is None:
+            return
+        state = cast(dict, latest[1])
+        if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"{self.snapshots.directory} holds other snapshots, not {SNAPSHOT_FORMAT}")
+        if state["stream"] != self.stream:
+            raise ValueError(f"snapshot is of stream {state['stream']!r}, not {self.stream!r}")
+        self.matcher.restore(state["matcher"])
+        self.stream_id = state["stream_id"]
+
+    def check_stream(self) -> None:
+        """Refuse to run on a stream that lost entries the state says exist (Redis without its data)."""
+        try:
+            info = self.redis.xinfo_stream(self.stream)
+        except redis.ResponseError:  # no such key
+            if self.matcher.seq:
+                raise StreamLost(f"{self.stream} is gone; snapshot at seq {self.matcher.seq}") from None
+            return
+        last_generated = parse_id(info.get("last-generated-id", b"0-0"))
+        if last_generated < parse_id(self.stream_id):
+            raise StreamLost(f"{self.stream} ends at {last_generated} before the snapshot's {self.stream_id}")
+        added = info.get("entries-added")
+        if added is not None and added < self.matcher.seq:
+            raise StreamLost(f"{self.stream} holds {added} entries ever added, the state is at seq "
+                             f"{self.matcher.seq}: it was recreated")
+        deleted = parse_id(info.get("max-deleted-entry-id", b"0-0"))
+        if deleted > parse_id(self.stream_id):
+            raise StreamLost(f"{self.stream}: entries after {self.stream_id} were deleted (up to {deleted})")
+
+    def check_durability(self) -> None:
+        """Warn when Redis would acknowledge an XADD before it is on disk."""
+        try:
+            raw = cast(dict, self.redis.config_get("append*"))
+        except redis.ResponseError:  # CONFIG disabled (managed Redis): cannot tell
+            return
+        config = {_text(k): _text(v) for k, v in raw.items() if v is not None}
+        appendonly, fsync = config.get("appendonly", ""), config.get("appendfsync", "")
+        if appendonly != "yes" or fsync != "always":
+            log.warning("Redis runs with appendonly=%s appendfsync=%s: acknowledged commands can be lost "
+                        "in a Redis crash (production needs appendonly yes, appendfsync always)",
+                        appendonly, fsync)
+
+    def recover(self, *, wait: bool = False) -> int:
+        """Latest snapshot, then apply (and answer) everything already in the stream after it.
+
+        Returns how many entries were replayed. With `wait`, keeps retrying while Redis is unreachable
+        (until `stop()`, which leaves `recovered` false); otherwise connection errors propagate."""
+        self.restore_snapshot()
+        snapshot_seq = self.matcher.seq
+        delay = 0.1
+        while True:
+            try:
+                self.check_stream()
+                self.check_durability()
+                while self.step(block_ms=None):
+                    pass
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if not wait:
+                    raise
+                log.warning("shard %d: Redis unreachable during recovery (%s); retrying", self.shard, exc)
+                self._pause(delay)
+                delay = min(delay * 2, 2.0)
+                if self.stopping:
+                    return self.matcher.seq - snapshot_seq
+        self.recovered = True
+        replayed = self.matcher.seq - snapshot_seq
+        log.info("shard %d recovered at seq %d, stream id %s (%d replayed after the snapshot)",
+                 self.shard, self.matcher.seq, self.stream_id, replayed)
+        return replayed
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until `stop()`: read, apply, answer; snapshot and withdraw the heartbeat on the way out."""
+        if not self.recovered:
+            self.recover(wait=True)
+            if not self.recovered:
+                return
+        delay = 0.1
+        clean = False
+        try:
+            while not self.stopping:
+                try:
+                    self.step(self.block_ms)
+                    delay = 0.1
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    log.warning("shard %d: Redis unreachable (%s); retrying in %.1fs", self.shard, exc, delay)
+                    self._pause(delay)
+                    delay = min(delay * 2, 2.0)
+            clean = True
+        finally:
+            # After any other failure the state may be half-applied: never snapshot it. The process
+            # exits; a restart replays from the last good snapshot (and meets the same failure, since
+            # apply is deterministic, so the shard stays down rather than diverge).
+            if clean and self._since_snapshot:
+                self.snapshot()
+            with contextlib.suppress(redis.RedisError):
+                self.redis.delete(self.heartbeat_key)  # callers fail fast from now on
+
+    def step(self, block_ms: int | None) -> int:
+        """Read one batch (waiting up to block_ms; None: not at all), apply and answer it; its size."""
+        response = cast(list, self.redis.xread({self.stream: self.stream_id}, count=self.max_batch,
+                                               block=block_ms))
+        entries = response[0][1] if response else []
+        if entries:
+            self._apply_batch(entries)
+        if time.monotonic() - self._last_heartbeat >= self.heartbeat_every:
+            self.heartbeat()
+        return len(entries)
+
+    def _apply_batch(self, entries: list[tuple[bytes, dict]]) -> None:
+        matcher = self.matcher
+        replies = []
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id, fields in entries:
+            reply = apply_entry(matcher, entry_id, fields)
+            self.stream_id = _text(entry_id)  # position and state advance together
+            self._since_snapshot += 1
+            replies.append(reply)
+            key = fields.get(b"r")
+            if key:
+                pipe.rpush(key, encode_reply(reply))
+                pipe.expire(key, self.reply_ttl)
+        try:
+            if len(pipe):
+                pipe.execute()
+        finally:  # listeners (the projector) see every applied batch, even if its replies were lost
+            for listener in self._listeners:
+                try:
+                    listener(replies)
+                except Exception:
+                    log.exception("stream runner listener %r failed", listener)
+            if self.snapshots is not None and self._since_snapshot >= self.snapshot_every:
+                with contextlib.suppress(redis.RedisError):
+                    self.heartbeat()  # a large snapshot must not let the heartbeat lapse
+                self.snapshot()
+
+    def snapshot(self) -> None:
+        if self.snapshots is not None:
+            state = {"format": SNAPSHOT_FORMAT, "stream": self.stream, "stream_id": self.stream_id,
+                     "matcher": self.matcher.state()}
+            self.snapshots.save(self.matcher.seq, state)
+        self._since_snapshot = 0
+
+    def heartbeat(self) -> None:
+        """SET the shard's heartbeat (seq, queue lag) with a short TTL: its absence means down."""
+        self._last_heartbeat = time.monotonic()
+        try:
+            added = self.redis.xinfo_stream(self.stream).get("entries-added")
+            self._lag = max(0, added - self.matcher.seq) if added is not None else 0
+        except redis.ResponseError:  # no stream yet
+            self._lag = 0
+        value: dict[str, Any] = {"seq": self.matcher.seq, "lag": self._lag, "stream_id": self.stream_id,
+                                 "pid": os.getpid(), "time": time.time()}
+        self.redis.set(self.heartbeat_key, json.dumps(value), px=self.heartbeat_ttl_ms)
