@@ -76,6 +76,7 @@ class Matcher:
         fsync: bool = True,
         snapshot_every: int = 100_000,
         on_reply: Callable[[Reply], None] | None = None,
+        replay_after: int | None = None,
     ) -> Matcher:
         """A matcher keeping its journal and snapshots under `directory`, recovered to its last state."""
         directory = Path(directory)
@@ -88,7 +89,7 @@ class Matcher:
             snapshot_every=snapshot_every,
         )
         try:
-            matcher.recover(on_reply)
+            matcher.recover(on_reply, replay_after)
         except BaseException:
             matcher.close()
             raise
@@ -188,12 +189,16 @@ class Matcher:
         if self.snapshots is not None and self._since_snapshot >= self.snapshot_every:
             self.snapshot()
 
-    def recover(self, on_reply: Callable[[Reply], None] | None = None) -> int:
+    def recover(
+        self, on_reply: Callable[[Reply], None] | None = None, replay_after: int | None = None
+    ) -> int:
         """Latest snapshot plus the journal's tail. Returns how many commands were replayed.
 
-        `on_reply` sees every replayed command's reply, so projections can catch up."""
+        `on_reply` sees every replayed command's reply, so projections can catch up; a projection
+        that has written up to seq N passes `replay_after=N`, and recovery starts from a snapshot
+        no newer than N (or the journal's start), so every reply after N is handed to it again."""
         if self.snapshots is not None:
-            latest = self.snapshots.latest()
+            latest = self.snapshots.latest(at_most=replay_after)
             if latest is not None:
                 self.restore(cast(dict, latest[1]))
         replayed = 0

@@ -47,9 +47,12 @@ class SnapshotStore:
         self._prune()
         return path
 
-    def latest(self) -> tuple[int, object] | None:
-        """(seq, state) of the newest snapshot that loads intact; None if there is none."""
+    def latest(self, at_most: int | None = None) -> tuple[int, object] | None:
+        """(seq, state) of the newest snapshot that loads intact (and is at seq <= `at_most` when
+        given); None if there is none."""
         for seq, path in self._snapshots():
+            if at_most is not None and seq > at_most:
+                continue
             try:
                 digest, newline, body = path.read_bytes().partition(b"\n")
                 if not newline or digest != hashlib.sha256(body).hexdigest().encode():

@@ -138,3 +138,20 @@ def test_journal_behind_the_snapshot_is_refused(tmp_path):
     (tmp_path / "shard-0.journal").unlink()
     with pytest.raises(RuntimeError, match="journal ends"):
         Matcher.open(SYMBOLS, tmp_path, fsync=False)
+
+
+def test_recovery_replays_everything_a_lagging_projection_has_not_seen(tmp_path):
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False, snapshot_every=50)
+    drive(m, seed=4, batches=30)
+    expected = m.state_hash()
+    last = m.seq
+    m.close()
+    assert last > 200
+    projected_up_to = 120  # the projection's cursor: it missed everything after 120
+    replayed: list = []
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False, on_reply=replayed.append, replay_after=projected_up_to)
+    assert m.state_hash() == expected
+    seqs = [r.seq for r in replayed]
+    assert seqs == list(range(seqs[0], last + 1))
+    assert seqs[0] <= projected_up_to + 1
+    m.close()
