@@ -1,0 +1,484 @@
+"""The projector: the matcher's replies written into the ORM (Order, Trade, AuditEvent).
+
+Each batch of replies is written in ONE transaction together with the stream's
+`ProjectionCursor`, so a batch is either wholly projected or not at all, and replies at or below
+the cursor are skipped: handing the same replies again (a matcher replaying its journal after a
+restart) changes nothing. Duplicate replies (a retried client_order_id) produce no rows.
+
+Two ways in:
+- `Projector.project(replies)` only queues them (cheap; it runs on the matcher thread, as an
+  `EmbeddedBus` listener). A background thread writes up to `batch_max` replies per transaction.
+  A failed write (database down, locked, a bug) is logged, kept and retried with backoff, so
+  nothing is dropped silently; `health()` reports the failure and the queue depth.
+- `Projector.project_sync(replies)` writes at once in the caller's thread and raises on failure:
+  the caller must retry them, or their seqs become a (logged) gap in the projection.
+
+Replies must arrive in seq order. The projection has to see every seq: the matcher replays only
+its journal tail after its latest snapshot, so a projection reset while the journal is kept (or
+queued replies abandoned by `stop(flush=False)`) cannot be rebuilt; the gap is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from functools import cache
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from matching.engine import (
+    AmendRejected,
+    CancelRejected,
+    Event,
+    NewOrder,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    OrderReduced,
+    OrderRejected,
+    OrderStatus,
+    OrderType,
+    Side,
+    StopTriggered,
+    TimeInForce,
+)
+from matching.engine import Trade as TradeEvent
+from matching.engine.types import STPMode
+from matching.models import SYMBOL_MAX_LENGTH, AuditEvent, Order, ProjectionCursor, Trade
+from matching.worker.matcher import Reply
+
+log = logging.getLogger(__name__)
+
+Kind = AuditEvent.Kind
+_DB_INT_MAX = 2**63 - 1
+_STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
+_UPDATED_FIELDS = (
+    "status", "price_ticks", "stop_price_ticks", "qty_lots", "filled_lots", "remaining_lots",
+    "canceled_lots", "notional_ticks_lots", "cancel_reason", "updated_seq", "updated_at",
+)
+
+
+# ---- writing one batch ---------------------------------------------------------------------
+
+
+def write_replies(replies: Sequence[Reply], cursor_name: str) -> int:
+    """Project the replies newer than the cursor in one transaction; returns how many were new."""
+    with transaction.atomic():
+        cursor, _ = ProjectionCursor.objects.select_for_update().get_or_create(name=cursor_name)
+        fresh = [reply for reply in replies if reply.seq > cursor.last_seq]
+        if not fresh:
+            return 0
+        if fresh[0].seq != cursor.last_seq + 1:
+            log.warning("%s: seqs %d..%d were never projected", cursor_name, cursor.last_seq + 1,
+                        fresh[0].seq - 1)
+        _save(_collect(fresh))
+        cursor.last_seq = fresh[-1].seq
+        cursor.save(update_fields=["last_seq"])
+    return len(fresh)
+
+
+@dataclass
+class _Rows:
+    """What one batch writes: every order it touches (loaded or new), new trades, audit events."""
+
+    orders: dict[int, Order]
+    created: dict[int, Order] = field(default_factory=dict)  # inserted by this batch
+    changed: dict[int, Order] = field(default_factory=dict)  # loaded, to update
+    trades: list[Trade] = field(default_factory=list)
+    audit: list[AuditEvent] = field(default_factory=list)
+
+    def add(self, order: Order) -> None:
+        self.orders[order.order_id] = self.created[order.order_id] = order
+
+    def touch(self, order_id: int, seq: int, timestamp: int) -> Order | None:
+        """The order an event changes, marked for writing (None, logged, if it was never projected)."""
+        order = self.orders.get(order_id)
+        if order is None:
+            log.error("seq %d: event for order %d, which was never projected", seq, order_id)
+            return None
+        order.updated_seq, order.updated_at = seq, _datetime(timestamp)
+        if order_id not in self.created:
+            self.changed[order_id] = order
+        return order
+
+    def record(self, reply: Reply, kind: str, event: Event, order_id: int, owner: int, **extra: Any) -> None:
+        detail = {**_plain_fields(event), **extra}
+        symbol = event.symbol[:SYMBOL_MAX_LENGTH]  # a rejected unknown symbol may be longer; detail keeps it
+        self.audit.append(AuditEvent(seq=reply.seq, kind=kind, order_id=order_id, user_id=owner,
+                                     symbol=symbol, detail=detail, at=_datetime(event.timestamp)))
+
+
+def _collect(replies: Sequence[Reply]) -> _Rows:
+    rows = _Rows(orders=_load_orders(replies))
+    for reply in replies:
+        if reply.duplicate:
+            continue
+        for event in reply.events:
+            handler = _HANDLERS.get(type(event))
+            if handler is not None:
+                handler(rows, reply, event)
+    return rows
+
+
+def _load_orders(replies: Sequence[Reply]) -> dict[int, Order]:
+    """Existing rows of the orders these replies change (orders new in this batch are not looked up)."""
+    new, wanted = set(), set()
+    for reply in replies:
+        for event in reply.events:
+            if type(event) is OrderAccepted:
+                new.add(event.order_id)
+            elif type(event) is TradeEvent:
+                wanted.update((event.taker_order_id, event.maker_order_id))
+            elif hasattr(event, "order_id"):
+                wanted.add(event.order_id)
+    return Order.objects.in_bulk(wanted - new, field_name="order_id")
+
+
+def _save(rows: _Rows) -> None:
+    _insert(Order, list(rows.created.values()))
+    _update(Order, list(rows.changed.values()), _UPDATED_FIELDS)
+    _insert(Trade, rows.trades)
+    _insert(AuditEvent, rows.audit)
+
+
+# ---- writing rows: one prepared statement each (bulk_create/bulk_update compile SQL per row and
+# ---- are several times slower here); portable SQL, values adapted by the model's own fields
+
+
+def _insert(model: type[models.Model], objs: list[models.Model]) -> None:
+    columns = [f for f in model._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
+           f"VALUES ({', '.join(['%s'] * len(columns))})")
+    _execute_many(sql, objs, columns)
+
+
+def _update(model: type[models.Model], objs: list[models.Model], names: Sequence[str]) -> None:
+    columns = [model._meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+    sql = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
+    _execute_many(sql, objs, [*columns, model._meta.pk])
+
+
+def _execute_many(sql: str, objs: list[models.Model], columns: list[models.Field]) -> None:
+    if not objs:
+        return
+    db = connections[DEFAULT_DB_ALIAS]
+    values = [(f.attname, _adapter(f, db)) for f in columns]
+    rows = [[getattr(obj, name) if adapt is None else adapt(getattr(obj, name)) for name, adapt in values]
+            for obj in objs]
+    with db.cursor() as cursor:
+        cursor.executemany(sql, rows)
+
+
+def _adapter(field: models.Field, db: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
+    """None for values the driver takes as they are; datetimes are adapted once per distinct value."""
+    if isinstance(field, models.DateTimeField):
+        return cache(lambda value: field.get_db_prep_save(value, db))
+    if isinstance(field, models.DecimalField | models.JSONField):
+        return lambda value: field.get_db_prep_save(value, db)
+    return None
+
+
+# ---- one handler per event type --------------------------------------------------------------
+
+
+def _on_accepted(rows: _Rows, reply: Reply, event: OrderAccepted) -> None:
+    status = OrderStatus.PENDING if event.order_type in _STOP_TYPES else OrderStatus.OPEN
+    order = _new_order(reply, event, status)
+    order.remaining_lots = event.qty
+    rows.add(order)
+    rows.record(reply, Kind.ACCEPTED, event, event.order_id, event.owner)
+
+
+def _on_rejected(rows: _Rows, reply: Reply, event: OrderRejected) -> None:
+    if event.order_id not in rows.orders:  # duplicate_order_id: the live order keeps its row
+        order = _new_order(reply, event, OrderStatus.REJECTED)
+        order.reject_reason = event.reason.value
+        rows.add(order)
+    request = _plain_fields(reply.command)
+    rows.record(reply, Kind.REJECTED, event, event.order_id, event.owner, request=request)
+
+
+def _on_trade(rows: _Rows, reply: Reply, event: TradeEvent) -> None:
+    rows.trades.append(Trade(
+        symbol=event.symbol, trade_id=event.trade_id, price_ticks=event.price, qty_lots=event.qty,
+        taker_order_id=event.taker_order_id, maker_order_id=event.maker_order_id,
+        taker_user_id=event.taker_owner, maker_user_id=event.maker_owner, taker_side=event.taker_side.value,
+        seq=reply.seq, executed_at=_datetime(event.timestamp),
+    ))
+    _fill(rows, reply, event, event.taker_order_id, event.taker_owner, event.taker_remaining, "taker")
+    _fill(rows, reply, event, event.maker_order_id, event.maker_owner, event.maker_remaining, "maker")
+
+
+def _fill(rows: _Rows, reply: Reply, event: TradeEvent, order_id: int, owner: int, remaining: int,
+          role: str) -> None:
+    kind = Kind.FILLED if remaining == 0 else Kind.PARTIALLY_FILLED
+    rows.record(reply, kind, event, order_id, owner, role=role)
+    order = rows.touch(order_id, reply.seq, event.timestamp)
+    if order is None:
+        return
+    order.filled_lots += event.qty
+    order.remaining_lots = remaining
+    order.notional_ticks_lots += event.price * event.qty
+    order.status = OrderStatus.FILLED if remaining == 0 else OrderStatus.PARTIALLY_FILLED
+
+
+def _on_canceled(rows: _Rows, reply: Reply, event: OrderCanceled) -> None:
+    rows.record(reply, Kind.CANCELED, event, event.order_id, event.owner)
+    order = rows.touch(event.order_id, reply.seq, event.timestamp)
+    if order is not None:
+        _take_away(order, event.canceled_qty)
+        order.status, order.cancel_reason = OrderStatus.CANCELED, event.reason.value
+
+
+def _on_expired(rows: _Rows, reply: Reply, event: OrderExpired) -> None:
+    rows.record(reply, Kind.EXPIRED, event, event.order_id, event.owner)
+    order = rows.touch(event.order_id, reply.seq, event.timestamp)
+    if order is not None:
+        _take_away(order, event.canceled_qty)
+        order.status = OrderStatus.EXPIRED
+
+
+def _on_reduced(rows: _Rows, reply: Reply, event: OrderReduced) -> None:
+    rows.record(reply, Kind.REDUCED, event, event.order_id, event.owner)
+    order = rows.touch(event.order_id, reply.seq, event.timestamp)
+    if order is not None:
+        _take_away(order, event.reduced_qty)
+
+
+def _take_away(order: Order, lots: int) -> None:
+    """Lots leaving the order without a trade (cancel, expiry, self-trade decrement)."""
+    order.canceled_lots += lots
+    order.remaining_lots -= lots
+
+
+def _on_amended(rows: _Rows, reply: Reply, event: OrderAmended) -> None:
+    rows.record(reply, Kind.AMENDED, event, event.order_id, event.owner)
+    order = rows.touch(event.order_id, reply.seq, event.timestamp)
+    if order is not None:
+        order.qty_lots, order.remaining_lots = event.qty, event.remaining
+        order.price_ticks, order.stop_price_ticks = event.price, event.stop_price
+
+
+def _on_stop_triggered(rows: _Rows, reply: Reply, event: StopTriggered) -> None:
+    rows.record(reply, Kind.STOP_TRIGGERED, event, event.order_id, event.owner)
+    order = rows.touch(event.order_id, reply.seq, event.timestamp)
+    if order is not None:
+        order.status = OrderStatus.OPEN
+
+
+def _on_cancel_rejected(rows: _Rows, reply: Reply, event: CancelRejected) -> None:
+    rows.record(reply, Kind.CANCEL_REJECTED, event, event.order_id, event.owner)
+
+
+def _on_amend_rejected(rows: _Rows, reply: Reply, event: AmendRejected) -> None:
+    rows.record(reply, Kind.AMEND_REJECTED, event, event.order_id, event.owner)
+
+
+_HANDLERS: dict[type, Callable[[_Rows, Reply, Any], None]] = {
+    OrderAccepted: _on_accepted,
+    OrderRejected: _on_rejected,
+    TradeEvent: _on_trade,
+    OrderCanceled: _on_canceled,
+    OrderExpired: _on_expired,
+    OrderReduced: _on_reduced,
+    OrderAmended: _on_amended,
+    StopTriggered: _on_stop_triggered,
+    CancelRejected: _on_cancel_rejected,
+    AmendRejected: _on_amend_rejected,
+}  # BookDelta: market data, not an order's history
+
+
+# ---- plain values ----------------------------------------------------------------------------
+
+
+def _new_order(reply: Reply, event: OrderAccepted | OrderRejected, status: OrderStatus) -> Order:
+    """A row from the NewOrder as applied; a rejected one's fields may be invalid, so each is checked."""
+    cmd = reply.command
+    if not isinstance(cmd, NewOrder):
+        raise TypeError(f"seq {reply.seq}: order event without its NewOrder")
+    at = _datetime(event.timestamp)
+    return Order(
+        order_id=event.order_id, user_id=event.owner, symbol=event.symbol[:SYMBOL_MAX_LENGTH],
+        side=_member(cmd.side, Side), order_type=_member(cmd.order_type, OrderType),
+        tif=_member(cmd.tif, TimeInForce), stp=_member(cmd.stp, STPMode), status=status.value,
+        price_ticks=_units(cmd.price), stop_price_ticks=_units(cmd.stop_price), qty_lots=_units(cmd.qty) or 0,
+        expire_at=_units(cmd.expire_at), post_only=cmd.post_only is True, client_order_id=cmd.client_order_id,
+        created_seq=reply.seq, updated_seq=reply.seq, created_at=at, updated_at=at,
+    )
+
+
+def _member(value: object, enum: type[Enum]) -> str:
+    try:
+        return enum(value).value
+    except (ValueError, TypeError):
+        return ""
+
+
+def _units(value: object) -> int | None:
+    """A tick or lot count that fits a database integer, else None (only in rejected orders)."""
+    return value if type(value) is int and 0 <= value <= _DB_INT_MAX else None
+
+
+def _plain_fields(record: Any) -> dict[str, Any]:
+    """An event's or command's fields as JSON values (enums as their strings)."""
+    names = record._fields if isinstance(record, tuple) else [f.name for f in fields(record)]
+    return {name: _plain(getattr(record, name)) for name in names}
+
+
+def _plain(value: object) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if value is None or type(value) in (int, str, bool):
+        return value
+    return repr(value)
+
+
+def _datetime(ns: int) -> datetime:
+    seconds, rest = divmod(ns, 10**9)
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest // 1000)
+
+
+# ---- the background writer --------------------------------------------------------------------
+
+_FIRST_RETRY, _LAST_RETRY = 0.1, 5.0  # seconds; the backoff doubles in between
+
+
+class Projector:
+    """Queues replies from the matcher thread; a background thread writes them in batches."""
+
+    def __init__(self, cursor_name: str = "shard-0", batch_max: int = 5000,
+                 flush_interval: float = 0.05) -> None:
+        self.cursor_name = cursor_name
+        self.batch_max = batch_max
+        self.flush_interval = flush_interval
+        self.failure: BaseException | None = None  # the last write error, until a write succeeds
+        self._queue: deque[Reply] = deque()
+        self._cond = threading.Condition()
+        self._queued = 0  # replies ever queued
+        self._done = 0  # replies ever written (or skipped as already projected)
+        self._flush_to = 0  # a flush() is waiting until _done reaches this
+        self._stopping = False
+        self._abandon = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def project_sync(self, replies: Sequence[Reply]) -> int:
+        """Write now, in this thread, in one transaction; raises if the database does."""
+        return write_replies(replies, self.cursor_name)
+
+    def project(self, replies: Iterable[Reply]) -> None:
+        """Queue replies for the writer thread. Cheap: an `EmbeddedBus` listener on the matcher thread."""
+        with self._cond:
+            before = len(self._queue)
+            self._queue.extend(replies)
+            self._queued += len(self._queue) - before
+            self._cond.notify_all()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"projector-{self.cursor_name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, flush: bool = True, timeout: float = 30.0) -> None:
+        """Stop the writer, first writing everything queued if `flush` (giving up after `timeout`)."""
+        if not flush:
+            self._abandon.set()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._abandon.set()
+            self._thread.join(_LAST_RETRY)
+        if self._queue:
+            log.error("%s: %d replies left unprojected, from seq %d", self.cursor_name, len(self._queue),
+                      self._queue[0].seq)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything queued so far is written (here, if the writer is not running)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._write_here()
+            return
+        with self._cond:
+            target = self._queued
+            self._flush_to = max(self._flush_to, target)
+            self._cond.notify_all()
+            if not self._cond.wait_for(lambda: self._done >= target, timeout):
+                unwritten = target - self._done
+                raise TimeoutError(f"projector {self.cursor_name}: {unwritten} replies still unwritten")
+
+    def health(self) -> dict:
+        return {
+            "status": "ok" if self.failure is None else "failing",
+            "queue_depth": len(self._queue),
+            **({"error": repr(self.failure)} if self.failure is not None else {}),
+        }
+
+    # ---- the writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while (batch := self._take()) is not None:
+                if not self._write_until_done(batch):
+                    with self._cond:
+                        self._queue.extendleft(reversed(batch))  # abandoned: count it as unprojected
+                    return
+                with self._cond:
+                    self._done += len(batch)
+                    self._cond.notify_all()
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def _take(self) -> list[Reply] | None:
+        """The next batch: waits for replies, then up to flush_interval for more (None: stop)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._queue or self._stopping)
+            if not self._queue or self._abandon.is_set():
+                return None
+            self._cond.wait_for(self._batch_ready, self.flush_interval)
+            return [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
+
+    def _batch_ready(self) -> bool:
+        return len(self._queue) >= self.batch_max or self._stopping or self._flush_to > self._done
+
+    def _write_until_done(self, batch: list[Reply]) -> bool:
+        """Write the batch, retrying with backoff on any error; False if abandoned by stop()."""
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                write_replies(batch, self.cursor_name)
+            except Exception as exc:
+                log.exception("%s: projecting seq %d..%d failed; retrying in %.1fs", self.cursor_name,
+                              batch[0].seq, batch[-1].seq, delay)
+                self.failure = exc
+                connection.close()  # a broken connection is replaced by the next query
+                if self._abandon.wait(delay):
+                    return False
+                delay = min(delay * 2, _LAST_RETRY)
+            else:
+                self.failure = None
+                return True
+
+    def _write_here(self) -> None:
+        while True:
+            with self._cond:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
+            if not batch:
+                return
+            try:
+                write_replies(batch, self.cursor_name)
+            except BaseException:
+                with self._cond:
+                    self._queue.extendleft(reversed(batch))
+                raise
+            with self._cond:
+                self._done += len(batch)

@@ -1,0 +1,42 @@
+"""Reads of the projected orders and trades. A user only ever sees their own orders and fills."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Q, QuerySet
+
+from matching.engine.types import OrderStatus
+from matching.models import Order, Trade
+
+
+def order_list(*, user: AbstractBaseUser, status: OrderStatus | None = None,
+               symbol: str | None = None) -> QuerySet[Order]:  # fmt: skip
+    """The user's orders, newest first, optionally of one status and/or symbol."""
+    orders = Order.objects.filter(user=user)
+    if status is not None:
+        orders = orders.filter(status=status)
+    if symbol is not None:
+        orders = orders.filter(symbol=symbol)
+    return orders.order_by("-created_seq")
+
+
+def order_get(*, user: AbstractBaseUser, order_id: int) -> Order | None:
+    """The user's order; None if it does not exist or belongs to someone else (answer 404 alike)."""
+    return Order.objects.filter(user=user, order_id=order_id).first()
+
+
+def order_get_by_client_id(*, user: AbstractBaseUser, client_order_id: str) -> Order | None:
+    return Order.objects.filter(user=user, client_order_id=client_order_id).first()
+
+
+def trade_list(*, symbol: str, limit: int) -> QuerySet[Trade]:
+    """The symbol's last `limit` trades, newest first (public: no user ids are needed to show them)."""
+    return Trade.objects.filter(symbol=symbol).order_by("-trade_id")[:limit]
+
+
+def fill_list(*, user: AbstractBaseUser, symbol: str | None = None) -> QuerySet[Trade]:
+    """Trades in which the user took or made liquidity (or both, a self-trade), newest first."""
+    fills = Trade.objects.filter(Q(taker_user=user) | Q(maker_user=user))
+    if symbol is not None:
+        fills = fills.filter(symbol=symbol)
+    return fills.order_by("-seq", "-id")
