@@ -1,4 +1,6 @@
-"""Component health for `/health`. Only the database so far; shards, channel layer and journal come later."""
+"""Component health for `/health`: the database, and the matcher and projector once this process has
+started them (each with its own detail: seq, queue depth, error). Shard heartbeats over Redis and the
+channel layer come with their issues."""
 
 import logging
 
@@ -22,7 +24,12 @@ def database_status() -> str:
 
 
 def health_report() -> dict[str, object]:
-    """Overall status plus one status per component; overall is OK only when every component is."""
-    components = {"database": database_status()}
-    healthy = all(status == OK for status in components.values())
+    """Overall status plus one entry per component (a status, or a detail dict with a "status");
+    overall is OK only when every component is."""
+    from matching.services import command_bus_health  # the matcher's glue imports models
+
+    components: dict[str, object] = {"database": database_status(), **command_bus_health()}
+    healthy = all(
+        (entry.get("status") if isinstance(entry, dict) else entry) == OK for entry in components.values()
+    )
     return {"status": OK if healthy else ERROR, "components": components}

@@ -6,7 +6,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
 from matching.engine.types import OrderStatus
-from matching.models import Order, Trade
+from matching.models import Order, ProjectionCursor, Trade
 
 
 def order_list(*, user: AbstractBaseUser, status: OrderStatus | None = None,
@@ -40,3 +40,8 @@ def fill_list(*, user: AbstractBaseUser, symbol: str | None = None) -> QuerySet[
     if symbol is not None:
         fills = fills.filter(symbol=symbol)
     return fills.order_by("-seq", "-id")
+
+
+def projected_seq(*, cursor_name: str) -> int:
+    """The last matcher seq written into the ORM for one stream (0 when nothing was)."""
+    return ProjectionCursor.objects.filter(name=cursor_name).values_list("last_seq", flat=True).first() or 0

@@ -1,0 +1,78 @@
+"""The web tier's way to the matcher: one CommandBus per process, built from settings on first use.
+
+Daphne has no lifespan hook, so the embedded matcher thread (and the projector behind it) start
+with the first request that needs them. With REDIS_URL set, commands go to the shard processes
+over Redis Streams instead; callers see the same `CommandBus` either way.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from exchange.models import Instrument
+from matching.projector import Projector
+from matching.selectors import projected_seq
+from matching.worker.bus import CommandBus
+from matching.worker.embedded import EmbeddedBus
+from matching.worker.matcher import Matcher
+from matching.worker.redis_bus import RedisBus
+
+EMBEDDED_CURSOR = "shard-0"
+
+_lock = threading.Lock()
+_bus: CommandBus | None = None
+_projector: Projector | None = None
+
+
+def command_bus() -> CommandBus:
+    global _bus
+    if _bus is None:
+        with _lock:
+            if _bus is None:
+                _bus = RedisBus.from_settings() if settings.REDIS_URL else _start_embedded()
+    return _bus
+
+
+def _start_embedded() -> EmbeddedBus:
+    """Recover the embedded matcher from its journal, replaying whatever the projection has not
+    seen yet into the projector, then start both threads."""
+    global _projector
+    projector = Projector(cursor_name=EMBEDDED_CURSOR)
+    matcher = Matcher.open(
+        sorted(Instrument.objects.values_list("symbol", flat=True)),
+        settings.MATCHER_DATA_DIR,
+        fsync=settings.MATCHER_FSYNC,
+        snapshot_every=settings.MATCHER_SNAPSHOT_EVERY,
+        on_reply=lambda reply: projector.project([reply]),
+        replay_after=projected_seq(cursor_name=EMBEDDED_CURSOR),
+    )
+    projector.start()
+    bus = EmbeddedBus(matcher)
+    bus.subscribe(projector.project)
+    bus.start()
+    _projector = projector
+    return bus
+
+
+def command_bus_stop() -> None:
+    """Stop this process's bus: the matcher thread, then the projector (written out), then the journal."""
+    global _bus, _projector
+    with _lock:
+        if isinstance(_bus, EmbeddedBus):
+            _bus.stop()
+            if _projector is not None:
+                _projector.stop(flush=True)
+            _bus.matcher.close()
+        _bus, _projector = None, None
+
+
+def command_bus_health() -> dict[str, dict]:
+    """Per component, for /health: nothing until this process has started its bus."""
+    if _bus is None:
+        return {}
+    report = {"matcher": _bus.health()}
+    if _projector is not None:
+        report["projector"] = _projector.health()
+    return report
