@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from exchange.models import Instrument
 from matching import services
 from matching.engine import NewOrder, OrderAccepted, Side, Trade
 from matching.models import Order
@@ -12,7 +13,10 @@ from matching.models import Trade as TradeRow
 
 
 @pytest.fixture
-def embedded(settings, tmp_path):
+def embedded(settings, tmp_path, transactional_db):
+    # a transactional test before this one may have flushed the seeded instruments
+    Instrument.objects.get_or_create(symbol="AAPL", defaults={"name": "Apple Inc.", "tick_size": "0.01",
+                                                              "lot_size": "1"})
     settings.REDIS_URL = None
     settings.MATCHER_DATA_DIR = tmp_path
     settings.MATCHER_FSYNC = False
@@ -35,7 +39,7 @@ def test_orders_reach_the_matcher_and_the_database_and_survive_a_restart(embedde
     assert services.command_bus_health() == {}  # nothing started before the first command
 
     reply = services.command_bus().submit(buy(alice, coid="a-1"), timeout=5)
-    assert isinstance(reply.events[0], OrderAccepted)
+    assert isinstance(reply.events[0], OrderAccepted), reply
     health = client.get("/health").json()
     assert health["components"]["matcher"]["seq"] == 1
     assert health["components"]["projector"]["status"] == "ok"
