@@ -444,13 +444,14 @@ class OrderBook:
                 break
             level = levels[key]
             queue = level.orders
+            head = level.head
             price = level.price
             level_qty = level.qty
             while remaining and level_qty:
-                maker = queue[0]
+                maker = queue[head]
                 maker_left = maker.remaining
-                if not maker_left:
-                    queue.popleft()
+                if not maker_left:  # canceled while queued
+                    head += 1
                     level.dead -= 1
                     continue
                 if check_stp and maker.owner == owner:
@@ -475,7 +476,7 @@ class OrderBook:
                         append(OrderReduced(maker.order_id, owner, symbol, reduce, maker_left, SELF_TRADE,
                                             ts))
                     else:
-                        queue.popleft()
+                        head += 1
                         del orders[maker.order_id]
                         level.count -= 1
                         append(OrderCanceled(maker.order_id, owner, symbol, reduce, SELF_TRADE, ts))
@@ -490,14 +491,17 @@ class OrderBook:
                 append(_new(TRADE, (trade_seq, symbol, price, fill, taker_id, owner, taker_side, remaining,
                                     maker.order_id, maker.owner, maker_left, ts)))
                 if not maker_left:
-                    queue.popleft()
+                    head += 1
                     del orders[maker.order_id]
                     level.count -= 1
+            level.head = head
             if level_qty != level.qty:
                 level.qty = level_qty
                 append(_new(DELTA, (symbol, maker_side, price, level_qty)))
                 if not level_qty:
                     opposite.drop(key)
+                else:
+                    level.trim()
         taker.remaining = remaining
         self.trade_seq = trade_seq
         if last is not None:
@@ -538,8 +542,9 @@ class OrderBook:
         order.remaining = 0
         if not level.count:
             ladder.drop(key)
-        elif level.orders[0] is order:
-            level.orders.popleft()
+        elif level.orders[level.head] is order:
+            level.head += 1
+            level.trim()
         else:
             level.dead += 1
             if level.dead > 16:
