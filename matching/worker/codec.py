@@ -8,7 +8,7 @@ the worker.
 
 from __future__ import annotations
 
-import msgpack  # type: ignore[import-not-found]
+import msgpack  # type: ignore[import-untyped]
 
 from matching.engine import (
     AdvanceTime,
