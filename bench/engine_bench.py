@@ -18,10 +18,7 @@ The peers need `pip install -r requirements-bench.txt`; a missing peer is report
 
 from __future__ import annotations
 
-import argparse
 import gc
-import os
-import platform
 import random
 import statistics
 import sys
@@ -31,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import parse_args, percentile, print_header
 from matching.engine import (
     CancelOrder,
     MatchingEngine,
@@ -38,7 +36,6 @@ from matching.engine import (
     OrderType,
     Side,
     Trade,
-    is_compiled,
 )
 
 SYMBOLS = ("AAPL", "GOOGL", "MSFT", "TSLA")
@@ -48,18 +45,6 @@ TAKER_OWNER_BASE = 1_000_000  # each marketable order gets its own owner, so no 
 
 # One translated command: (op, symbol, side, price, qty, order_id); op is "L", "M" or "C".
 Op = tuple[str, str, Side, int, int, int]
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
 class StreamBuilder:
@@ -304,22 +289,9 @@ def timer_overhead_ns() -> float:
     return (clock() - t0) / 100_000
 
 
-def percentile(sorted_values: list[int], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] / 1000
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--commands", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-
-    print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {machine()}")
-    print(f"python:  {platform.python_implementation()} {platform.python_version()}")
-    print(f"engine:  {'compiled by mypyc' if is_compiled() else 'interpreted'} "
-          f"(switch with scripts/build_engine.py build|clean)")
+    args = parse_args(__doc__, commands=1_000_000, runs=5)
+    print_header()
     t0 = time.perf_counter()
     builder = StreamBuilder(args.seed)
     builder.build(args.commands)

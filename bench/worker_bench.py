@@ -16,7 +16,6 @@ The durable figures are also given as a ratio to the engine-alone throughput of 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import statistics
@@ -27,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.engine_bench import SYMBOLS, StreamBuilder, machine, percentile
-from matching.engine import MatchingEngine, NewOrder, is_compiled
+from bench.engine_bench import SYMBOLS, StreamBuilder
+from bench.harness import parse_args, percentile, print_header
+from matching.engine import MatchingEngine, NewOrder
 from matching.worker.embedded import EmbeddedBus
 from matching.worker.matcher import Matcher
 
@@ -90,15 +90,9 @@ def bus_in_flight(commands: list, window: int) -> tuple[float, list[int]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--commands", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {machine()}")
-    mode = "compiled by mypyc" if is_compiled() else "interpreted"
-    print(f"python:  {sys.version.split()[0]}; engine {mode}; journal with fsync in {tempfile.gettempdir()}")
+    args = parse_args(__doc__, commands=200_000, runs=3)
+    print_header()
+    print(f"journal: fsync on, in {tempfile.gettempdir()}")
     builder = StreamBuilder(args.seed)
     builder.build(args.commands)
     n = len(builder.commands)

@@ -1,0 +1,45 @@
+"""What every benchmark here shares: its arguments, the header it prints, percentiles."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+from matching.engine import is_compiled
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def parse_args(doc: str, commands: int, runs: int) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--commands", type=int, default=commands)
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--seed", type=int, default=7)
+    return parser.parse_args()
+
+
+def print_header() -> None:
+    """The command, the machine, the Python and whether the engine runs compiled."""
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {machine()}")
+    print(f"python:  {platform.python_implementation()} {platform.python_version()}")
+    print(f"engine:  {'compiled by mypyc' if is_compiled() else 'interpreted'} "
+          f"(switch with scripts/build_engine.py build|clean)")
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    """The q-quantile of nanosecond samples, in microseconds."""
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] / 1000
