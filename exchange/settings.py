@@ -95,6 +95,7 @@ LOGOUT_REDIRECT_URL = "home"
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "exchange.api.errors.exception_handler",
 }
 
 LANGUAGE_CODE = "en-us"

@@ -8,15 +8,17 @@ over Redis Streams instead; callers see the same `CommandBus` either way.
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, time, timedelta
 
 from django.conf import settings
 
 from exchange.models import Instrument
+from matching.engine import CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
 from matching.projector import Projector
 from matching.selectors import projected_seq
 from matching.worker.bus import CommandBus
 from matching.worker.embedded import EmbeddedBus
-from matching.worker.matcher import Matcher
+from matching.worker.matcher import Matcher, Reply
 from matching.worker.redis_bus import RedisBus
 
 EMBEDDED_CURSOR = "shard-0"
@@ -76,3 +78,43 @@ def command_bus_health() -> dict[str, dict]:
     if _projector is not None:
         report["projector"] = _projector.health()
     return report
+
+
+def order_submit(
+    *,
+    user_id: int,
+    symbol: str,
+    side: Side,
+    order_type: OrderType,
+    qty_lots: int,
+    price_ticks: int | None = None,
+    stop_price_ticks: int | None = None,
+    tif: TimeInForce = TimeInForce.GTC,
+    expire_at: datetime | None = None,
+    post_only: bool = False,
+    stp: STPMode = STPMode.CANCEL_NEWEST,
+    client_order_id: str | None = None,
+) -> Reply:
+    """Send a new order to the matcher and wait for its outcome (raises Unavailable)."""
+    if tif is TimeInForce.DAY and expire_at is None:
+        expire_at = session_end(datetime.now(UTC))
+    cmd = NewOrder(0, user_id, symbol, side, qty_lots, price_ticks, order_type, tif, post_only,
+                   stop_price_ticks, None if expire_at is None else _ns(expire_at), stp,
+                   client_order_id=client_order_id)
+    return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
+
+
+def order_cancel(*, user_id: int, symbol: str, order_id: int) -> Reply:
+    return command_bus().submit(CancelOrder(order_id, user_id, symbol), settings.MATCHER_TIMEOUT)
+
+
+def session_end(now: datetime) -> datetime:
+    """When DAY orders expire: the end of the current UTC day (the simulator trades around the clock)."""
+    return datetime.combine(now.date() + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000

@@ -1,0 +1,120 @@
+"""Thin views: parse with a serializer, call a service, shape the answer. The seed's paths and shapes."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api.errors import ApiError
+from exchange.api.serializers import OrderRequest
+from exchange.models import Instrument
+from matching import selectors, services
+from matching.engine import (
+    CancelRejected,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    OrderType,
+    Side,
+    StopTriggered,
+    STPMode,
+    TimeInForce,
+    Trade,
+)
+from matching.worker.matcher import Reply
+
+
+class SubmitView(APIView):
+    """POST /api/submit: place an order; answers once the matcher has matched it (or refused it)."""
+
+    def post(self, request: Request) -> Response:
+        started = time.perf_counter_ns()
+        form = OrderRequest(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        instrument: Instrument = data["instrument"]
+        reply = services.order_submit(
+            user_id=request.user.id,
+            symbol=instrument.symbol,
+            side=Side(data["side"]),
+            order_type=OrderType(data["type"]),
+            qty_lots=data["qty_lots"],
+            price_ticks=data["price_ticks"],
+            stop_price_ticks=data["stop_price_ticks"],
+            tif=TimeInForce(data["time_in_force"]),
+            expire_at=data.get("expire_at"),
+            post_only=data["post_only"],
+            stp=STPMode(data["stp"]),
+            client_order_id=data.get("client_order_id"),
+        )
+        return Response(submit_outcome(reply, instrument, started), status.HTTP_201_CREATED)
+
+
+class CancelView(APIView):
+    """DELETE /api/cancel/{order_id}: cancel one of my orders (404 for anyone else's)."""
+
+    def delete(self, request: Request, order_id: int) -> Response:
+        order = selectors.order_get(user=request.user, order_id=order_id)
+        if order is None:
+            raise ApiError(404, "not_found", "no such order of yours (it may take a moment to appear)")
+        reply = services.order_cancel(user_id=request.user.id, symbol=order.symbol, order_id=order_id)
+        for event in reply.events:
+            if isinstance(event, OrderCanceled) and event.order_id == order_id:
+                lots = get_object_or_404(Instrument, symbol=order.symbol).lots_to_qty(event.canceled_qty)
+                return Response({"success": True, "order_id": order_id, "status": "canceled",
+                                 "canceled_quantity": str(lots)})
+            if isinstance(event, CancelRejected):
+                break
+        raise ApiError(409, "order_not_open", "the order is no longer open (filled, canceled or expired)")
+
+
+def submit_outcome(reply: Reply, instrument: Instrument, started_ns: int) -> dict:
+    """The seed's response: success, order_id, status, trades, remaining_quantity, latency_us."""
+    if reply.duplicate:
+        return {"success": True, "order_id": reply.order_id, "duplicate": True,
+                "status": "duplicate", "trades": [], "remaining_quantity": None,
+                "latency_us": (time.perf_counter_ns() - started_ns) // 1000}
+    order_id = reply.order_id
+    state, remaining, trades = "open", None, []
+    for event in reply.events:
+        if isinstance(event, OrderRejected) and event.order_id == order_id:
+            raise ApiError(422, str(event.reason), f"the exchange rejected the order: {event.reason}",
+                           order_id=order_id, status="rejected")
+        if isinstance(event, OrderAccepted) and event.order_id == order_id:
+            remaining = event.qty
+            state = "pending" if event.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else "open"
+        elif isinstance(event, Trade) and order_id in (event.taker_order_id, event.maker_order_id):
+            remaining = event.taker_remaining if event.taker_order_id == order_id else event.maker_remaining
+            state = "filled" if remaining == 0 else "partially_filled"
+            trades.append({"trade_id": f"{event.symbol}-{event.trade_id}",
+                           "price": str(instrument.ticks_to_price(event.price)),
+                           "quantity": str(instrument.lots_to_qty(event.qty)),
+                           "timestamp": _iso(event.timestamp)})
+        elif isinstance(event, StopTriggered) and event.order_id == order_id:
+            state = "open"
+        elif isinstance(event, OrderCanceled) and event.order_id == order_id:
+            state, remaining = "canceled", 0
+    return {
+        "success": True,
+        "order_id": order_id,
+        "status": state,
+        "cancel_reason": next((str(e.reason) for e in reply.events
+                               if isinstance(e, OrderCanceled) and e.order_id == order_id), None),
+        "trades": trades,
+        "remaining_quantity": None if remaining is None else str(instrument.lots_to_qty(remaining)),
+        "latency_us": (time.perf_counter_ns() - started_ns) // 1000,
+    }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _iso(ns: int) -> str:
+    return (_EPOCH + timedelta(microseconds=ns // 1000)).isoformat()
+

@@ -1,0 +1,154 @@
+"""The order API end to end in the embedded default: Django test client -> view -> matcher thread ->
+journal -> engine -> reply, and the projection read back; bad input is a 4xx with a code, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from exchange.models import Instrument
+from matching import services
+from matching.models import Order
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def embedded(settings, tmp_path, transactional_db):
+    # a transactional test before this one may have flushed the seeded instruments
+    Instrument.objects.get_or_create(symbol="AAPL", defaults={"name": "Apple Inc.", "tick_size": "0.01",
+                                                              "lot_size": "1"})
+    settings.REDIS_URL = None
+    settings.MATCHER_DATA_DIR = tmp_path
+    settings.MATCHER_FSYNC = False
+    yield
+    services.command_bus_stop()
+
+
+@pytest.fixture
+def alice(embedded, django_user_model, client):
+    user = django_user_model.objects.create_user("alice", password="pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def bob(embedded, django_user_model):
+    other = Client()
+    other.force_login(django_user_model.objects.create_user("bob", password="pw"))
+    return other
+
+
+def submit(client, **fields):
+    order = {"symbol": "AAPL", "side": "buy", "quantity": "5", "price": "100.00", **fields}
+    return client.post("/api/submit", order, content_type="application/json")
+
+
+def test_a_resting_order_then_a_fill(alice, bob):
+    rest = submit(alice)
+    assert rest.status_code == 201, rest.json()
+    assert rest.json()["status"] == "open"
+    assert rest.json()["remaining_quantity"] == "5"
+    take = submit(bob, side="sell", quantity="3", price="99.50")
+    body = take.json()
+    assert body["status"] == "filled"
+    assert body["trades"] == [{"trade_id": "AAPL-1", "price": "100.00", "quantity": "3",
+                               "timestamp": body["trades"][0]["timestamp"]}]
+    assert body["latency_us"] >= 0
+
+
+def test_market_order_into_an_empty_book_is_canceled(alice):
+    body = submit(alice, type="market", price=None).json()
+    assert body["status"] == "canceled"
+    assert body["cancel_reason"] == "no_liquidity"
+
+
+def test_retry_with_the_same_client_order_id(alice):
+    first = submit(alice, client_order_id="abc-1").json()
+    again = submit(alice, client_order_id="abc-1").json()
+    assert again["duplicate"] is True
+    assert again["order_id"] == first["order_id"]
+
+
+def test_cancel_my_order_and_not_someone_elses(alice, bob):
+    order_id = submit(alice).json()["order_id"]
+    services.command_bus_stop()  # writes the projection out (the cancel looks the order up there)
+    assert bob.delete(f"/api/cancel/{order_id}").status_code == 404
+    response = alice.delete(f"/api/cancel/{order_id}")
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"success": True, "order_id": order_id, "status": "canceled",
+                               "canceled_quantity": "5"}
+    again = alice.delete(f"/api/cancel/{order_id}")
+    assert again.status_code == 409
+    assert again.json()["code"] == "order_not_open"
+    services.command_bus_stop()
+    assert Order.objects.get(order_id=order_id).status == "canceled"
+
+
+def test_engine_rejection_is_422_with_its_reason(alice, bob):
+    submit(bob, side="sell", price="100.00")
+    response = submit(alice, post_only=True, price="100.00")
+    assert response.status_code == 422
+    assert response.json()["code"] == "post_only_would_take"
+    assert response.json()["status"] == "rejected"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"quantity": "NaN"}, "quantity"),
+        ({"quantity": "Infinity"}, "quantity"),
+        ({"quantity": "1e999"}, "quantity"),
+        ({"quantity": "-5"}, "quantity"),
+        ({"quantity": "0"}, "quantity"),
+        ({"quantity": "1.5"}, "quantity"),  # lot size 1
+        ({"quantity": 10**30}, "quantity"),
+        ({"quantity": True}, "quantity"),
+        ({"quantity": [5]}, "quantity"),
+        ({"price": "100.001"}, "price"),  # tick 0.01
+        ({"price": "0"}, "price"),
+        ({"price": "-1"}, "price"),
+        ({"price": "x" * 50}, "price"),
+        ({"symbol": "NOPE"}, "symbol"),
+        ({"side": "long"}, "side"),
+        ({"type": "iceberg"}, "type"),
+        ({"time_in_force": "forever"}, "time_in_force"),
+        ({"client_order_id": "spaces are not allowed"}, "client_order_id"),
+    ],
+)
+def test_bad_input_is_400_with_the_field(alice, fields, field):
+    response = submit(alice, **fields)
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_request"
+    assert field in response.json()["fields"]
+
+
+def test_malformed_json_is_400(alice):
+    response = alice.post("/api/submit", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_request"
+
+
+def test_login_required(embedded, client):
+    response = submit(client)
+    assert response.status_code in (401, 403)
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_matcher_down_is_503_with_retry_after(alice):
+    bus = services.command_bus()
+    bus.matcher.journal.close()  # the next group commit fails: the matcher stops
+    submit(alice)
+    response = submit(alice)
+    assert response.status_code == 503
+    assert response.json()["code"] == "matcher_unavailable"
+    assert int(response["Retry-After"]) >= 1
+
+
+def test_browser_session_needs_the_csrf_token(embedded, django_user_model):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(django_user_model.objects.create_user("carol"))
+    response = submit(browser)
+    assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
+    assert "CSRF" in response.json()["message"]
