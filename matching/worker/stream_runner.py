@@ -14,6 +14,11 @@ processes XADD `{c: encoded command, r: reply key}`; this runner is the stream's
 Seq and timestamp are pure functions of the entry's position and id and of the state before it, so
 restarting from the latest snapshot and reading on from its stream id replays exactly: the recovered
 state is the one a full replay of the stream from its start gives (`replay_stream`).
+
+A projection that has written up to seq N recovers the runner with `recover(replay_after=N)`: it
+starts from the newest snapshot at or below N (or the stream's start), so listeners see every reply
+after N again. Entries the newest snapshot already covers are replayed silently (their callers were
+answered, or gave up, before it was taken); only later ones are answered again.
 """
 
 from __future__ import annotations
@@ -125,8 +130,10 @@ class StreamRunner:
         self._listeners: list[Listener] = []
         self._stop_requested = False  # a plain flag: stop() runs in signal handlers, so it takes no lock
         self._since_snapshot = 0
+        self._answered_through = 0  # entries up to this seq were answered before a restart
         self._last_heartbeat = 0.0
         self._lag = 0
+        self.heartbeat_extra: Callable[[], dict[str, Any]] | None = None  # merged into each heartbeat
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(replies)` after each batch (replayed ones too, after a restart: dedupe by seq)."""
@@ -148,13 +155,21 @@ class StreamRunner:
 
     # ---- recovery ---------------------------------------------------------------------------
 
-    def restore_snapshot(self) -> None:
-        """Load the latest snapshot, if any, into the matcher and the stream position."""
+    def restore_snapshot(self, at_most: int | None = None) -> None:
+        """Load the newest snapshot (at seq <= `at_most` when given), if any, into the matcher and the
+        stream position."""
         if self.snapshots is None:
             return
         latest = self.snapshots.latest()
         if latest is None:
             return
+        self._answered_through = latest[0]
+        if at_most is not None and latest[0] > at_most:
+            latest = self.snapshots.latest(at_most=at_most)
+            if latest is None:  # every kept snapshot is newer: replay the stream from its start
+                log.info("shard %d: no snapshot at or below seq %d; replaying the stream from its start",
+                         self.shard, at_most)
+                return
         state = cast(dict, latest[1])
         if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"{self.snapshots.directory} holds other snapshots, not {SNAPSHOT_FORMAT}")
@@ -195,12 +210,16 @@ class StreamRunner:
                         "in a Redis crash (production needs appendonly yes, appendfsync always)",
                         appendonly, fsync)
 
-    def recover(self, *, wait: bool = False) -> int:
+    def recover(self, *, wait: bool = False, replay_after: int | None = None) -> int:
         """Latest snapshot, then apply (and answer) everything already in the stream after it.
+
+        `replay_after=N` (a projection's cursor): start from the newest snapshot at or below seq N
+        instead, or from the stream's start, so listeners subscribed before this call see every reply
+        after N. Entries the newest snapshot covers are not answered again (see the module).
 
         Returns how many entries were replayed. With `wait`, keeps retrying while Redis is unreachable
         (until `stop()`, which leaves `recovered` false); otherwise connection errors propagate."""
-        self.restore_snapshot()
+        self.restore_snapshot(at_most=replay_after)
         snapshot_seq = self.matcher.seq
         delay = 0.1
         while True:
@@ -220,8 +239,8 @@ class StreamRunner:
                     return self.matcher.seq - snapshot_seq
         self.recovered = True
         replayed = self.matcher.seq - snapshot_seq
-        log.info("shard %d recovered at seq %d, stream id %s (%d replayed after the snapshot)",
-                 self.shard, self.matcher.seq, self.stream_id, replayed)
+        log.info("shard %d recovered at seq %d, stream id %s (%d replayed after seq %d)",
+                 self.shard, self.matcher.seq, self.stream_id, replayed, snapshot_seq)
         return replayed
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -274,7 +293,7 @@ class StreamRunner:
             self._since_snapshot += 1
             replies.append(reply)
             key = fields.get(b"r")
-            if key:
+            if key and reply.seq > self._answered_through:
                 pipe.rpush(key, encode_reply(reply))
                 pipe.expire(key, self.reply_ttl)
         try:
@@ -308,4 +327,9 @@ class StreamRunner:
             self._lag = 0
         value: dict[str, Any] = {"seq": self.matcher.seq, "lag": self._lag, "stream_id": self.stream_id,
                                  "pid": os.getpid(), "time": time.time()}
+        if self.heartbeat_extra is not None:
+            try:
+                value.update(self.heartbeat_extra())
+            except Exception:
+                log.exception("shard %d: heartbeat_extra failed", self.shard)
         self.redis.set(self.heartbeat_key, json.dumps(value), px=self.heartbeat_ttl_ms)

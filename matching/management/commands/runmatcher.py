@@ -1,21 +1,36 @@
-"""`manage.py runmatcher --shard N`: one shard's matcher process in production (Redis Streams transport).
+"""`manage.py runmatcher --shard N`: one shard's matcher process in production (Redis Streams transport),
+with its projection into the database.
+
+    projector = Projector(cursor_name="shard-N")          (background writer thread; retries, never drops)
+    cursor = projected_seq("shard-N")                      (waits while the database is unreachable)
+    runner.subscribe(projector.project); projector.start()
+    runner.recover(replay_after=cursor)                    (newest snapshot <= cursor, or the stream's start:
+                                                            every reply after the cursor is projected again)
+    runner.run()                                           (until SIGTERM/SIGINT: finish the batch, snapshot)
+    projector.stop(flush=True)                             (write out what is queued), exit 0
 
 Settings (each overridable by an option, which the tests use): MATCHER_SHARDS ({shard: [symbols]}),
 REDIS_URL, MATCHER_DATA_DIR (snapshots go to `shard-N-stream-snapshots/` under it),
-MATCHER_SNAPSHOT_EVERY, MATCHER_STREAM_PREFIX. SIGTERM or SIGINT: finish the batch, snapshot, exit 0.
+MATCHER_SNAPSHOT_EVERY, MATCHER_STREAM_PREFIX; DATABASE_URL for the projection. `--no-projection` runs
+the matcher alone, touching no database (transport tests and benchmarks; never in production, where the
+web tier reads orders and trades from the projection).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, connections
 
+from matching.projector import Projector
+from matching.selectors import projected_seq
 from matching.worker.matcher import Matcher
 from matching.worker.snapshots import SnapshotStore
 from matching.worker.stream_runner import StreamRunner
@@ -27,9 +42,13 @@ def _setting(name: str, default: Any = None) -> Any:
     return getattr(settings, name, default)
 
 
+def cursor_name(shard: int) -> str:
+    """The shard's ProjectionCursor name."""
+    return f"shard-{shard}"
+
+
 class Command(BaseCommand):
-    help = "Run one matcher shard: read its Redis Stream, match, reply; snapshot on SIGTERM."
-    requires_system_checks: ClassVar[list[str]] = []  # touches no database, models or URLs
+    help = "Run one matcher shard: read its Redis Stream, match, reply, project; snapshot on SIGTERM."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--shard", type=int, required=True)
@@ -38,6 +57,8 @@ class Command(BaseCommand):
         parser.add_argument("--data-dir", help="default: MATCHER_DATA_DIR")
         parser.add_argument("--snapshot-every", type=int, help="default: MATCHER_SNAPSHOT_EVERY or 10000")
         parser.add_argument("--prefix", help="Redis key prefix; default: MATCHER_STREAM_PREFIX or exchange")
+        parser.add_argument("--no-projection", action="store_true",
+                            help="do not write orders and trades into the database (tests, benchmarks)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         shard: int = options["shard"]
@@ -64,16 +85,56 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: runner.stop())
 
-        replayed = runner.recover(wait=True)
-        if not runner.recovered:  # stopped while Redis was unreachable
-            return
-        self.stdout.write(f"shard {shard} recovered at seq {runner.matcher.seq} (stream id "
-                          f"{runner.stream_id}, {replayed} replayed); symbols {', '.join(symbols)}")
-        self.stdout.flush()
-        runner.run()
-        self.stdout.write(f"shard {shard} stopped at seq {runner.matcher.seq}")
-        self.stdout.flush()
-        client.close()
+        projector: Projector | None = None
+        cursor: int | None = None
+        if not options["no_projection"]:
+            cursor = self._projected_seq(shard, runner)
+            if cursor is None:  # stopped while the database was unreachable
+                client.close()
+                return
+            projector = Projector(cursor_name=cursor_name(shard))
+            runner.subscribe(projector.project)  # replayed batches too: the projector skips seqs <= cursor
+            runner.heartbeat_extra = lambda: {"projector": projector.health()}
+            projector.start()
+        try:
+            replayed = runner.recover(wait=True, replay_after=cursor)
+            if not runner.recovered:  # stopped while Redis was unreachable
+                return
+            since = "" if cursor is None else f", projection cursor {cursor}"
+            self.stdout.write(f"shard {shard} recovered at seq {runner.matcher.seq} (stream id "
+                              f"{runner.stream_id}{since}, {replayed} replayed); "
+                              f"symbols {', '.join(symbols)}")
+            self.stdout.flush()
+            runner.run()
+            self.stdout.write(f"shard {shard} stopped at seq {runner.matcher.seq}")
+            self.stdout.flush()
+        finally:
+            if projector is not None:
+                # Whatever is left unwritten (the database down past the timeout) is logged; the next
+                # start recovers from the cursor and projects it again.
+                projector.stop(flush=True)
+                if projector.health()["queue_depth"] == 0:
+                    self.stdout.write(f"shard {shard} projection written")
+                    self.stdout.flush()
+            client.close()
+
+    @staticmethod
+    def _projected_seq(shard: int, runner: StreamRunner) -> int | None:
+        """The shard's projection cursor, retried with backoff while the database is unreachable
+        (None if asked to stop meanwhile)."""
+        delay = 0.1
+        while not runner.stopping:
+            try:
+                return projected_seq(cursor_name=cursor_name(shard))
+            except DatabaseError as exc:
+                log.warning("shard %d: database unreachable (%s); retrying in %.1fs", shard, exc, delay)
+                deadline = time.monotonic() + delay
+                while not runner.stopping and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                delay = min(delay * 2, 2.0)
+            finally:
+                connections.close_all()  # this thread serves Redis from now on; the projector has its own
+        return None
 
     @staticmethod
     def _symbols(shard: int, option: str | None) -> list[str]:

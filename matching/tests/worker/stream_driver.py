@@ -1,12 +1,15 @@
 """Helpers for the Redis transport tests: a reachable Redis or a loud skip, unique key prefixes, a
-private durable redis-server, and `manage.py runmatcher` processes.
+private durable redis-server, a scratch PostgreSQL database, and `manage.py runmatcher` processes.
 
 Tests use TEST_REDIS_URL (default redis://127.0.0.1:6379/15) with a fresh key prefix each, deleted
-afterwards; the crash test starts its own redis-server (appendonly, appendfsync always).
+afterwards; the crash test starts its own redis-server (appendonly, appendfsync always). The production
+mode test creates its own PostgreSQL database on TEST_POSTGRES_URL's server (default
+postgres://postgres@127.0.0.1:5432/test) and drops it afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,13 +19,16 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parents[3]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 
 
 def redis_or_skip(url: str = REDIS_URL) -> redis.Redis:
@@ -49,6 +55,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---- a scratch PostgreSQL database -------------------------------------------------------------
+
+@contextlib.contextmanager
+def scratch_postgres_or_skip(url: str = POSTGRES_URL) -> Iterator[str]:
+    """A new, empty database on `url`'s server, as a URL; dropped afterwards (its connections ended)."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(url, autocommit=True, connect_timeout=2)
+    except psycopg.Error as exc:
+        pytest.skip(f"!!! POSTGRESQL UNREACHABLE at {url} ({str(exc).strip()}): the production mode is NOT "
+                    "tested. Start PostgreSQL or set TEST_POSTGRES_URL. !!!")
+    name = f"test_production_{uuid.uuid4().hex[:12]}"
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlsplit(url)._replace(path=f"/{name}").geturl()
+        finally:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        admin.close()
 
 
 # ---- a private, durable redis-server ------------------------------------------------------------
@@ -94,17 +124,16 @@ class RedisServer:
 
 # ---- runmatcher processes --------------------------------------------------------------------
 
-class MatcherProcess:
-    """`python manage.py runmatcher` for one shard; its stdout lines are collected in `lines`."""
+class RunmatcherProcess:
+    """`python manage.py runmatcher --shard N [args]` with `env` over this process's environment; its
+    stdout and stderr lines are collected in `lines` and `errors`."""
 
-    def __init__(self, shard: int, symbols: list[str], redis_url: str, prefix: str, data_dir: Path,
-                 snapshot_every: int = 10_000) -> None:
+    def __init__(self, shard: int, args: list[str], env: dict[str, str] | None = None) -> None:
         self.shard = shard
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exchange.settings", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exchange.settings", "PYTHONUNBUFFERED": "1",
+               **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runmatcher", "--shard", str(shard), "--symbols", ",".join(symbols),
-             "--redis-url", redis_url, "--prefix", prefix, "--data-dir", str(data_dir),
-             "--snapshot-every", str(snapshot_every)],
+            [sys.executable, "manage.py", "runmatcher", "--shard", str(shard), *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.lines: list[str] = []
@@ -121,11 +150,14 @@ class MatcherProcess:
 
     def wait_recovered(self, timeout: float = 30) -> int:
         """The seq it recovered to, once it says so (it serves from then on)."""
+        return int(self.recovered_line(timeout).split(" recovered at seq ")[1].split()[0])
+
+    def recovered_line(self, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.lines:
                 if " recovered at seq " in line:
-                    return int(line.split(" recovered at seq ")[1].split()[0])
+                    return line
             if self.proc.poll() is not None:
                 break
             time.sleep(0.01)
@@ -145,3 +177,14 @@ class MatcherProcess:
     def ensure_dead(self) -> None:
         if self.proc.poll() is None:
             self.kill9()
+
+
+class MatcherProcess(RunmatcherProcess):
+    """A transport-only shard: everything given as options, and no projection (no database touched;
+    `test_production_mode.py` runs shards configured by the environment, with their projection)."""
+
+    def __init__(self, shard: int, symbols: list[str], redis_url: str, prefix: str, data_dir: Path,
+                 snapshot_every: int = 10_000) -> None:
+        super().__init__(shard, ["--symbols", ",".join(symbols), "--redis-url", redis_url, "--prefix", prefix,
+                                 "--data-dir", str(data_dir), "--snapshot-every", str(snapshot_every),
+                                 "--no-projection"])

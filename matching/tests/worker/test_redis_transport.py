@@ -336,6 +336,37 @@ def test_restart_resumes_from_its_snapshot_and_replays_exactly(serve, bus, clien
     assert replayed[:250] == answered
 
 
+def test_recover_replays_everything_after_a_projection_cursor(serve, bus, client, prefix, tmp_path):
+    first = serve(tmp_path, snapshot_every=10)
+    answered = [bus.submit(order(owner=1 + i % 3, price=100 + i % 4, coid=str(i),
+                                 side=Side.BUY if i % 2 else Side.SELL), timeout=5) for i in range(45)]
+    first.stop()
+    assert SnapshotStore(tmp_path).latest()[0] == 45
+    # one entry the stopped runner never read, whose caller may still be waiting
+    client.xadd(stream_key(prefix, 0), {"c": encode_command(order(coid="late")), "r": f"{prefix}:reply:late"})
+    replay = full_replay(client, prefix)
+
+    def recovered(replay_after):
+        runner = StreamRunner(Matcher(SYMBOLS), client, 0, SnapshotStore(tmp_path), prefix=prefix)
+        seen: list[Reply] = []
+        runner.subscribe(seen.extend)  # subscribed before recover: sees the replayed batches
+        runner.recover(replay_after=replay_after)
+        assert runner.matcher.state() == replay.state()
+        return [r.seq for r in seen], seen
+
+    seqs, seen = recovered(33)  # kept snapshots: 30, 40, 45 -> starts from 30
+    assert seqs == list(range(31, 47))
+    assert seen[:15] == answered[30:]  # the projection gets exactly what the callers were told
+    _, raw = client.blpop([f"{prefix}:reply:late"], timeout=5)
+    assert decode_reply(raw).seq == 46  # answered: past the newest snapshot
+    assert not list(client.scan_iter(match=f"{prefix}:reply:*"))  # seqs the snapshot covers: not again
+
+    assert recovered(5)[0] == list(range(1, 47))  # no snapshot that old: from the stream's start
+    assert list(client.scan_iter(match=f"{prefix}:reply:*")) == [f"{prefix}:reply:late".encode()]
+    assert client.llen(f"{prefix}:reply:late") == 1  # only seq 46 is answered (again)
+    assert recovered(45)[0] == recovered(None)[0] == [46]  # the newest snapshot, 45
+
+
 def test_a_lost_stream_refuses_to_start(serve, bus, client, prefix, tmp_path):
     runner = serve(tmp_path)
     for i in range(5):
