@@ -1,0 +1,98 @@
+"""The Redis twin against a real Redis: what a web process reads equals the matcher's in-memory cache.
+
+Each test uses its own key prefix (TEST_REDIS_URL, default db 15) and deletes it afterwards;
+without Redis the tests skip loudly.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+import pytest
+
+from marketdata.book_cache import MINUTE_NS, MarketDataCache, Snapshot
+from marketdata.redis_cache import RedisMarketData, RedisMarketDataWriter, connect, md_key
+from marketdata.tests.test_book_cache import SYMBOLS, assert_depth_equals_engine, run
+from matching.engine import NewOrder, Side
+from matching.tests.conftest import random_commands
+from matching.tests.worker.stream_driver import delete_prefix, free_port, new_prefix, redis_or_skip
+from matching.worker.matcher import Matcher
+
+PARAMS = {"depth_levels": 4, "trades_kept": 10, "window_ns": 120 * MINUTE_NS}
+
+
+@pytest.fixture
+def client():
+    client = redis_or_skip()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(client):
+    prefix = new_prefix()
+    yield prefix
+    delete_prefix(client, prefix)
+
+
+def assert_same(reader: RedisMarketData, cache: MarketDataCache) -> None:
+    for symbol in SYMBOLS:
+        assert reader.snapshot(symbol) == cache.snapshot(symbol)
+        assert reader.depth(symbol) == cache.depth(symbol)
+        assert reader.depth(symbol, 2) == cache.depth(symbol, 2)
+        assert reader.trades(symbol) == cache.trades(symbol)
+        assert reader.trades(symbol, 3) == cache.trades(symbol, 3)
+        assert reader.ticker(symbol) == cache.ticker(symbol)
+
+
+def test_round_trip_equals_the_in_memory_cache(client, prefix):
+    matcher, memory = Matcher(SYMBOLS), MarketDataCache(**PARAMS)
+    writer = RedisMarketDataWriter(client, prefix, MarketDataCache(**PARAMS))
+    reader = RedisMarketData(client, prefix)
+    assert reader.snapshot("AAA") == Snapshot.empty("AAA")  # nothing written yet
+    rolled = False
+    for replies in run(matcher, random_commands(61, 3000, SYMBOLS), 61, scale=MINUTE_NS):
+        memory.apply(replies)
+        writer(replies)
+        assert not writer.pending
+        assert_same(reader, memory)
+        assert_depth_equals_engine(reader, matcher, 4)
+        rolled |= any(memory.ticker(s).volume < sum(t.qty for t in memory.trades(s)) for s in SYMBOLS)
+    assert rolled and all(memory.trades(s) for s in SYMBOLS)
+    raw = client.get(md_key(prefix, "AAA", "depth"))
+    assert isinstance(raw, bytes) and msgpack.unpackb(raw)[1] == memory.depth("AAA")["seq"]
+
+    # a restarted matcher process: a new writer seeded from the recovered engine overwrites the keys
+    restarted = Matcher(SYMBOLS)
+    restarted.restore(matcher.state())
+    seeded = RedisMarketDataWriter(client, prefix, MarketDataCache(**PARAMS))
+    seeded.seed_engine(restarted.engine, restarted.seq)
+    for symbol in SYMBOLS:
+        assert reader.depth(symbol) == {**memory.depth(symbol), "seq": restarted.seq}
+        assert reader.trades(symbol) == [] and reader.ticker(symbol).last == memory.ticker(symbol).last
+
+
+def test_a_redis_outage_delays_writes_and_loses_none(client, prefix):
+    down = connect(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    writer = RedisMarketDataWriter(down, prefix, MarketDataCache(**PARAMS), max_backoff=0.0)
+    reader = RedisMarketData(client, prefix)
+    matcher = Matcher(SYMBOLS)
+    started = time.monotonic()
+    for replies in run(matcher, random_commands(71, 300, SYMBOLS), 71):
+        writer(replies)  # never raises into the matcher thread, nor holds it up
+    assert time.monotonic() - started < 2.0
+    assert writer.pending == set(SYMBOLS)
+    assert reader.snapshot("BBB") == Snapshot.empty("BBB")
+    writer.client = client  # Redis is back: the next batch (AAA only) also writes what BBB missed
+    writer([matcher.apply(matcher.seq + 1, matcher.last_timestamp + 1,
+                          NewOrder(0, 9, "AAA", Side.BUY, 1, 1, timestamp=0))])
+    assert not writer.pending
+    assert_same(reader, writer.cache)
+    assert reader.depth("BBB")["seq"] > 0
+
+
+def test_an_unknown_format_is_refused(client, prefix):
+    client.set(md_key(prefix, "AAA", "depth"), msgpack.packb([99, 1, [], []]))
+    with pytest.raises(ValueError, match="format"):
+        RedisMarketData(client, prefix).depth("AAA")
