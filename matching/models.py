@@ -70,7 +70,7 @@ class Order(models.Model):
     class Meta:
         constraints = (
             models.UniqueConstraint(
-                fields=("user", "client_order_id"),
+                fields=("user", "symbol", "client_order_id"),
                 condition=models.Q(client_order_id__isnull=False),
                 name="order_unique_client_order_id",
             ),

@@ -25,8 +25,9 @@ def order_get(*, user: AbstractBaseUser, order_id: int) -> Order | None:
     return Order.objects.filter(user=user, order_id=order_id).first()
 
 
-def order_get_by_client_id(*, user: AbstractBaseUser, client_order_id: str) -> Order | None:
-    return Order.objects.filter(user=user, client_order_id=client_order_id).first()
+def order_get_by_client_id(*, user: AbstractBaseUser, symbol: str, client_order_id: str) -> Order | None:
+    """Client order ids are unique per user and symbol (retries are always for the same symbol)."""
+    return Order.objects.filter(user=user, symbol=symbol, client_order_id=client_order_id).first()
 
 
 def trade_list(*, symbol: str, limit: int) -> QuerySet[Trade]:

@@ -201,7 +201,7 @@ def test_duplicate_client_order_id_makes_no_rows(feed, users):
     assert list(Order.objects.values_list("order_id", flat=True)) == [first.order_id]
     assert AuditEvent.objects.count() == 1
     assert ProjectionCursor.objects.get(name="shard-0").last_seq == 2
-    assert selectors.order_get_by_client_id(user=alice, client_order_id="same") == first
+    assert selectors.order_get_by_client_id(user=alice, symbol="AAPL", client_order_id="same") == first
 
 
 def test_replaying_replies_changes_nothing(users):
@@ -303,7 +303,7 @@ def test_selectors_show_only_the_users_own(feed, users):
     assert list(selectors.order_list(user=alice, status=OrderStatus.PARTIALLY_FILLED)) == [fresh(ask)]
     assert selectors.order_get(user=bob, order_id=ask.order_id) is None
     assert selectors.order_get(user=alice, order_id=ask.order_id) == ask
-    assert selectors.order_get_by_client_id(user=bob, client_order_id="x") == bid
+    assert selectors.order_get_by_client_id(user=bob, symbol="AAPL", client_order_id="x") == bid
     assert [t.qty_lots for t in selectors.fill_list(user=alice)] == [2]
     assert [t.qty_lots for t in selectors.fill_list(user=bob, symbol="AAPL")] == [2]
     assert list(selectors.fill_list(user=bob, symbol="MSFT")) == []

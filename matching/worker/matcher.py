@@ -63,7 +63,9 @@ class Matcher:
         self.seq = 0  # last applied
         self.last_timestamp = 0
         self.orders_created = 0
-        self.client_order_ids: dict[tuple[int, str], int] = {}
+        # (owner, symbol, client_order_id) -> order id. Per symbol, so that every shard can decide a
+        # retry alone (a symbol lives on one shard) and the projection's unique key agrees.
+        self.client_order_ids: dict[tuple[int, str, str], int] = {}
         self._since_snapshot = 0
 
     @classmethod
@@ -130,7 +132,7 @@ class Matcher:
             return Reply(seq, getattr(cmd, "order_id", 0), self.engine.apply(cmd), command=cmd)
         key = None
         if cmd.client_order_id is not None:
-            key = (cmd.owner, cmd.client_order_id)
+            key = (cmd.owner, cmd.symbol, cmd.client_order_id)
             original = self.client_order_ids.get(key)
             if original is not None:
                 return Reply(seq, original, [], duplicate=True, command=cmd)
@@ -161,7 +163,7 @@ class Matcher:
             "seq": self.seq,
             "last_timestamp": self.last_timestamp,
             "orders_created": self.orders_created,
-            "client_order_ids": [[owner, coid, oid] for (owner, coid), oid in self.client_order_ids.items()],
+            "client_order_ids": [[*key, oid] for key, oid in self.client_order_ids.items()],
             "engine": self.engine.state(),
         }
 
@@ -175,7 +177,7 @@ class Matcher:
         self.seq = state["seq"]
         self.last_timestamp = state["last_timestamp"]
         self.orders_created = state["orders_created"]
-        self.client_order_ids = {(owner, coid): oid for owner, coid, oid in state["client_order_ids"]}
+        self.client_order_ids = {(o, s, c): oid for o, s, c, oid in state["client_order_ids"]}
 
     def state_hash(self) -> str:
         return self.engine.state_hash()

@@ -155,3 +155,10 @@ def test_recovery_replays_everything_a_lagging_projection_has_not_seen(tmp_path)
     assert seqs == list(range(seqs[0], last + 1))
     assert seqs[0] <= projected_up_to + 1
     m.close()
+
+
+def test_client_order_ids_are_per_symbol(matcher):
+    aapl = matcher.process([order(coid="same")])[0]
+    msft = matcher.process([NewOrder(0, 1, "MSFT", Side.BUY, 5, 100, client_order_id="same")])[0]
+    assert not msft.duplicate and msft.order_id != aapl.order_id
+    assert matcher.process([order(coid="same")])[0].duplicate
