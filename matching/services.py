@@ -13,6 +13,8 @@ from datetime import UTC, datetime, time, timedelta
 from django.conf import settings
 
 from exchange.models import Instrument
+from marketdata.book_cache import MarketDataCache
+from marketdata.redis_cache import RedisMarketData, connect
 from matching.engine import CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
 from matching.projector import Projector
 from matching.selectors import projected_seq
@@ -26,6 +28,7 @@ EMBEDDED_CURSOR = "shard-0"
 _lock = threading.Lock()
 _bus: CommandBus | None = None
 _projector: Projector | None = None
+_market_data: MarketDataCache | RedisMarketData | None = None
 
 
 def command_bus() -> CommandBus:
@@ -40,7 +43,7 @@ def command_bus() -> CommandBus:
 def _start_embedded() -> EmbeddedBus:
     """Recover the embedded matcher from its journal, replaying whatever the projection has not
     seen yet into the projector, then start both threads."""
-    global _projector
+    global _projector, _market_data
     projector = Projector(cursor_name=EMBEDDED_CURSOR)
     matcher = Matcher.open(
         sorted(Instrument.objects.values_list("symbol", flat=True)),
@@ -51,23 +54,39 @@ def _start_embedded() -> EmbeddedBus:
         replay_after=projected_seq(cursor_name=EMBEDDED_CURSOR),
     )
     projector.start()
+    cache = MarketDataCache()
+    cache.seed_engine(matcher.engine, matcher.seq)  # deltas before the snapshot are not replayed
     bus = EmbeddedBus(matcher)
     bus.subscribe(projector.project)
+    bus.subscribe(cache.apply)
     bus.start()
-    _projector = projector
+    _projector, _market_data = projector, cache
     return bus
+
+
+def market_data() -> MarketDataCache | RedisMarketData:
+    """Depth, last trades and ticker as the matcher last published them (never asks the matcher)."""
+    global _market_data
+    if settings.REDIS_URL:
+        if _market_data is None:
+            prefix = getattr(settings, "MATCHER_STREAM_PREFIX", "exchange")  # as runmatcher publishes
+            _market_data = RedisMarketData(connect(settings.REDIS_URL), prefix)
+        return _market_data
+    command_bus()  # the embedded cache lives beside the matcher thread that feeds it
+    assert _market_data is not None
+    return _market_data
 
 
 def command_bus_stop() -> None:
     """Stop this process's bus: the matcher thread, then the projector (written out), then the journal."""
-    global _bus, _projector
+    global _bus, _projector, _market_data
     with _lock:
         if isinstance(_bus, EmbeddedBus):
             _bus.stop()
             if _projector is not None:
                 _projector.stop(flush=True)
             _bus.matcher.close()
-        _bus, _projector = None, None
+        _bus, _projector, _market_data = None, None, None
 
 
 def command_bus_health() -> dict[str, dict]:

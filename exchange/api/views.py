@@ -118,3 +118,51 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _iso(ns: int) -> str:
     return (_EPOCH + timedelta(microseconds=ns // 1000)).isoformat()
 
+
+
+class BookView(APIView):
+    """GET /api/book/{symbol}?depth=N: level 2 as the matcher last published it, with its seq."""
+
+    def get(self, request: Request, symbol: str) -> Response:
+        instrument = _instrument(symbol)
+        depth = _bounded_int(request, "depth", default=10, top=50)
+        book = services.market_data().depth(instrument.symbol, depth)
+        return Response({
+            "symbol": instrument.symbol,
+            "seq": book["seq"],
+            "bids": [_level(instrument, price, qty) for price, qty in book["bids"]],
+            "asks": [_level(instrument, price, qty) for price, qty in book["asks"]],
+        })
+
+
+class TradesView(APIView):
+    """GET /api/trades/{symbol}?limit=N: the most recent trades, newest first."""
+
+    def get(self, request: Request, symbol: str) -> Response:
+        instrument = _instrument(symbol)
+        limit = _bounded_int(request, "limit", default=50, top=200)
+        trades = services.market_data().trades(instrument.symbol, limit)
+        return Response([{"trade_id": f"{instrument.symbol}-{t.trade_id}",
+                          "price": str(instrument.ticks_to_price(t.price)),
+                          "quantity": str(instrument.lots_to_qty(t.qty)),
+                          "taker_side": str(t.side), "timestamp": _iso(t.ts)} for t in trades])
+
+
+def _instrument(symbol: str) -> Instrument:
+    instrument = Instrument.objects.filter(symbol=symbol).first()
+    if instrument is None:
+        raise ApiError(404, "unknown_symbol", f"no instrument {symbol!r}")
+    return instrument
+
+
+def _bounded_int(request: Request, name: str, *, default: int, top: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= top:
+        raise ApiError(400, "invalid_request", f"{name} must be a whole number from 1 to {top}")
+    return int(raw)
+
+
+def _level(instrument: Instrument, price: int, qty: int) -> dict[str, str]:
+    return {"price": str(instrument.ticks_to_price(price)), "quantity": str(instrument.lots_to_qty(qty))}

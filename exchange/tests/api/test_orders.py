@@ -152,3 +152,29 @@ def test_browser_session_needs_the_csrf_token(embedded, django_user_model):
     assert response.status_code == 403
     assert response.json()["code"] == "forbidden"
     assert "CSRF" in response.json()["message"]
+
+
+def test_book_and_trades_as_published(alice, bob):
+    submit(alice, price="100.00", quantity="5")
+    submit(alice, price="99.99", quantity="2")
+    submit(bob, side="sell", price="100.50", quantity="7")
+    submit(bob, side="sell", price="100.00", quantity="1")
+    book = alice.get("/api/book/AAPL?depth=5").json()
+    assert book["bids"] == [{"price": "100.00", "quantity": "4"}, {"price": "99.99", "quantity": "2"}]
+    assert book["asks"] == [{"price": "100.50", "quantity": "7"}]
+    assert book["seq"] == 4
+    trades = alice.get("/api/trades/AAPL").json()
+    assert [(t["price"], t["quantity"], t["taker_side"]) for t in trades] == [("100.00", "1", "sell")]
+
+
+@pytest.mark.parametrize("query", ["depth=0", "depth=51", "depth=x", "depth=-1", "depth=1e3"])
+def test_bad_depth_is_400(alice, query):
+    response = alice.get(f"/api/book/AAPL?{query}")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"
+
+
+def test_unknown_symbol_book_is_404(alice):
+    response = alice.get("/api/book/NOPE")
+    assert response.status_code == 404
+    assert response.json()["code"] == "unknown_symbol"

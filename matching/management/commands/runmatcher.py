@@ -6,6 +6,7 @@ with its projection into the database.
     runner.subscribe(projector.project); projector.start()
     runner.recover(replay_after=cursor)                    (newest snapshot <= cursor, or the stream's start:
                                                             every reply after the cursor is projected again)
+    market data: a RedisMarketDataWriter seeded from the recovered books, then fed every batch
     runner.run()                                           (until SIGTERM/SIGINT: finish the batch, snapshot)
     projector.stop(flush=True)                             (write out what is queued), exit 0
 
@@ -29,6 +30,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
+from marketdata.redis_cache import RedisMarketDataWriter, connect
 from matching.projector import Projector
 from matching.selectors import projected_seq
 from matching.worker.matcher import Matcher
@@ -100,6 +102,9 @@ class Command(BaseCommand):
             replayed = runner.recover(wait=True, replay_after=cursor)
             if not runner.recovered:  # stopped while Redis was unreachable
                 return
+            market_data = RedisMarketDataWriter(connect(redis_url), prefix)
+            market_data.seed_engine(runner.matcher.engine, runner.matcher.seq)  # then only deltas follow
+            runner.subscribe(market_data.apply)
             since = "" if cursor is None else f", projection cursor {cursor}"
             self.stdout.write(f"shard {shard} recovered at seq {runner.matcher.seq} (stream id "
                               f"{runner.stream_id}{since}, {replayed} replayed); "

@@ -33,6 +33,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from marketdata.redis_cache import RedisMarketData
 from matching.engine import (
     BookDelta,
     CancelOrder,
@@ -329,6 +330,20 @@ def full_replay(client, prefix: str) -> dict[int, list[Reply]]:
     return replies
 
 
+def check_published_books(client, prefix: str) -> None:
+    """What the shards published for the web tier (depth per symbol) equals the books a full replay builds."""
+    published = RedisMarketData(client, prefix)
+    for shard, symbols in SHARDS.items():
+        matcher = Matcher(symbols, shard=shard)
+        replay_stream(matcher, client, stream_key(prefix, shard))
+        for symbol in symbols:
+            book = matcher.engine.books[symbol].depth(50)
+            depth = published.depth(symbol, 50)
+            assert depth["seq"] > 0
+            for side in ("bids", "asks"):
+                assert [tuple(level) for level in depth[side]] == [(p, q) for p, q, _ in book[side]], symbol
+
+
 def check_acknowledged(acked: list[tuple[Command, Reply]], replay: dict[int, list[Reply]]) -> None:
     """Each caller got the reply to its own command, from its symbol's shard, at the seq the log gives it."""
     for cmd, reply in acked:
@@ -375,6 +390,7 @@ def test_production_mode_projects_every_reply_across_restarts_and_kill_9(deploym
             stop(proc)
         replay = full_replay(client, dep.prefix)
         check_acknowledged(acked, replay)
+        check_published_books(client, dep.prefix)
         replies = sorted((r for _, r in acked), key=lambda r: (SHARD_OF[r.command.symbol], r.seq))
         assert replies == replay[0] + replay[1]
         expected = expected_projection(replies)
