@@ -125,7 +125,7 @@ class BookView(APIView):
 
     def get(self, request: Request, symbol: str) -> Response:
         instrument = _instrument(symbol)
-        depth = _bounded_int(request, "depth", default=10, top=50)
+        depth = bounded_int(request, "depth", default=10, top=50)
         book = services.market_data().depth(instrument.symbol, depth)
         return Response({
             "symbol": instrument.symbol,
@@ -140,7 +140,7 @@ class TradesView(APIView):
 
     def get(self, request: Request, symbol: str) -> Response:
         instrument = _instrument(symbol)
-        limit = _bounded_int(request, "limit", default=50, top=200)
+        limit = bounded_int(request, "limit", default=50, top=200)
         trades = services.market_data().trades(instrument.symbol, limit)
         return Response([{"trade_id": f"{instrument.symbol}-{t.trade_id}",
                           "price": str(instrument.ticks_to_price(t.price)),
@@ -155,7 +155,7 @@ def _instrument(symbol: str) -> Instrument:
     return instrument
 
 
-def _bounded_int(request: Request, name: str, *, default: int, top: int) -> int:
+def bounded_int(request: Request, name: str, *, default: int, top: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default

@@ -178,3 +178,21 @@ def test_unknown_symbol_book_is_404(alice):
     response = alice.get("/api/book/NOPE")
     assert response.status_code == 404
     assert response.json()["code"] == "unknown_symbol"
+
+
+def test_my_orders_by_list_id_and_client_id(alice, bob):
+    mine = submit(alice, client_order_id="x-1", quantity="4").json()["order_id"]
+    submit(bob, side="sell", quantity="1", price="99.00")  # fills 1 of mine at 100.00
+    theirs = submit(bob, side="sell", quantity="2", price="105.00").json()["order_id"]
+    services.command_bus_stop()  # write the projection out
+    listed = alice.get("/api/orders").json()
+    assert [o["order_id"] for o in listed] == [mine]
+    detail = alice.get(f"/api/orders/{mine}").json()
+    assert detail["status"] == "partially_filled"
+    assert (detail["quantity"], detail["filled_quantity"], detail["remaining_quantity"]) == ("4", "1", "3")
+    assert detail["average_price"] == "100.000000"
+    assert alice.get("/api/orders/client/AAPL/x-1").json()["order_id"] == mine
+    assert alice.get("/api/orders/client/MSFT/x-1").status_code == 404
+    assert alice.get(f"/api/orders/{theirs}").status_code == 404
+    assert [o["order_id"] for o in bob.get("/api/orders?status=open").json()] == [theirs]
+    assert alice.get("/api/orders?status=bogus").status_code == 400

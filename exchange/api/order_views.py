@@ -1,0 +1,83 @@
+"""My orders, read from the projection: list, by id, by client order id. Others' orders are 404."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api.errors import ApiError
+from exchange.api.views import bounded_int
+from exchange.models import Instrument
+from matching import selectors
+from matching.engine import OrderStatus
+from matching.models import Order
+
+
+class OrderListView(APIView):
+    """GET /api/orders?status=open&symbol=AAPL&limit=100: newest first."""
+
+    def get(self, request: Request) -> Response:
+        status = request.query_params.get("status")
+        if status is not None and status not in {s.value for s in OrderStatus}:
+            raise ApiError(400, "invalid_request", f"unknown status {status!r}")
+        symbol = request.query_params.get("symbol")
+        limit = bounded_int(request, "limit", default=100, top=500)
+        wanted = None if status is None else OrderStatus(status)
+        orders = selectors.order_list(user=request.user, status=wanted, symbol=symbol)[:limit]
+        instruments = {i.symbol: i for i in Instrument.objects.all()}
+        return Response([order_json(order, instruments[order.symbol]) for order in orders
+                         if order.symbol in instruments])
+
+
+class OrderDetailView(APIView):
+    """GET /api/orders/{order_id}."""
+
+    def get(self, request: Request, order_id: int) -> Response:
+        return Response(_found(selectors.order_get(user=request.user, order_id=order_id)))
+
+
+class OrderByClientIdView(APIView):
+    """GET /api/orders/client/{symbol}/{client_order_id}: what became of a request whose answer was lost
+    (e.g. a 503 after a timeout): the order if the matcher applied it, 404 if it never arrived."""
+
+    def get(self, request: Request, symbol: str, client_order_id: str) -> Response:
+        return Response(_found(selectors.order_get_by_client_id(user=request.user, symbol=symbol,
+                                                                client_order_id=client_order_id)))
+
+
+def _found(order: Order | None) -> dict:
+    if order is None:
+        raise ApiError(404, "not_found", "no such order of yours (a new one may take a moment to appear)")
+    return order_json(order, Instrument.objects.get(symbol=order.symbol))
+
+
+def order_json(order: Order, instrument: Instrument) -> dict:
+    def price(ticks: int | None) -> str | None:
+        return None if ticks is None else str(instrument.ticks_to_price(ticks))
+
+    def qty(lots: int) -> str:
+        return str(instrument.lots_to_qty(lots))
+
+    average = order.average_price_ticks
+    return {
+        "order_id": order.order_id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "type": order.order_type,
+        "time_in_force": order.tif,
+        "status": order.status,
+        "price": price(order.price_ticks),
+        "stop_price": price(order.stop_price_ticks),
+        "quantity": qty(order.qty_lots),
+        "filled_quantity": qty(order.filled_lots),
+        "remaining_quantity": qty(order.remaining_lots),
+        "canceled_quantity": qty(order.canceled_lots),
+        "average_price": None if average is None else str(
+            (average * instrument.tick_size).quantize(instrument.tick_size.normalize() / 10_000)),
+        "reject_reason": order.reject_reason or None,
+        "cancel_reason": order.cancel_reason or None,
+        "created_at": order.created_at.isoformat(),
+        "updated_at": order.updated_at.isoformat(),
+    }
