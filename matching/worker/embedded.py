@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from matching.engine import Command
+from matching.engine import AdvanceTime, Command
 from matching.worker.bus import Unavailable
 from matching.worker.matcher import Matcher, Reply
 
@@ -58,9 +58,11 @@ def _settle_all(pairs: list[tuple[_AsyncWaiter, Reply | BaseException]]) -> None
 
 
 class EmbeddedBus:
-    def __init__(self, matcher: Matcher, *, max_queue: int = 10_000, max_batch: int = 1_000) -> None:
+    def __init__(self, matcher: Matcher, *, max_queue: int = 10_000, max_batch: int = 1_000,
+                 tick: float = 0.5) -> None:
         self.matcher = matcher
         self.max_batch = max_batch
+        self.tick = tick  # when idle this long, let time pass in the books (DAY/GTD expiry)
         self.failure: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(max_queue)
         self._listeners: list[Listener] = []
@@ -119,7 +121,10 @@ class EmbeddedBus:
             raise Unavailable("the matcher queue is full") from None
 
     def _take_batch(self) -> tuple[list[tuple[Command, Future | _AsyncWaiter]], bool]:
-        item = self._queue.get()
+        try:
+            item = self._queue.get(timeout=self.tick)
+        except queue.Empty:
+            return [], False
         if item is _STOP:
             return [], True
         batch = [item]
@@ -163,7 +168,12 @@ class EmbeddedBus:
         while not stopping:
             batch, stopping = self._take_batch()
             if not batch:
-                continue
+                if not stopping and self.matcher.expiry_due():
+                    # Time passes only through the log: an AdvanceTime is journaled like any command,
+                    # so replay expires the same orders at the same point.
+                    batch = [(AdvanceTime(0), Future())]
+                else:
+                    continue
             try:
                 replies = self.matcher.process([cmd for cmd, _ in batch])
             except BaseException as exc:  # a failed journal write: stop taking commands

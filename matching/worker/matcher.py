@@ -154,6 +154,11 @@ class Matcher:
             return Reply(seq, 0)
         return self.apply(seq, timestamp, cmd)
 
+    def expiry_due(self) -> bool:
+        """Whether a DAY/GTD order (or a stale entry for one) is due to expire by now."""
+        now = self.clock()
+        return any(book.expiries and book.expiries[0][0] <= now for book in self.engine.books.values())
+
     # ---- state, snapshots, recovery -------------------------------------------------------
 
     def state(self) -> dict:

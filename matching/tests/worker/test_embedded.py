@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from matching.engine import NewOrder, OrderAccepted, Side
+from matching.engine import NewOrder, OrderAccepted, OrderExpired, Side, TimeInForce
 from matching.tests.worker.load import SYMBOLS
 from matching.worker.bus import Unavailable
 from matching.worker.embedded import EmbeddedBus
@@ -143,3 +143,26 @@ def test_async_callers_on_two_loops(bus):
     for t in threads:
         t.join()
     assert results == {1: [1] * 20, 2: [2] * 20}
+
+
+def test_day_orders_expire_on_time_without_other_order_flow(tmp_path):
+    clock = [1_000]
+    matcher = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    matcher.clock = lambda: clock[0]
+    bus = EmbeddedBus(matcher, tick=0.02)
+    expired = threading.Event()
+    bus.subscribe(lambda replies: any(isinstance(e, OrderExpired) for r in replies for e in r.events)
+                  and expired.set())
+    bus.start()
+    day = NewOrder(0, 1, "AAPL", Side.BUY, 1, 100, tif=TimeInForce.DAY, expire_at=5_000)
+    bus.submit(day, timeout=5)
+    assert not expired.wait(0.2)  # not due yet: nothing happens, nothing is journaled
+    assert matcher.seq == 1
+    clock[0] = 5_000
+    assert expired.wait(5)
+    assert matcher.engine.books["AAPL"].orders == {}
+    bus.stop()
+    matcher.close()
+    replayed = Matcher.open(SYMBOLS, tmp_path, fsync=False)  # the expiry is in the journal
+    assert replayed.seq == 2 and replayed.engine.books["AAPL"].orders == {}
+    replayed.close()
