@@ -33,6 +33,8 @@ from typing import Any, cast
 
 import redis
 
+from matching.engine import AdvanceTime
+from matching.worker.codec import encode_command
 from matching.worker.matcher import Matcher, Reply
 from matching.worker.replies import encode_reply
 from matching.worker.snapshots import SnapshotStore
@@ -279,6 +281,10 @@ class StreamRunner:
         entries = response[0][1] if response else []
         if entries:
             self._apply_batch(entries)
+        elif self.matcher.expiry_due():
+            # Time passes only through the log (as in the embedded bus): an AdvanceTime entry, which
+            # the next step reads and applies like any command, so replay expires the same orders.
+            self.redis.xadd(self.stream, {"c": encode_command(AdvanceTime(0))})
         if time.monotonic() - self._last_heartbeat >= self.heartbeat_every:
             self.heartbeat()
         return len(entries)

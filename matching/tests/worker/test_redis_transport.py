@@ -13,7 +13,17 @@ import time
 
 import pytest
 
-from matching.engine import AdvanceTime, BookDelta, CancelOrder, NewOrder, OrderAccepted, RejectReason, Side
+from matching.engine import (
+    AdvanceTime,
+    BookDelta,
+    CancelOrder,
+    NewOrder,
+    OrderAccepted,
+    OrderExpired,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 from matching.tests.conftest import random_commands
 from matching.tests.worker.stream_driver import (
     REDIS_URL,
@@ -182,6 +192,22 @@ def test_listeners_see_every_batch_in_order(serve, bus):
         bus.submit(order(), timeout=5)
     runner.stop()
     assert seen == [1, 2, 3, 4, 5, 6]
+
+
+def test_day_orders_expire_on_time_through_the_stream(serve, bus, client, prefix):
+    runner = serve()
+    expired: list = []
+    runner.runner.subscribe(lambda replies: expired.extend(
+        e for r in replies for e in r.events if isinstance(e, OrderExpired)))
+    soon = time.time_ns() + 300_000_000
+    day = NewOrder(0, 1, "AAPL", Side.BUY, 1, 100, tif=TimeInForce.DAY, expire_at=soon)
+    reply = bus.submit(day, timeout=5)
+    deadline = time.monotonic() + 5
+    while not expired and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [e.order_id for e in expired] == [reply.order_id]
+    runner.stop()
+    assert full_replay(client, prefix).state_hash() == runner.runner.matcher.state_hash()
 
 
 def test_undecodable_entry_takes_a_seq_and_gets_an_empty_reply(serve, bus, client, prefix):
