@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "rest_framework.authtoken",  # API tokens for programs (POST /api/token, or the admin)
     "exchange",
     "matching",
     "risk",
@@ -94,6 +95,12 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
 REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # first, so an unauthenticated call gets 401 with "WWW-Authenticate: Token" (not a browser prompt)
+        "rest_framework.authentication.TokenAuthentication",  # programs: Authorization: Token <key>
+        "rest_framework.authentication.SessionAuthentication",  # the browser; CSRF enforced
+        "rest_framework.authentication.BasicAuthentication",  # curl -u user:password
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "exchange.api.errors.exception_handler",
 }

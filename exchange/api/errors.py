@@ -56,6 +56,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
                         status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.APIException):
         headers = {}
+        if getattr(exc, "auth_header", None):  # set by DRF on 401s: how to authenticate
+            headers["WWW-Authenticate"] = exc.auth_header
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             headers["Retry-After"] = str(math.ceil(exc.wait))
         code = _CODES.get(type(exc), str(exc.default_code))

@@ -1,14 +1,18 @@
 from django.urls import path
+from rest_framework.authtoken.views import obtain_auth_token
 
 from exchange.api import order_views, views
 
 urlpatterns = [
+    path("token", obtain_auth_token, name="api-token"),
     path("submit", views.SubmitView.as_view(), name="api-submit"),
     path("cancel/<int:order_id>", views.CancelView.as_view(), name="api-cancel"),
     path("orders", order_views.OrderListView.as_view(), name="api-orders"),
     path("orders/<int:order_id>", order_views.OrderDetailView.as_view(), name="api-order"),
     path("orders/client/<str:symbol>/<str:client_order_id>", order_views.OrderByClientIdView.as_view(),
          name="api-order-by-client-id"),
+    path("instruments", views.InstrumentListView.as_view(), name="api-instruments"),
+    path("ticker/<str:symbol>", views.TickerView.as_view(), name="api-ticker"),
     path("book/<str:symbol>", views.BookView.as_view(), name="api-book"),
     path("trades/<str:symbol>", views.TradesView.as_view(), name="api-trades"),
 ]

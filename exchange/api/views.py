@@ -166,3 +166,35 @@ def bounded_int(request: Request, name: str, *, default: int, top: int) -> int:
 
 def _level(instrument: Instrument, price: int, qty: int) -> dict[str, str]:
     return {"price": str(instrument.ticks_to_price(price)), "quantity": str(instrument.lots_to_qty(qty))}
+
+
+class InstrumentListView(APIView):
+    """GET /api/instruments: every instrument with its tick and lot size and trading status."""
+
+    def get(self, request: Request) -> Response:
+        return Response([{"symbol": i.symbol, "name": i.name, "tick_size": str(i.tick_size.normalize()),
+                          "lot_size": str(i.lot_size.normalize()), "status": i.status}
+                         for i in Instrument.objects.order_by("symbol")])
+
+
+class TickerView(APIView):
+    """GET /api/ticker/{symbol}: last price, best bid/ask and the rolling 24h high, low and volume."""
+
+    def get(self, request: Request, symbol: str) -> Response:
+        instrument = _instrument(symbol)
+        ticker = services.market_data().ticker(instrument.symbol)
+
+        def price(ticks: int | None) -> str | None:
+            return None if ticks is None else str(instrument.ticks_to_price(ticks))
+
+        return Response({
+            "symbol": instrument.symbol,
+            "seq": ticker.seq,
+            "last": price(ticker.last),
+            "best_bid": price(ticker.bid),
+            "best_ask": price(ticker.ask),
+            "open_24h": price(ticker.open),
+            "high_24h": price(ticker.high),
+            "low_24h": price(ticker.low),
+            "volume_24h": str(instrument.lots_to_qty(ticker.volume)),
+        })

@@ -131,7 +131,8 @@ def test_malformed_json_is_400(alice):
 
 def test_login_required(embedded, client):
     response = submit(client)
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
     assert response.json()["code"] == "not_authenticated"
 
 
@@ -196,3 +197,30 @@ def test_my_orders_by_list_id_and_client_id(alice, bob):
     assert alice.get(f"/api/orders/{theirs}").status_code == 404
     assert [o["order_id"] for o in bob.get("/api/orders?status=open").json()] == [theirs]
     assert alice.get("/api/orders?status=bogus").status_code == 400
+
+
+def test_instruments_and_ticker(alice, bob):
+    instruments = alice.get("/api/instruments").json()
+    aapl = next(i for i in instruments if i["symbol"] == "AAPL")
+    assert (aapl["tick_size"], aapl["lot_size"], aapl["status"]) == ("0.01", "1", "open")
+    submit(alice, price="100.00", quantity="5")
+    submit(bob, side="sell", price="100.00", quantity="2")
+    submit(bob, side="sell", price="101.00", quantity="1")
+    ticker = alice.get("/api/ticker/AAPL").json()
+    assert ticker["last"] == "100.00"
+    assert (ticker["best_bid"], ticker["best_ask"]) == ("100.00", "101.00")
+    assert (ticker["high_24h"], ticker["low_24h"], ticker["volume_24h"]) == ("100.00", "100.00", "2")
+
+
+def test_programs_use_a_token(embedded, django_user_model):
+    django_user_model.objects.create_user("robot", password="s3cret-pw")
+    program = Client()
+    token = program.post("/api/token", {"username": "robot", "password": "s3cret-pw"}).json()["token"]
+    order = {"symbol": "AAPL", "side": "buy", "quantity": "1", "price": "1.00"}
+    response = program.post("/api/submit", order, content_type="application/json",
+                            HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 201, response.content
+    refused = program.post("/api/submit", order, content_type="application/json",
+                           HTTP_AUTHORIZATION="Token nope")
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "not_authenticated"
