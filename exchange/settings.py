@@ -65,6 +65,15 @@ TEMPLATES = [
 DATABASES = {"default": dj_database_url.parse(ENV.database_url, conn_health_checks=True)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The cache holds the API's rate-limit counters: shared by every server process through Redis in
+# production, per process in the embedded default.
+if ENV.redis_url:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ENV.redis_url}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 if ENV.redis_url:
     CHANNEL_LAYERS = {
         "default": {
@@ -102,6 +111,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.BasicAuthentication",  # curl -u user:password
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # per user, as in the seed: 10 orders a second on submit; 100 a second and 1,000 a minute overall
+    "DEFAULT_THROTTLE_CLASSES": [
+        "exchange.api.throttles.BurstThrottle",
+        "exchange.api.throttles.SustainedThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"submit": "10/s", "burst": "100/s", "sustained": "1000/min"},
     "EXCEPTION_HANDLER": "exchange.api.errors.exception_handler",
 }
 

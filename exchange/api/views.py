@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from exchange.api.errors import ApiError
 from exchange.api.serializers import OrderRequest
+from exchange.api.throttles import BurstThrottle, SubmitThrottle, SustainedThrottle
 from exchange.models import Instrument
 from matching import selectors, services
 from matching.engine import (
@@ -32,6 +33,8 @@ from matching.worker.matcher import Reply
 
 class SubmitView(APIView):
     """POST /api/submit: place an order; answers once the matcher has matched it (or refused it)."""
+
+    throttle_classes = (SubmitThrottle, BurstThrottle, SustainedThrottle)
 
     def post(self, request: Request) -> Response:
         started = time.perf_counter_ns()

@@ -4,6 +4,7 @@ journal -> engine -> reply, and the projection read back; bad input is a 4xx wit
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from exchange.models import Instrument
@@ -19,6 +20,7 @@ def embedded(settings, tmp_path, transactional_db):
     Instrument.objects.get_or_create(symbol="AAPL", defaults={"name": "Apple Inc.", "tick_size": "0.01",
                                                               "lot_size": "1"})
     settings.REDIS_URL = None
+    cache.clear()  # rate-limit counters of earlier tests
     settings.MATCHER_DATA_DIR = tmp_path
     settings.MATCHER_FSYNC = False
     yield
@@ -224,3 +226,13 @@ def test_programs_use_a_token(embedded, django_user_model):
                            HTTP_AUTHORIZATION="Token nope")
     assert refused.status_code == 401
     assert refused.json()["code"] == "not_authenticated"
+
+
+def test_order_entry_is_rate_limited_per_user(alice, bob):
+    answers = [submit(alice, price=f"{90 + n}.00").status_code for n in range(11)]
+    assert answers[:10] == [201] * 10  # ten a second...
+    limited = submit(alice)
+    assert limited.status_code == 429  # ...and no more
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited["Retry-After"]) >= 1
+    assert submit(bob).status_code == 201  # counted per user
