@@ -26,6 +26,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",  # API tokens for programs (POST /api/token, or the admin)
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files served from here, not from a CDN
     "exchange",
     "matching",
     "risk",
@@ -118,6 +120,18 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_THROTTLE_RATES": {"submit": "10/s", "burst": "100/s", "sustained": "1000/min"},
     "EXCEPTION_HANDLER": "exchange.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Exchange simulator API",
+    "DESCRIPTION": "Prices and quantities are decimal strings in the instrument's tick and lot size. "
+    'Errors: {"code", "message"}.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LANGUAGE_CODE = "en-us"

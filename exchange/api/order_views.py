@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exchange.api import schemas
 from exchange.api.errors import ApiError
-from exchange.api.views import bounded_int
+from exchange.api.views import ERRORS, bounded_int
 from exchange.models import Instrument
 from matching import selectors
 from matching.engine import OrderStatus
@@ -17,6 +19,10 @@ from matching.models import Order
 class OrderListView(APIView):
     """GET /api/orders?status=open&symbol=AAPL&limit=100: newest first."""
 
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
+                               OpenApiParameter("symbol", str),
+                               OpenApiParameter("limit", int, description="1 to 500")],
+                   responses={200: schemas.OrderInfo(many=True), **ERRORS})
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status")
         if status is not None and status not in {s.value for s in OrderStatus}:
@@ -33,6 +39,7 @@ class OrderListView(APIView):
 class OrderDetailView(APIView):
     """GET /api/orders/{order_id}."""
 
+    @extend_schema(responses={200: schemas.OrderInfo, **ERRORS})
     def get(self, request: Request, order_id: int) -> Response:
         return Response(_found(selectors.order_get(user=request.user, order_id=order_id)))
 
@@ -41,6 +48,7 @@ class OrderByClientIdView(APIView):
     """GET /api/orders/client/{symbol}/{client_order_id}: what became of a request whose answer was lost
     (e.g. a 503 after a timeout): the order if the matcher applied it, 404 if it never arrived."""
 
+    @extend_schema(responses={200: schemas.OrderInfo, **ERRORS})
     def get(self, request: Request, symbol: str, client_order_id: str) -> Response:
         return Response(_found(selectors.order_get_by_client_id(user=request.user, symbol=symbol,
                                                                 client_order_id=client_order_id)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from exchange.models import Instrument
@@ -18,6 +19,7 @@ from matching.engine import MAX_UNITS, OrderType, Side, STPMode, TimeInForce
 _MAX_TEXT = 40  # no valid price or quantity needs more characters
 
 
+@extend_schema_field({"type": "string", "format": "decimal", "example": "101.25"})
 class DecimalText(serializers.Field):
     """A decimal as a string or a JSON number; returned as a Decimal, never a float."""
 

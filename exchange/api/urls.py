@@ -1,9 +1,12 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from exchange.api import order_views, views
 
 urlpatterns = [
+    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("token", obtain_auth_token, name="api-token"),
     path("submit", views.SubmitView.as_view(), name="api-submit"),
     path("cancel/<int:order_id>", views.CancelView.as_view(), name="api-cancel"),

@@ -6,11 +6,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exchange.api import schemas
 from exchange.api.errors import ApiError
 from exchange.api.serializers import OrderRequest
 from exchange.api.throttles import BurstThrottle, SubmitThrottle, SustainedThrottle
@@ -30,12 +32,15 @@ from matching.engine import (
 )
 from matching.worker.matcher import Reply
 
+ERRORS = {code: schemas.Error for code in (400, 401, 403, 404, 409, 422, 429, 503)}
+
 
 class SubmitView(APIView):
     """POST /api/submit: place an order; answers once the matcher has matched it (or refused it)."""
 
     throttle_classes = (SubmitThrottle, BurstThrottle, SustainedThrottle)
 
+    @extend_schema(request=OrderRequest, responses={201: schemas.SubmitResult, **ERRORS})
     def post(self, request: Request) -> Response:
         started = time.perf_counter_ns()
         form = OrderRequest(data=request.data)
@@ -62,6 +67,7 @@ class SubmitView(APIView):
 class CancelView(APIView):
     """DELETE /api/cancel/{order_id}: cancel one of my orders (404 for anyone else's)."""
 
+    @extend_schema(responses={200: schemas.CancelResult, **ERRORS})
     def delete(self, request: Request, order_id: int) -> Response:
         order = selectors.order_get(user=request.user, order_id=order_id)
         if order is None:
@@ -126,6 +132,8 @@ def _iso(ns: int) -> str:
 class BookView(APIView):
     """GET /api/book/{symbol}?depth=N: level 2 as the matcher last published it, with its seq."""
 
+    @extend_schema(parameters=[OpenApiParameter("depth", int, description="levels a side, 1 to 50")],
+                   responses={200: schemas.Book, **ERRORS})
     def get(self, request: Request, symbol: str) -> Response:
         instrument = _instrument(symbol)
         depth = bounded_int(request, "depth", default=10, top=50)
@@ -141,6 +149,8 @@ class BookView(APIView):
 class TradesView(APIView):
     """GET /api/trades/{symbol}?limit=N: the most recent trades, newest first."""
 
+    @extend_schema(parameters=[OpenApiParameter("limit", int, description="1 to 200")],
+                   responses={200: schemas.PublicTrade(many=True), **ERRORS})
     def get(self, request: Request, symbol: str) -> Response:
         instrument = _instrument(symbol)
         limit = bounded_int(request, "limit", default=50, top=200)
@@ -174,6 +184,7 @@ def _level(instrument: Instrument, price: int, qty: int) -> dict[str, str]:
 class InstrumentListView(APIView):
     """GET /api/instruments: every instrument with its tick and lot size and trading status."""
 
+    @extend_schema(responses={200: schemas.InstrumentInfo(many=True), **ERRORS})
     def get(self, request: Request) -> Response:
         return Response([{"symbol": i.symbol, "name": i.name, "tick_size": str(i.tick_size.normalize()),
                           "lot_size": str(i.lot_size.normalize()), "status": i.status}
@@ -183,6 +194,7 @@ class InstrumentListView(APIView):
 class TickerView(APIView):
     """GET /api/ticker/{symbol}: last price, best bid/ask and the rolling 24h high, low and volume."""
 
+    @extend_schema(responses={200: schemas.Ticker, **ERRORS})
     def get(self, request: Request, symbol: str) -> Response:
         instrument = _instrument(symbol)
         ticker = services.market_data().ticker(instrument.symbol)

@@ -1,0 +1,98 @@
+"""The API's answers as serializers, for the OpenAPI schema (drf-spectacular) and nothing else:
+the views build plain dicts; these say what shape they have."""
+
+from __future__ import annotations
+
+from rest_framework import serializers as s
+
+
+class Error(s.Serializer):
+    code = s.CharField(help_text="machine-readable, e.g. invalid_request, post_only_would_take")
+    message = s.CharField()
+    fields = s.DictField(required=False, help_text="per field, for invalid_request")
+
+
+class Fill(s.Serializer):
+    trade_id = s.CharField(help_text="SYMBOL-n")
+    price = s.CharField()
+    quantity = s.CharField()
+    timestamp = s.DateTimeField()
+
+
+class SubmitResult(s.Serializer):
+    success = s.BooleanField()
+    order_id = s.IntegerField()
+    status = s.ChoiceField(["open", "pending", "partially_filled", "filled", "canceled", "duplicate"])
+    duplicate = s.BooleanField(required=False)
+    cancel_reason = s.CharField(allow_null=True, required=False)
+    trades = Fill(many=True)
+    remaining_quantity = s.CharField(allow_null=True)
+    latency_us = s.IntegerField()
+
+
+class CancelResult(s.Serializer):
+    success = s.BooleanField()
+    order_id = s.IntegerField()
+    status = s.CharField()
+    canceled_quantity = s.CharField()
+
+
+class Level(s.Serializer):
+    price = s.CharField()
+    quantity = s.CharField()
+
+
+class Book(s.Serializer):
+    symbol = s.CharField()
+    seq = s.IntegerField(help_text="the matcher seq of the last change: gaps mean missed updates")
+    bids = Level(many=True)
+    asks = Level(many=True)
+
+
+class PublicTrade(s.Serializer):
+    trade_id = s.CharField()
+    price = s.CharField()
+    quantity = s.CharField()
+    taker_side = s.CharField()
+    timestamp = s.DateTimeField()
+
+
+class Ticker(s.Serializer):
+    symbol = s.CharField()
+    seq = s.IntegerField()
+    last = s.CharField(allow_null=True)
+    best_bid = s.CharField(allow_null=True)
+    best_ask = s.CharField(allow_null=True)
+    open_24h = s.CharField(allow_null=True)
+    high_24h = s.CharField(allow_null=True)
+    low_24h = s.CharField(allow_null=True)
+    volume_24h = s.CharField()
+
+
+class InstrumentInfo(s.Serializer):
+    symbol = s.CharField()
+    name = s.CharField()
+    tick_size = s.CharField()
+    lot_size = s.CharField()
+    status = s.CharField()
+
+
+class OrderInfo(s.Serializer):
+    order_id = s.IntegerField()
+    client_order_id = s.CharField(allow_null=True)
+    symbol = s.CharField()
+    side = s.CharField()
+    type = s.CharField()
+    time_in_force = s.CharField()
+    status = s.CharField()
+    price = s.CharField(allow_null=True)
+    stop_price = s.CharField(allow_null=True)
+    quantity = s.CharField()
+    filled_quantity = s.CharField()
+    remaining_quantity = s.CharField()
+    canceled_quantity = s.CharField()
+    average_price = s.CharField(allow_null=True)
+    reject_reason = s.CharField(allow_null=True)
+    cancel_reason = s.CharField(allow_null=True)
+    created_at = s.DateTimeField()
+    updated_at = s.DateTimeField()
