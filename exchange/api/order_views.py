@@ -21,7 +21,7 @@ class OrderListView(APIView):
 
     @extend_schema(parameters=[OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
                                OpenApiParameter("symbol", str),
-                               OpenApiParameter("limit", int, description="1 to 500")],
+                               OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
                    responses={200: schemas.OrderInfo(many=True), **ERRORS})
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status")

@@ -96,3 +96,7 @@ class OrderInfo(s.Serializer):
     cancel_reason = s.CharField(allow_null=True)
     created_at = s.DateTimeField()
     updated_at = s.DateTimeField()
+
+
+class TokenResult(s.Serializer):
+    token = s.CharField()

@@ -1,13 +1,12 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 from exchange.api import order_views, views
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("token", obtain_auth_token, name="api-token"),
+    path("token", views.TokenView.as_view(), name="api-token"),
     path("submit", views.SubmitView.as_view(), name="api-submit"),
     path("cancel/<int:order_id>", views.CancelView.as_view(), name="api-cancel"),
     path("orders", order_views.OrderListView.as_view(), name="api-orders"),
@@ -18,4 +17,6 @@ urlpatterns = [
     path("ticker/<str:symbol>", views.TickerView.as_view(), name="api-ticker"),
     path("book/<str:symbol>", views.BookView.as_view(), name="api-book"),
     path("trades/<str:symbol>", views.TradesView.as_view(), name="api-trades"),
+    # anything else under /api/ (a negative id, an unknown path): the API's JSON 404, not Django's page
+    re_path(r"^", views.not_found, name="api-not-found"),
 ]

@@ -5,15 +5,19 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api import schemas
-from exchange.api.errors import ApiError
+from exchange.api.errors import ApiError, body
 from exchange.api.serializers import OrderRequest
 from exchange.api.throttles import BurstThrottle, SubmitThrottle, SustainedThrottle
 from exchange.models import Instrument
@@ -33,6 +37,11 @@ from matching.engine import (
 from matching.worker.matcher import Reply
 
 ERRORS = {code: schemas.Error for code in (400, 401, 403, 404, 409, 422, 429, 503)}
+
+
+@csrf_exempt  # it changes nothing, whatever the method
+def not_found(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(body("not_found", f"no API endpoint at {request.path}"), status=404)
 
 
 class SubmitView(APIView):
@@ -132,7 +141,8 @@ def _iso(ns: int) -> str:
 class BookView(APIView):
     """GET /api/book/{symbol}?depth=N: level 2 as the matcher last published it, with its seq."""
 
-    @extend_schema(parameters=[OpenApiParameter("depth", int, description="levels a side, 1 to 50")],
+    @extend_schema(parameters=[OpenApiParameter("depth", {"type": "integer", "minimum": 1, "maximum": 50},
+                                               description="levels a side")],
                    responses={200: schemas.Book, **ERRORS})
     def get(self, request: Request, symbol: str) -> Response:
         instrument = _instrument(symbol)
@@ -149,7 +159,7 @@ class BookView(APIView):
 class TradesView(APIView):
     """GET /api/trades/{symbol}?limit=N: the most recent trades, newest first."""
 
-    @extend_schema(parameters=[OpenApiParameter("limit", int, description="1 to 200")],
+    @extend_schema(parameters=[OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 200})],
                    responses={200: schemas.PublicTrade(many=True), **ERRORS})
     def get(self, request: Request, symbol: str) -> Response:
         instrument = _instrument(symbol)
@@ -213,3 +223,11 @@ class TickerView(APIView):
             "low_24h": price(ticker.low),
             "volume_24h": str(instrument.lots_to_qty(ticker.volume)),
         })
+
+
+class TokenView(ObtainAuthToken):
+    """POST /api/token (username, password): the user's API token, for `Authorization: Token <key>`."""
+
+    @extend_schema(request=AuthTokenSerializer, responses={200: schemas.TokenResult, **ERRORS})
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().post(request, *args, **kwargs)
