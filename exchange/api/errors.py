@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -49,6 +50,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
                         status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(retry)})
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    if isinstance(exc, RequestDataTooBig):
+        return Response(body("request_too_large", "the request body is too large"),
+                        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, ApiError):
         return Response(body(exc.code, str(exc.detail), **exc.extra), exc.status_code)
     if isinstance(exc, exceptions.ValidationError):

@@ -236,3 +236,10 @@ def test_order_entry_is_rate_limited_per_user(alice, bob):
     assert limited.json()["code"] == "rate_limited"
     assert int(limited["Retry-After"]) >= 1
     assert submit(bob).status_code == 201  # counted per user
+
+
+def test_an_oversized_body_is_413_not_500(alice):
+    huge = '{"symbol": "' + "A" * 3_000_000 + '"}'  # past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+    response = alice.post("/api/submit", huge, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
