@@ -15,7 +15,7 @@ from django.conf import settings
 from exchange.models import Instrument
 from marketdata.book_cache import MarketDataCache
 from marketdata.redis_cache import RedisMarketData, connect
-from matching.engine import CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
+from matching.engine import AmendOrder, CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
 from matching.projector import Projector
 from matching.selectors import projected_seq
 from matching.worker.bus import CommandBus
@@ -137,3 +137,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _ns(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+
+
+def order_amend(*, user_id: int, symbol: str, order_id: int, qty_lots: int | None = None,
+                price_ticks: int | None = None, stop_price_ticks: int | None = None) -> Reply:
+    """Change a live order: `qty_lots` is the new total quantity (FIX style)."""
+    cmd = AmendOrder(order_id, user_id, symbol, qty_lots, price_ticks, stop_price_ticks)
+    return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)

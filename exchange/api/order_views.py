@@ -9,10 +9,12 @@ from rest_framework.views import APIView
 
 from exchange.api import schemas
 from exchange.api.errors import ApiError
+from exchange.api.serializers import AmendRequest
+from exchange.api.throttles import BurstThrottle, SubmitThrottle, SustainedThrottle
 from exchange.api.views import ERRORS, bounded_int
 from exchange.models import Instrument
-from matching import selectors
-from matching.engine import OrderStatus
+from matching import selectors, services
+from matching.engine import AmendRejected, OrderAmended, OrderStatus, RejectReason, Trade
 from matching.models import Order
 
 
@@ -37,11 +39,40 @@ class OrderListView(APIView):
 
 
 class OrderDetailView(APIView):
-    """GET /api/orders/{order_id}."""
+    """GET /api/orders/{order_id}; PATCH it to amend (lower quantity keeps queue priority)."""
+
+    throttle_classes = (SubmitThrottle, BurstThrottle, SustainedThrottle)
 
     @extend_schema(responses={200: schemas.OrderInfo, **ERRORS})
     def get(self, request: Request, order_id: int) -> Response:
         return Response(_found(selectors.order_get(user=request.user, order_id=order_id)))
+
+    @extend_schema(request=AmendRequest, responses={200: schemas.AmendResult, **ERRORS})
+    def patch(self, request: Request, order_id: int) -> Response:
+        order = selectors.order_get(user=request.user, order_id=order_id)
+        if order is None:
+            raise ApiError(404, "not_found", "no such order of yours (a new one may take a moment to appear)")
+        form = AmendRequest(data=request.data)
+        form.is_valid(raise_exception=True)
+        instrument = Instrument.objects.get(symbol=order.symbol)
+        reply = services.order_amend(user_id=request.user.id, symbol=order.symbol, order_id=order_id,
+                                     **form.to_units(instrument))
+        for event in reply.events:
+            if isinstance(event, AmendRejected):
+                if event.reason == RejectReason.UNKNOWN_ORDER:
+                    raise ApiError(409, "order_not_open", "the order is no longer open")
+                raise ApiError(422, str(event.reason), f"the exchange refused the amendment: {event.reason}")
+            if isinstance(event, OrderAmended):
+                return Response({
+                    "success": True,
+                    "order_id": order_id,
+                    "kept_priority": event.kept_priority,
+                    "price": None if event.price is None else str(instrument.ticks_to_price(event.price)),
+                    "quantity": str(instrument.lots_to_qty(event.qty)),
+                    "remaining_quantity": str(instrument.lots_to_qty(event.remaining)),
+                    "trades": sum(isinstance(e, Trade) for e in reply.events),
+                })
+        raise ApiError(409, "order_not_open", "the order is no longer open")
 
 
 class OrderByClientIdView(APIView):

@@ -100,3 +100,13 @@ class OrderInfo(s.Serializer):
 
 class TokenResult(s.Serializer):
     token = s.CharField()
+
+
+class AmendResult(s.Serializer):
+    success = s.BooleanField()
+    order_id = s.IntegerField()
+    kept_priority = s.BooleanField()
+    price = s.CharField(allow_null=True)
+    quantity = s.CharField(help_text="the new total quantity")
+    remaining_quantity = s.CharField()
+    trades = s.IntegerField(help_text="trades the amendment caused (a new price may cross)")

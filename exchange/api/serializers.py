@@ -80,3 +80,27 @@ def _units(convert: Any, value: Decimal, name: str) -> int:
     if units > MAX_UNITS:
         raise serializers.ValidationError({name: "too large"})
     return units
+
+
+class AmendRequest(serializers.Serializer):
+    """A new total quantity (must stay above what has filled), a new limit price, a new stop price."""
+
+    quantity = DecimalText(required=False)
+    price = DecimalText(required=False)
+    stop_price = DecimalText(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError({"quantity": "give a quantity, a price or a stop price"})
+        return attrs
+
+    def to_units(self, instrument: Instrument) -> dict[str, int | None]:
+        data = self.validated_data
+        return {
+            "qty_lots": None if "quantity" not in data else _units(instrument.qty_to_lots, data["quantity"],
+                                                                    "quantity"),
+            "price_ticks": None if "price" not in data else _units(instrument.price_to_ticks, data["price"],
+                                                                   "price"),
+            "stop_price_ticks": None if "stop_price" not in data else _units(
+                instrument.price_to_ticks, data["stop_price"], "stop_price"),
+        }

@@ -243,3 +243,27 @@ def test_an_oversized_body_is_413_not_500(alice):
     response = alice.post("/api/submit", huge, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["code"] == "request_too_large"
+
+
+def amend(client, order_id, **fields):
+    return client.patch(f"/api/orders/{order_id}", fields, content_type="application/json")
+
+
+def test_amend_my_order(alice, bob):
+    order_id = submit(alice, quantity="10", price="100.00").json()["order_id"]
+    services.command_bus_stop()  # write the projection out (amend looks the order up there)
+    smaller = amend(alice, order_id, quantity="6")
+    assert smaller.status_code == 200, smaller.json()
+    assert smaller.json()["kept_priority"] is True
+    assert smaller.json()["remaining_quantity"] == "6"
+    repriced = amend(alice, order_id, price="101.00").json()
+    assert (repriced["kept_priority"], repriced["price"]) == (False, "101.00")
+    assert amend(bob, order_id, quantity="1").status_code == 404
+    empty = amend(alice, order_id)
+    assert empty.status_code == 400
+    off_tick = amend(alice, order_id, price="1.001")
+    assert off_tick.status_code == 400
+    submit(bob, side="sell", quantity="6", price="101.00")  # fills it completely
+    gone = amend(alice, order_id, quantity="3")
+    assert gone.status_code == 409
+    assert gone.json()["code"] == "order_not_open"
