@@ -120,3 +120,31 @@ def order_json(order: Order, instrument: Instrument) -> dict:
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat(),
     }
+
+
+class FillListView(APIView):
+    """GET /api/fills?symbol=AAPL&limit=100: my trades, newest first, with my side and role."""
+
+    @extend_schema(parameters=[OpenApiParameter("symbol", str),
+                               OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
+                   responses={200: schemas.MyFill(many=True), **ERRORS})
+    def get(self, request: Request) -> Response:
+        limit = bounded_int(request, "limit", default=100, top=500)
+        fills = selectors.fill_list(user=request.user, symbol=request.query_params.get("symbol"))[:limit]
+        instruments = {i.symbol: i for i in Instrument.objects.all()}
+        mine = request.user.id
+        out = []
+        for fill in fills:
+            instrument = instruments[fill.symbol]
+            taker = fill.taker_user_id == mine
+            out.append({
+                "trade_id": f"{fill.symbol}-{fill.trade_id}",
+                "order_id": fill.taker_order_id if taker else fill.maker_order_id,
+                "symbol": fill.symbol,
+                "side": fill.taker_side if taker else fill.maker_side,
+                "liquidity": "taker" if taker else "maker",
+                "price": str(instrument.ticks_to_price(fill.price_ticks)),
+                "quantity": str(instrument.lots_to_qty(fill.qty_lots)),
+                "timestamp": fill.executed_at.isoformat(),
+            })
+        return Response(out)

@@ -110,3 +110,14 @@ class AmendResult(s.Serializer):
     quantity = s.CharField(help_text="the new total quantity")
     remaining_quantity = s.CharField()
     trades = s.IntegerField(help_text="trades the amendment caused (a new price may cross)")
+
+
+class MyFill(s.Serializer):
+    trade_id = s.CharField()
+    order_id = s.IntegerField()
+    symbol = s.CharField()
+    side = s.CharField()
+    liquidity = s.ChoiceField(["taker", "maker"])
+    price = s.CharField()
+    quantity = s.CharField()
+    timestamp = s.DateTimeField()

@@ -15,6 +15,7 @@ urlpatterns = [
          name="api-order-by-client-id"),
     path("instruments", views.InstrumentListView.as_view(), name="api-instruments"),
     path("ticker/<str:symbol>", views.TickerView.as_view(), name="api-ticker"),
+    path("fills", order_views.FillListView.as_view(), name="api-fills"),
     path("book/<str:symbol>", views.BookView.as_view(), name="api-book"),
     path("trades/<str:symbol>", views.TradesView.as_view(), name="api-trades"),
     # anything else under /api/ (a negative id, an unknown path): the API's JSON 404, not Django's page

@@ -267,3 +267,15 @@ def test_amend_my_order(alice, bob):
     gone = amend(alice, order_id, quantity="3")
     assert gone.status_code == 409
     assert gone.json()["code"] == "order_not_open"
+
+
+def test_my_fills_with_side_and_role(alice, bob):
+    maker = submit(alice, quantity="5", price="100.00").json()["order_id"]
+    taker = submit(bob, side="sell", quantity="2", price="99.00").json()["order_id"]
+    services.command_bus_stop()
+    mine = alice.get("/api/fills").json()
+    theirs = bob.get("/api/fills?symbol=AAPL").json()
+    assert [(f["order_id"], f["side"], f["liquidity"], f["price"], f["quantity"]) for f in mine] == [
+        (maker, "buy", "maker", "100.00", "2")]
+    assert [(f["order_id"], f["side"], f["liquidity"]) for f in theirs] == [(taker, "sell", "taker")]
+    assert bob.get("/api/fills?symbol=MSFT").json() == []
