@@ -23,6 +23,7 @@ class Env:
     redis_url: str | None  # None: embedded mode with an in-memory channel layer
     allowed_hosts: list[str]
     csrf_trusted_origins: list[str]
+    cors_allowed_origins: list[str]  # other sites whose pages may call the API; none by default
     matcher_data_dir: Path  # the embedded matcher's journal and snapshots
     matcher_shards: dict[int, list[str]]  # shard -> symbols; empty: one shard with every instrument
     matcher_timeout: float  # seconds a request waits for the matcher before "unavailable, retry"
@@ -87,6 +88,7 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         redis_url=get("REDIS_URL", "") or None,
         allowed_hosts=parse_list(get("ALLOWED_HOSTS", "127.0.0.1,localhost")),
         csrf_trusted_origins=parse_list(get("CSRF_TRUSTED_ORIGINS", "")),
+        cors_allowed_origins=parse_list(get("CORS_ALLOWED_ORIGINS", "")),
         matcher_data_dir=Path(get("MATCHER_DATA_DIR", str(base_dir / "var" / "matcher"))),
         matcher_shards=parse_shards(get("MATCHER_SHARDS", "")),
         matcher_timeout=float(parse_positive("MATCHER_TIMEOUT", get("MATCHER_TIMEOUT", "2"), float)),

@@ -14,6 +14,8 @@ DEBUG = ENV.debug
 SECRET_KEY = ENV.secret_key
 ALLOWED_HOSTS = ENV.allowed_hosts
 CSRF_TRUSTED_ORIGINS = ENV.csrf_trusted_origins
+CORS_ALLOWED_ORIGINS = ENV.cors_allowed_origins  # configured origins only; the API alone
+CORS_URLS_REGEX = r"^/api/.*$"
 
 INSTALLED_APPS = [
     "daphne",  # first, so `manage.py runserver` serves ASGI through daphne
@@ -27,6 +29,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",  # API tokens for programs (POST /api/token, or the admin)
     "drf_spectacular",
+    "corsheaders",
     "drf_spectacular_sidecar",  # Swagger UI's files served from here, not from a CDN
     "exchange",
     "matching",
@@ -37,6 +40,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as its docs require
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -129,3 +129,9 @@ def test_bad_matcher_shards_are_refused(value):
 def test_bad_matcher_numbers_are_refused(name, value):
     with pytest.raises(ImproperlyConfigured, match=name):
         read_env({name: value}, base_dir=BASE_DIR)
+
+
+def test_cors_origins_are_none_unless_configured():
+    assert read_env({}, base_dir=BASE_DIR).cors_allowed_origins == []
+    env = read_env({"CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example"}, base_dir=BASE_DIR)
+    assert env.cors_allowed_origins == ["https://a.example", "https://b.example"]

@@ -279,3 +279,13 @@ def test_my_fills_with_side_and_role(alice, bob):
         (maker, "buy", "maker", "100.00", "2")]
     assert [(f["order_id"], f["side"], f["liquidity"]) for f in theirs] == [(taker, "sell", "taker")]
     assert bob.get("/api/fills?symbol=MSFT").json() == []
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"), [("https://desk.example", True), ("https://evil.example", False)]
+)
+def test_cors_only_for_configured_origins(alice, settings, origin, allowed):
+    settings.CORS_ALLOWED_ORIGINS = ["https://desk.example"]
+    response = alice.get("/api/instruments", HTTP_ORIGIN=origin)
+    assert response.status_code == 200
+    assert (response.get("Access-Control-Allow-Origin") == origin) is allowed
