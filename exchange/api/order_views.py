@@ -14,7 +14,7 @@ from exchange.api.throttles import BurstThrottle, SubmitThrottle, SustainedThrot
 from exchange.api.views import ERRORS, bounded_int
 from exchange.models import Instrument
 from matching import selectors, services
-from matching.engine import AmendRejected, OrderAmended, OrderStatus, RejectReason, Trade
+from matching.engine import AmendRejected, OrderAmended, OrderCanceled, OrderStatus, RejectReason, Trade
 from matching.models import Order
 
 
@@ -36,6 +36,28 @@ class OrderListView(APIView):
         instruments = {i.symbol: i for i in Instrument.objects.all()}
         return Response([order_json(order, instruments[order.symbol]) for order in orders
                          if order.symbol in instruments])
+
+
+LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING)
+
+
+class OrderCancelAllView(APIView):
+    """DELETE /api/orders/open[?symbol=AAPL]: cancel all my open orders (of one symbol)."""
+
+    throttle_classes = (SubmitThrottle, BurstThrottle, SustainedThrottle)
+
+    @extend_schema(parameters=[OpenApiParameter("symbol", str)],
+                   responses={200: schemas.CancelAllResult, **ERRORS})
+    def delete(self, request: Request) -> Response:
+        symbol = request.query_params.get("symbol")
+        canceled, not_open = [], []
+        user_id = request.user.id
+        for order in selectors.order_list(user=request.user, symbol=symbol).filter(status__in=LIVE):
+            order_id = order.order_id
+            reply = services.order_cancel(user_id=user_id, symbol=order.symbol, order_id=order_id)
+            done = any(isinstance(e, OrderCanceled) and e.order_id == order_id for e in reply.events)
+            (canceled if done else not_open).append(order_id)
+        return Response({"success": True, "canceled": canceled, "not_open": not_open})
 
 
 class OrderDetailView(APIView):

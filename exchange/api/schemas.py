@@ -121,3 +121,9 @@ class MyFill(s.Serializer):
     price = s.CharField()
     quantity = s.CharField()
     timestamp = s.DateTimeField()
+
+
+class CancelAllResult(s.Serializer):
+    success = s.BooleanField()
+    canceled = s.ListField(child=s.IntegerField())
+    not_open = s.ListField(child=s.IntegerField(), help_text="filled or canceled meanwhile")

@@ -289,3 +289,17 @@ def test_cors_only_for_configured_origins(alice, settings, origin, allowed):
     response = alice.get("/api/instruments", HTTP_ORIGIN=origin)
     assert response.status_code == 200
     assert (response.get("Access-Control-Allow-Origin") == origin) is allowed
+
+
+def test_cancel_all_my_open_orders(alice, bob):
+    mine = [submit(alice, price=f"{90 + n}.00").json()["order_id"] for n in range(3)]
+    submit(alice, symbol="AAPL", side="sell", price="120.00")
+    theirs = submit(bob, price="80.00").json()["order_id"]
+    services.command_bus_stop()
+    response = alice.delete("/api/orders/open?symbol=AAPL")
+    assert response.status_code == 200
+    assert sorted(response.json()["canceled"]) == sorted([*mine, mine[-1] + 1])
+    services.command_bus_stop()  # the projection written: nothing of mine is open any more
+    assert alice.delete("/api/orders/open").json() == {"success": True, "canceled": [], "not_open": []}
+    services.command_bus_stop()
+    assert Order.objects.get(order_id=theirs).status == "open"
