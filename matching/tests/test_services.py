@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.models import Instrument
 from matching import services
 from matching.engine import NewOrder, OrderAccepted, Side, Trade
 from matching.models import Order
 from matching.models import Trade as TradeRow
-
-
-@pytest.fixture
-def embedded(settings, tmp_path, transactional_db):
-    # a transactional test before this one may have flushed the seeded instruments
-    Instrument.objects.get_or_create(symbol="AAPL", defaults={"name": "Apple Inc.", "tick_size": "0.01",
-                                                              "lot_size": "1"})
-    settings.REDIS_URL = None
-    settings.MATCHER_DATA_DIR = tmp_path
-    settings.MATCHER_FSYNC = False
-    yield
-    services.command_bus_stop()
 
 
 def buy(user, qty=5, price=10_000, coid=None):

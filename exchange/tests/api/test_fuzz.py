@@ -5,30 +5,19 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, given, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import positive_data_acceptance
 
-from exchange.models import Instrument
-from matching import services
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def api_schema(settings, tmp_path, transactional_db):
-    Instrument.objects.get_or_create(symbol="AAPL", defaults={"name": "Apple Inc.", "tick_size": "0.01",
-                                                              "lot_size": "1"})
-    settings.REDIS_URL = None
-    settings.MATCHER_DATA_DIR = tmp_path
-    settings.MATCHER_FSYNC = False
+def api_schema(embedded, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
         "submit": "100000/s", "burst": "100000/s", "sustained": "1000000/min"}}
-    cache.clear()
-    yield schemathesis.openapi.from_wsgi("/api/schema", get_wsgi_application())
-    services.command_bus_stop()
+    return schemathesis.openapi.from_wsgi("/api/schema", get_wsgi_application())
 
 
 @pytest.fixture

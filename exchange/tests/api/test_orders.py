@@ -4,27 +4,12 @@ journal -> engine -> reply, and the projection read back; bad input is a 4xx wit
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
-from exchange.models import Instrument
 from matching import services
 from matching.models import Order
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def embedded(settings, tmp_path, transactional_db):
-    # a transactional test before this one may have flushed the seeded instruments
-    Instrument.objects.get_or_create(symbol="AAPL", defaults={"name": "Apple Inc.", "tick_size": "0.01",
-                                                              "lot_size": "1"})
-    settings.REDIS_URL = None
-    cache.clear()  # rate-limit counters of earlier tests
-    settings.MATCHER_DATA_DIR = tmp_path
-    settings.MATCHER_FSYNC = False
-    yield
-    services.command_bus_stop()
 
 
 @pytest.fixture

@@ -1,0 +1,26 @@
+"""Fixtures shared across the apps' tests."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def embedded(settings, tmp_path, transactional_db):
+    """The embedded default (matcher thread, journal in tmp_path, projector), stopped afterwards.
+
+    Transactional: the matcher's projector writes from its own thread."""
+    from django.core.cache import cache
+
+    from exchange.models import Instrument
+    from matching import services
+
+    # a transactional test before this one may have flushed the seeded instruments
+    Instrument.objects.get_or_create(symbol="AAPL", defaults={"name": "Apple Inc.", "tick_size": "0.01",
+                                                              "lot_size": "1"})
+    settings.REDIS_URL = None
+    settings.MATCHER_DATA_DIR = tmp_path
+    settings.MATCHER_FSYNC = False
+    cache.clear()  # rate-limit counters of earlier tests
+    yield
+    services.command_bus_stop()
