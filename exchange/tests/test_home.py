@@ -9,6 +9,8 @@ def test_home_lists_instruments_with_links(client):
         assert text in html
     assert 'href="/admin/"' in html
     assert 'href="/accounts/login/"' in html
+    assert 'href="/api/book/AAPL"' in html
+    assert 'href="/api/docs"' in html
 
 
 def test_login_then_logout(client, django_user_model):
