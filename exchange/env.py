@@ -24,6 +24,7 @@ class Env:
     allowed_hosts: list[str]
     csrf_trusted_origins: list[str]
     cors_allowed_origins: list[str]  # other sites whose pages may call the API; none by default
+    api_rates: dict[str, str]  # per-user rate limits by scope (submit, burst, sustained)
     matcher_data_dir: Path  # the embedded matcher's journal and snapshots
     matcher_shards: dict[int, list[str]]  # shard -> symbols; empty: one shard with every instrument
     matcher_timeout: float  # seconds a request waits for the matcher before "unavailable, retry"
@@ -61,6 +62,24 @@ def parse_shards(value: str) -> dict[int, list[str]]:
     return shards
 
 
+DEFAULT_API_RATES = {"submit": "10/s", "burst": "100/s", "sustained": "1000/min"}
+
+
+def parse_rates(value: str) -> dict[str, str]:
+    """`submit=10/s,burst=100/s` over the defaults; a rate is N/s, N/min, N/h or N/day."""
+    rates = dict(DEFAULT_API_RATES)
+    for item in parse_list(value):
+        scope, _, rate = item.partition("=")
+        count, _, period = rate.partition("/")
+        valid = count.isdigit() and int(count) >= 1 and period in {"s", "min", "h", "day"}
+        if scope not in rates or not valid:
+            raise ImproperlyConfigured(
+                f"API_RATES: expected scope=N/period (scopes {', '.join(rates)}), not {item!r}"
+            )
+        rates[scope] = rate
+    return rates
+
+
 def parse_positive(name: str, value: str, kind: type[int] | type[float]) -> int | float:
     try:
         number = kind(value)
@@ -89,6 +108,7 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         allowed_hosts=parse_list(get("ALLOWED_HOSTS", "127.0.0.1,localhost")),
         csrf_trusted_origins=parse_list(get("CSRF_TRUSTED_ORIGINS", "")),
         cors_allowed_origins=parse_list(get("CORS_ALLOWED_ORIGINS", "")),
+        api_rates=parse_rates(get("API_RATES", "")),
         matcher_data_dir=Path(get("MATCHER_DATA_DIR", str(base_dir / "var" / "matcher"))),
         matcher_shards=parse_shards(get("MATCHER_SHARDS", "")),
         matcher_timeout=float(parse_positive("MATCHER_TIMEOUT", get("MATCHER_TIMEOUT", "2"), float)),

@@ -122,7 +122,7 @@ REST_FRAMEWORK = {
         "exchange.api.throttles.BurstThrottle",
         "exchange.api.throttles.SustainedThrottle",
     ],
-    "DEFAULT_THROTTLE_RATES": {"submit": "10/s", "burst": "100/s", "sustained": "1000/min"},
+    "DEFAULT_THROTTLE_RATES": ENV.api_rates,
     "EXCEPTION_HANDLER": "exchange.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }

@@ -135,3 +135,16 @@ def test_cors_origins_are_none_unless_configured():
     assert read_env({}, base_dir=BASE_DIR).cors_allowed_origins == []
     env = read_env({"CORS_ALLOWED_ORIGINS": "https://a.example, https://b.example"}, base_dir=BASE_DIR)
     assert env.cors_allowed_origins == ["https://a.example", "https://b.example"]
+
+
+def test_api_rates_default_and_override():
+    defaults = {"submit": "10/s", "burst": "100/s", "sustained": "1000/min"}
+    assert read_env({}, base_dir=BASE_DIR).api_rates == defaults
+    env = read_env({"API_RATES": "submit=500/s, sustained=100000/min"}, base_dir=BASE_DIR)
+    assert env.api_rates == {"submit": "500/s", "burst": "100/s", "sustained": "100000/min"}
+
+
+@pytest.mark.parametrize("value", ["submit", "submit=0/s", "submit=10/week", "orders=10/s", "submit=x/s"])
+def test_bad_api_rates_are_refused(value):
+    with pytest.raises(ImproperlyConfigured, match="API_RATES"):
+        read_env({"API_RATES": value}, base_dir=BASE_DIR)
