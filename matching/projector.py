@@ -25,7 +25,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import cache
 from typing import Any
@@ -53,6 +52,7 @@ from matching.engine import (
 from matching.engine import Trade as TradeEvent
 from matching.engine.types import STPMode
 from matching.models import SYMBOL_MAX_LENGTH, AuditEvent, Order, ProjectionCursor, Trade
+from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class _Rows:
         if order is None:
             log.error("seq %d: event for order %d, which was never projected", seq, order_id)
             return None
-        order.updated_seq, order.updated_at = seq, _datetime(timestamp)
+        order.updated_seq, order.updated_at = seq, to_datetime(timestamp)
         if order_id not in self.created:
             self.changed[order_id] = order
         return order
@@ -113,7 +113,7 @@ class _Rows:
         detail = {**_plain_fields(event), **extra}
         symbol = event.symbol[:SYMBOL_MAX_LENGTH]  # a rejected unknown symbol may be longer; detail keeps it
         self.audit.append(AuditEvent(seq=reply.seq, kind=kind, order_id=order_id, user_id=owner,
-                                     symbol=symbol, detail=detail, at=_datetime(event.timestamp)))
+                                     symbol=symbol, detail=detail, at=to_datetime(event.timestamp)))
 
 
 def _collect(replies: Sequence[Reply]) -> _Rows:
@@ -214,7 +214,7 @@ def _on_trade(rows: _Rows, reply: Reply, event: TradeEvent) -> None:
         symbol=event.symbol, trade_id=event.trade_id, price_ticks=event.price, qty_lots=event.qty,
         taker_order_id=event.taker_order_id, maker_order_id=event.maker_order_id,
         taker_user_id=event.taker_owner, maker_user_id=event.maker_owner, taker_side=event.taker_side.value,
-        seq=reply.seq, executed_at=_datetime(event.timestamp),
+        seq=reply.seq, executed_at=to_datetime(event.timestamp),
     ))
     _fill(rows, reply, event, event.taker_order_id, event.taker_owner, event.taker_remaining, "taker")
     _fill(rows, reply, event, event.maker_order_id, event.maker_owner, event.maker_remaining, "maker")
@@ -307,7 +307,7 @@ def _new_order(reply: Reply, event: OrderAccepted | OrderRejected, status: Order
     cmd = reply.command
     if not isinstance(cmd, NewOrder):
         raise TypeError(f"seq {reply.seq}: order event without its NewOrder")
-    at = _datetime(event.timestamp)
+    at = to_datetime(event.timestamp)
     return Order(
         order_id=event.order_id, user_id=event.owner, symbol=event.symbol[:SYMBOL_MAX_LENGTH],
         side=_member(cmd.side, Side), order_type=_member(cmd.order_type, OrderType),
@@ -342,11 +342,6 @@ def _plain(value: object) -> Any:
     if value is None or type(value) in (int, str, bool):
         return value
     return repr(value)
-
-
-def _datetime(ns: int) -> datetime:
-    seconds, rest = divmod(ns, 10**9)
-    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=rest // 1000)
 
 
 # ---- the background writer --------------------------------------------------------------------

@@ -18,6 +18,7 @@ from marketdata.redis_cache import RedisMarketData, connect
 from matching.engine import AmendOrder, CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
 from matching.projector import Projector
 from matching.selectors import projected_seq
+from matching.timestamps import to_ns
 from matching.worker.bus import CommandBus
 from matching.worker.embedded import EmbeddedBus
 from matching.worker.matcher import Matcher, Reply
@@ -118,7 +119,7 @@ def order_submit(
     if tif is TimeInForce.DAY and expire_at is None:
         expire_at = session_end(datetime.now(UTC))
     cmd = NewOrder(0, user_id, symbol, side, qty_lots, price_ticks, order_type, tif, post_only,
-                   stop_price_ticks, None if expire_at is None else _ns(expire_at), stp,
+                   stop_price_ticks, None if expire_at is None else to_ns(expire_at), stp,
                    client_order_id=client_order_id)
     return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
 
@@ -132,11 +133,6 @@ def session_end(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time.min, tzinfo=UTC)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _ns(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
 
 
 def order_amend(*, user_id: int, symbol: str, order_id: int, qty_lots: int | None = None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -34,6 +33,7 @@ from matching.engine import (
     TimeInForce,
     Trade,
 )
+from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
 
 ERRORS = {code: schemas.Error for code in (400, 401, 403, 404, 409, 422, 429, 503)}
@@ -130,11 +130,8 @@ def submit_outcome(reply: Reply, instrument: Instrument, started_ns: int) -> dic
     }
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def _iso(ns: int) -> str:
-    return (_EPOCH + timedelta(microseconds=ns // 1000)).isoformat()
+    return to_datetime(ns).isoformat()
 
 
 
