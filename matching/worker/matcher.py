@@ -122,11 +122,7 @@ class Matcher:
 
     def apply(self, seq: int, timestamp: int, cmd: Command) -> Reply:
         """Apply one durable command. Deterministic: depends only on (state, seq, timestamp, cmd)."""
-        if seq != self.seq + 1:
-            raise ValueError(f"sequence gap: expected {self.seq + 1}, got {seq}")
-        self.seq = seq
-        self.last_timestamp = timestamp
-        self._since_snapshot += 1
+        self._advance(seq, timestamp)
         cmd.timestamp = timestamp
         if type(cmd) is not NewOrder:
             return Reply(seq, getattr(cmd, "order_id", 0), self.engine.apply(cmd), command=cmd)
@@ -148,11 +144,17 @@ class Matcher:
             cmd = decode_command(payload)
         except CodecError as exc:
             log.error("seq %d: undecodable command skipped: %s", seq, exc)
-            if seq != self.seq + 1:
-                raise ValueError(f"sequence gap: expected {self.seq + 1}, got {seq}") from exc
-            self.seq, self.last_timestamp = seq, timestamp
+            self._advance(seq, timestamp)
             return Reply(seq, 0)
         return self.apply(seq, timestamp, cmd)
+
+    def _advance(self, seq: int, timestamp: int) -> None:
+        """Take the next seq, or refuse a gap: every logged record takes exactly one."""
+        if seq != self.seq + 1:
+            raise ValueError(f"sequence gap: expected {self.seq + 1}, got {seq}")
+        self.seq = seq
+        self.last_timestamp = timestamp
+        self._since_snapshot += 1
 
     def expiry_due(self) -> bool:
         """Whether a DAY/GTD order (or a stale entry for one) is due to expire by now."""
