@@ -99,7 +99,7 @@ def submit_outcome(reply: Reply, instrument: Instrument, started_ns: int) -> dic
                 "status": "duplicate", "trades": [], "remaining_quantity": None,
                 "latency_us": (time.perf_counter_ns() - started_ns) // 1000}
     order_id = reply.order_id
-    state, remaining, trades = "open", None, []
+    state, remaining, trades, cancel_reason = "open", None, [], None
     for event in reply.events:
         if isinstance(event, OrderRejected) and event.order_id == order_id:
             raise ApiError(422, str(event.reason), f"the exchange rejected the order: {event.reason}",
@@ -117,13 +117,12 @@ def submit_outcome(reply: Reply, instrument: Instrument, started_ns: int) -> dic
         elif isinstance(event, StopTriggered) and event.order_id == order_id:
             state = "open"
         elif isinstance(event, OrderCanceled) and event.order_id == order_id:
-            state, remaining = "canceled", 0
+            state, remaining, cancel_reason = "canceled", 0, str(event.reason)
     return {
         "success": True,
         "order_id": order_id,
         "status": state,
-        "cancel_reason": next((str(e.reason) for e in reply.events
-                               if isinstance(e, OrderCanceled) and e.order_id == order_id), None),
+        "cancel_reason": cancel_reason,
         "trades": trades,
         "remaining_quantity": None if remaining is None else str(instrument.lots_to_qty(remaining)),
         "latency_us": (time.perf_counter_ns() - started_ns) // 1000,
