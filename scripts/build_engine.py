@@ -33,7 +33,9 @@ COMPILED_MODULES, STAMP, source_digest = compiled.COMPILED_MODULES, compiled.STA
 
 
 def compiled_files() -> list[Path]:
-    return sorted(ENGINE.glob(f"*{SUFFIX}"))
+    """Every extension module the build put in the tree (the engine's group library among them)."""
+    dirs = sorted({(ROOT / name).parent for name in COMPILED_MODULES})
+    return sorted(path for directory in dirs for path in directory.glob(f"*{SUFFIX}"))
 
 
 def clean() -> None:
@@ -46,10 +48,11 @@ def compile_into(target: Path) -> None:
     """Run mypyc in a scratch copy of the package, so nothing but the result touches the tree."""
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
-        shutil.copytree(ROOT / "matching" / "engine", work / "matching" / "engine",
-                        ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-        (work / "matching" / "__init__.py").write_text("")
-        sources = [f"matching/engine/{name}.py" for name in COMPILED_MODULES]
+        # mypyc type-checks what the compiled modules import, so the whole packages go along.
+        for package in sorted({name.split("/")[0] for name in COMPILED_MODULES}):
+            shutil.copytree(ROOT / package, work / package,
+                            ignore=shutil.ignore_patterns("*.so", "__pycache__", "tests", "migrations"))
+        sources = [f"{name}.py" for name in COMPILED_MODULES]
         setup = (
             "from mypyc.build import mypycify\n"
             "from setuptools import setup\n"
@@ -60,9 +63,10 @@ def compile_into(target: Path) -> None:
         result = subprocess.run([sys.executable, "-c", setup], cwd=work, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
-        target.mkdir(parents=True, exist_ok=True)
-        for built in (work / "matching" / "engine").glob(f"*{SUFFIX}"):
-            shutil.copy2(built, target / built.name)
+        for directory in sorted({Path(name).parent for name in COMPILED_MODULES}):
+            (target / directory).mkdir(parents=True, exist_ok=True)
+            for built in (work / directory).glob(f"*{SUFFIX}"):
+                shutil.copy2(built, target / directory / built.name)
 
 
 def build() -> int:
@@ -72,17 +76,17 @@ def build() -> int:
         return 0
     clean()
     cached = CACHE / digest
-    if not list(cached.glob(f"*{SUFFIX}")):
+    if not list(cached.rglob(f"*{SUFFIX}")):
         print("engine: compiling with mypyc ...", flush=True)
         try:
             compile_into(cached)
         except (RuntimeError, OSError) as exc:
             print(f"engine: mypyc build failed, the engine stays interpreted:\n{exc}", file=sys.stderr)
             return 0
-    for built in cached.glob(f"*{SUFFIX}"):
-        shutil.copy2(built, ENGINE / built.name)
+    for built in cached.rglob(f"*{SUFFIX}"):
+        shutil.copy2(built, ROOT / built.relative_to(cached))
     (ENGINE / STAMP).write_text(digest)
-    print(f"engine: compiled ({', '.join(COMPILED_MODULES)})")
+    print(f"engine: compiled ({', '.join(name.rsplit('/', 1)[1] for name in COMPILED_MODULES)})")
     return 0
 
 

@@ -3,6 +3,9 @@
 Compiled extension modules sit next to their sources and Python prefers them, so a source edited
 after a build would silently not run. `check_fresh()` compares the sources with the digest
 recorded by `scripts/build_engine.py` and refuses stale modules.
+
+Besides the engine, the matcher's hot path around it (the codec and the matcher) is compiled in
+the same build: it runs once per command, like the engine.
 """
 
 from __future__ import annotations
@@ -12,15 +15,25 @@ import sys
 import sysconfig
 from pathlib import Path
 
-COMPILED_MODULES = ("commands", "order", "stops", "book", "engine")
+# Paths relative to the repository root, without ".py".
+COMPILED_MODULES = (
+    "matching/engine/commands",
+    "matching/engine/order",
+    "matching/engine/stops",
+    "matching/engine/book",
+    "matching/engine/engine",
+    "matching/worker/codec",
+    "matching/worker/matcher",
+)
 STAMP = "compiled.stamp"
 _HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent.parent
 
 
 def source_digest() -> str:
     digest = hashlib.sha256(sys.version.encode())
     for name in COMPILED_MODULES:
-        digest.update((_HERE / f"{name}.py").read_bytes())
+        digest.update((_ROOT / f"{name}.py").read_bytes())
     return digest.hexdigest()
 
 

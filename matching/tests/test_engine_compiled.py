@@ -20,8 +20,9 @@ def test_interpreted_engine_needs_no_stamp(monkeypatch):
 
 def test_digest_covers_every_compiled_source(tmp_path, monkeypatch):
     for name in compiled.COMPILED_MODULES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f"{name}.py").write_text(name)
-    monkeypatch.setattr(compiled, "_HERE", tmp_path)
+    monkeypatch.setattr(compiled, "_ROOT", tmp_path)
     before = compiled.source_digest()
     for name in compiled.COMPILED_MODULES:
         (tmp_path / f"{name}.py").write_text(name + " changed")

@@ -3,10 +3,13 @@
 MessagePack of a flat array (a tag, then the fields in declaration order, enums as their
 values): compact, fast, and safe to decode (no code runs, unlike pickle). Decoding checks the
 shape and types and raises `CodecError` on anything else, so a malformed entry cannot crash
-the worker.
+the worker. A batch (one journal record per group commit) is an array of such arrays, packed
+in one call.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -36,8 +39,16 @@ _STPS = {m.value: m for m in STPMode}
 
 
 def encode_command(cmd: Command) -> bytes:
+    return _pack(_fields(cmd))
+
+
+def encode_batch(cmds: list[Command]) -> bytes:
+    return _pack([_fields(cmd) for cmd in cmds])
+
+
+def _fields(cmd: Command) -> tuple:
     fields: tuple
-    if isinstance(cmd, NewOrder):
+    if type(cmd) is NewOrder:
         # the enums are str subclasses: packed as their string values
         fields = (_NEW, cmd.order_id, cmd.owner, cmd.symbol, cmd.side, cmd.qty, cmd.price,
                   cmd.order_type, cmd.tif, cmd.post_only, cmd.stop_price, cmd.expire_at,
@@ -51,12 +62,36 @@ def encode_command(cmd: Command) -> bytes:
         fields = (_TIME, cmd.timestamp)
     else:
         raise CodecError(f"not a command: {type(cmd).__name__}")
-    return _pack(fields)
+    return fields
 
 
 def decode_command(data: bytes) -> Command:
     try:
         fields = msgpack.unpackb(data)
+    except (msgpack.UnpackException, ValueError, TypeError) as exc:
+        raise CodecError(f"undecodable command: {exc}") from exc
+    return _command(fields)
+
+
+def decode_batch(data: bytes) -> list[Command | CodecError]:
+    """The commands of a batch, each decoded alone: one bad entry spoils only its own seq."""
+    try:
+        entries = msgpack.unpackb(data)
+    except (msgpack.UnpackException, ValueError, TypeError) as exc:
+        raise CodecError(f"undecodable batch: {exc}") from exc
+    if not isinstance(entries, list):
+        raise CodecError(f"a batch is an array, not {type(entries).__name__}")
+    out: list[Command | CodecError] = []
+    for fields in entries:
+        try:
+            out.append(_command(fields))
+        except CodecError as exc:
+            out.append(exc)
+    return out
+
+
+def _command(fields: Any) -> Command:  # whatever msgpack produced: checked below
+    try:
         tag = fields[0]
         if tag == _NEW and len(fields) == 15:
             (_, order_id, owner, symbol, side, qty, price, order_type, tif, post_only, stop_price,
@@ -74,7 +109,7 @@ def decode_command(data: bytes) -> Command:
             raise CodecError(f"unknown command shape: tag {tag!r}, {len(fields)} fields")
     except CodecError:
         raise
-    except (msgpack.UnpackException, ValueError, TypeError, KeyError, IndexError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise CodecError(f"undecodable command: {exc}") from exc
     _check_types(cmd)
     return cmd

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import threading
-from collections import defaultdict
+import weakref
+from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from heapq import heappop, heappush
 
 from matching.engine import AdvanceTime, Command
 from matching.worker.bus import Unavailable
@@ -28,33 +29,49 @@ Listener = Callable[[list[Reply]], None]
 _STOP = object()
 
 
-class _AsyncWaiter:
-    """An asyncio caller waiting on its loop; resolved from the matcher thread in one batch call."""
+class _LoopWaiters:
+    """The asyncio callers waiting on one event loop, and their timeouts.
 
-    __slots__ = ("future", "loop", "timer")
+    One sweep per loop, not a timer per command: a timer handle per order cost as much as the
+    rest of the hand-off. Deadlines sit in a heap; the sweep runs every `SWEEP_EVERY` seconds while
+    anything waits, drops the answered entries from the front and fails the overdue ones."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    SWEEP_EVERY = 0.1
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.future: asyncio.Future = loop.create_future()
-        self.timer = loop.call_later(timeout, self._expire)
+        self._heap: list[tuple[float, int, asyncio.Future]] = []
+        self._count = 0
+        self._armed = False
 
-    def _expire(self) -> None:
-        if not self.future.done():
-            self.future.set_exception(Unavailable("the matcher did not answer in time"))
+    def add(self, timeout: float) -> asyncio.Future:
+        future = self.loop.create_future()
+        self._count += 1
+        heappush(self._heap, (self.loop.time() + timeout, self._count, future))
+        if not self._armed:
+            self._armed = True
+            self.loop.call_later(self.SWEEP_EVERY, self._sweep)
+        return future
 
-    def settle(self, outcome: Reply | BaseException) -> None:  # on the waiter's own loop
-        self.timer.cancel()
-        if self.future.done():
-            return  # timed out already; the command was still applied (retry is idempotent)
+    def _sweep(self) -> None:
+        heap, now = self._heap, self.loop.time()
+        while heap and (heap[0][2].done() or heap[0][0] <= now):
+            future = heappop(heap)[2]
+            if not future.done():
+                future.set_exception(Unavailable("the matcher did not answer in time"))
+        self._armed = bool(heap)
+        if heap:
+            self.loop.call_later(self.SWEEP_EVERY, self._sweep)
+
+
+def _settle_all(pairs: list[tuple[asyncio.Future, Reply | BaseException]]) -> None:
+    for future, outcome in pairs:
+        if future.done():
+            continue  # timed out already; the command was still applied (retry is idempotent)
         if isinstance(outcome, BaseException):
-            self.future.set_exception(outcome)
+            future.set_exception(outcome)
         else:
-            self.future.set_result(outcome)
-
-
-def _settle_all(pairs: list[tuple[_AsyncWaiter, Reply | BaseException]]) -> None:
-    for waiter, outcome in pairs:
-        waiter.settle(outcome)
+            future.set_result(outcome)
 
 
 class EmbeddedBus:
@@ -64,15 +81,25 @@ class EmbeddedBus:
         self.max_batch = max_batch
         self.tick = tick  # when idle this long, let time pass in the books (DAY/GTD expiry)
         self.failure: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue(max_queue)
+        self.max_queue = max_queue
+        # A deque and an Event rather than queue.Queue: appends are atomic, and the matcher thread
+        # is woken only when it sleeps, so a put costs no lock at all under load.
+        self._items: deque = deque()
+        self._wakeup = threading.Event()
+        self._running = False
+        self._waiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaiters] = (
+            weakref.WeakKeyDictionary()
+        )
         self._listeners: list[Listener] = []
         self._thread = threading.Thread(target=self._run, name=f"matcher-{matcher.shard}", daemon=True)
 
     def start(self) -> None:
+        self._running = True
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._queue.put(_STOP)
+        self._items.append(_STOP)
+        self._wakeup.set()
         self._thread.join(timeout)
 
     def subscribe(self, listener: Listener) -> None:
@@ -89,61 +116,66 @@ class EmbeddedBus:
             raise Unavailable("the matcher did not answer in time") from None
 
     async def submit_async(self, cmd: Command, timeout: float) -> Reply:
-        waiter = _AsyncWaiter(asyncio.get_running_loop(), timeout)
-        self._put(cmd, waiter)
+        loop = asyncio.get_running_loop()
+        waiters = self._waiters.get(loop)
+        if waiters is None:
+            waiters = self._waiters[loop] = _LoopWaiters(loop)
+        self._check_open()
+        future = waiters.add(timeout)
+        self._put(cmd, future)
         # A caller that gives up (timeout, disconnect) only cancels its own future; the command stays
         # with the matcher, applied or not, and a retry with the same client_order_id is safe.
-        return await waiter.future
+        return await future
 
     def enqueue(self, cmd: Command) -> Future:
         """Queue a command; its Future resolves to the Reply. Raises Unavailable at once if it cannot."""
+        self._check_open()
         future: Future = Future()
         self._put(cmd, future)
         return future
 
     def health(self) -> dict:
         return {
-            "status": "ok" if self._thread.is_alive() and self.failure is None else "down",
+            "status": "ok" if self._running and self.failure is None else "down",
             "mode": "embedded",
             "seq": self.matcher.seq,
-            "queue_depth": self._queue.qsize(),
+            "queue_depth": len(self._items),
             **({"error": repr(self.failure)} if self.failure is not None else {}),
         }
 
     # ---- the matcher thread -------------------------------------------------------------------
 
-    def _put(self, cmd: Command, waiter: Future | _AsyncWaiter) -> None:
-        if self.failure is not None or not self._thread.is_alive():
+    def _check_open(self) -> None:
+        if self.failure is not None or not self._running:
             raise Unavailable("the matcher is not running", retry_after=5.0)
-        try:
-            self._queue.put_nowait((cmd, waiter))
-        except queue.Full:
-            raise Unavailable("the matcher queue is full") from None
 
-    def _take_batch(self) -> tuple[list[tuple[Command, Future | _AsyncWaiter]], bool]:
-        try:
-            item = self._queue.get(timeout=self.tick)
-        except queue.Empty:
-            return [], False
-        if item is _STOP:
-            return [], True
-        batch = [item]
-        while len(batch) < self.max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
+    def _put(self, cmd: Command, waiter: Future | asyncio.Future) -> None:
+        if len(self._items) >= self.max_queue:
+            raise Unavailable("the matcher queue is full")
+        self._items.append((cmd, waiter))
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def _take_batch(self) -> tuple[list[tuple[Command, Future | asyncio.Future]], bool]:
+        items = self._items
+        if not items:
+            self._wakeup.clear()
+            if not items:  # checked again after the clear, so a put in between is not slept through
+                self._wakeup.wait(self.tick)
+        batch: list = []
+        while items and len(batch) < self.max_batch:
+            item = items.popleft()
             if item is _STOP:
                 return batch, True
             batch.append(item)
         return batch, False
 
-    def _answer(self, waiters: list[Future | _AsyncWaiter], outcomes: list[Reply] | BaseException) -> None:
+    def _answer(self, waiters: list[Future | asyncio.Future], outcomes: list[Reply] | BaseException) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list] = defaultdict(list)
         for i, waiter in enumerate(waiters):
             outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[i]
-            if isinstance(waiter, _AsyncWaiter):
-                by_loop[waiter.loop].append((waiter, outcome))
+            if isinstance(waiter, asyncio.Future):
+                by_loop[waiter.get_loop()].append((waiter, outcome))
             elif isinstance(outcome, BaseException):
                 waiter.set_exception(outcome)
             else:
@@ -154,16 +186,19 @@ class EmbeddedBus:
 
     def _fail_waiting(self, batch: list) -> None:
         """Answer the failed batch and everything still queued, rather than let callers time out."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        while self._items:
+            item = self._items.popleft()
             if item is not _STOP:
                 batch.append(item)
         self._answer([waiter for _, waiter in batch], Unavailable("the matcher failed", retry_after=5.0))
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._running = False
+
+    def _serve(self) -> None:
         stopping = False
         while not stopping:
             batch, stopping = self._take_batch()

@@ -2,8 +2,10 @@
 
 A command is acknowledged only after it is journaled, so `commit` returns only once the batch
 is on disk (one write, one fsync for the whole batch; `append` never touches the disk). Each
-record is framed as header `<IIqq` (payload length, crc32, seq, timestamp) then the payload;
-the CRC covers seq, timestamp and payload, which are contiguous bytes in the frame.
+record is framed as header `<IIqqI` (payload length, crc32, seq, timestamp, count) then the
+payload; the CRC covers everything after itself. A record may carry a whole batch: `count`
+commands with seqs seq .. seq + count - 1 (and timestamps timestamp .. timestamp + count - 1),
+so a group commit frames, checksums and encodes once per batch rather than once per command.
 
 A crash can leave only the last write torn, so a damaged record with nothing valid after it
 is an unacknowledged tail and is dropped. Damage anywhere else would silently lose
@@ -17,6 +19,7 @@ import logging
 import mmap
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,16 +27,21 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("<IIqq")  # payload length, crc32, seq, timestamp
-_SEQ_TS = struct.Struct("<qq")
+HEADER = struct.Struct("<IIqqI")  # payload length, crc32, first seq, first timestamp, count
+_SEQ_TS_COUNT = struct.Struct("<qqI")
 _CRC_FROM = 8  # the CRC covers the frame from the seq field to the end of the payload
 
 
 @dataclass(frozen=True, slots=True)
 class JournalRecord:
-    seq: int  # contiguous: 1, 2, 3 ...
-    timestamp: int  # ns, assigned once by the sequencer and reused on replay
-    payload: bytes  # an encoded command (opaque here)
+    seq: int  # of the first command in it; contiguous across records: 1, 2, 3 ...
+    timestamp: int  # ns, of the first command; assigned once by the sequencer and reused on replay
+    payload: bytes  # `count` encoded commands (opaque here)
+    count: int = 1
+
+    @property
+    def last_seq(self) -> int:
+        return self.seq + self.count - 1
 
 
 class JournalCorrupt(Exception):
@@ -60,26 +68,39 @@ class Journal:
             os.close(self._fd)
             raise
         self._next_seq = self._last_seq + 1
+        self._written_seq = self._last_seq
         self._pending: list[bytes] = []
         self._failed = False
+
+    @property
+    def fsync(self) -> bool:
+        return self._fsync
 
     @property
     def last_seq(self) -> int:
         """Seq of the last durable record (0 for an empty log)."""
         return self._last_seq
 
-    def append(self, seq: int, timestamp: int, payload: bytes) -> None:
-        """Buffer one record in memory; it is not durable until `commit` returns."""
+    def append(self, seq: int, timestamp: int, payload: bytes, count: int = 1) -> None:
+        """Buffer one record of `count` commands in memory; not durable until `commit` returns."""
         self._check_usable()
         if seq != self._next_seq:
             raise ValueError(f"journal append out of order: got seq {seq}, expected {self._next_seq}")
-        crc = zlib.crc32(payload, zlib.crc32(_SEQ_TS.pack(seq, timestamp)))
-        self._pending.append(HEADER.pack(len(payload), crc, seq, timestamp))
+        if count < 1:
+            raise ValueError(f"a record holds at least one command, not {count}")
+        crc = zlib.crc32(payload, zlib.crc32(_SEQ_TS_COUNT.pack(seq, timestamp, count)))
+        self._pending.append(HEADER.pack(len(payload), crc, seq, timestamp, count))
         self._pending.append(payload)
-        self._next_seq += 1
+        self._next_seq += count
 
     def commit(self) -> None:
         """Group commit: one write and one fsync for every buffered record."""
+        self.write()
+        self.sync()
+
+    def write(self) -> None:
+        """Write every buffered record (one write). Not durable, and `last_seq` unchanged, until
+        `sync` returns; the two are apart so that the caller can apply the batch meanwhile."""
         self._check_usable()
         if not self._pending:
             return
@@ -87,15 +108,26 @@ class Journal:
         try:
             while data:  # a regular file takes it in one write; loop only for a short write
                 data = data[os.write(self._fd, data) :]
-            if self._fsync:
-                os.fsync(self._fd)
         except BaseException:
             # After a failed write or fsync the file's state is unknown (and a retried fsync may
             # lie), so refuse further use; reopening truncates any torn tail.
             self._failed = True
             raise
         self._pending.clear()
-        self._last_seq = self._next_seq - 1
+        self._written_seq = self._next_seq - 1
+
+    def sync(self) -> None:
+        """Make what `write` wrote durable (fsync; may run on another thread than `write`)."""
+        self._check_usable()
+        if self._written_seq == self._last_seq:
+            return
+        try:
+            if self._fsync:
+                os.fsync(self._fd)
+        except BaseException:
+            self._failed = True
+            raise
+        self._last_seq = self._written_seq
 
     def close(self) -> None:
         """Commit what is pending, then release the file and its lock."""
@@ -116,13 +148,14 @@ class Journal:
 
     @staticmethod
     def read(path: str | os.PathLike, start_seq: int = 1) -> Iterator[JournalRecord]:
-        """Records with seq >= start_seq. Stops quietly at a torn last record; never writes."""
+        """Records holding seqs >= start_seq (the first may begin earlier). Stops quietly at a torn
+        last record; never writes."""
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
                 return
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 for _end, record in _scan(path, buf):
-                    if record.seq >= start_seq:
+                    if record.last_seq >= start_seq:
                         yield record
 
     def _check_usable(self) -> None:
@@ -139,7 +172,7 @@ class Journal:
         end, last_seq = 0, 0
         with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as buf:
             for valid_end, record in _scan(self.path, buf):
-                end, last_seq = valid_end, record.seq
+                end, last_seq = valid_end, record.last_seq
         if end < size:
             dropped = size - end  # an unacknowledged batch cut short by a crash
             log.warning(
@@ -149,6 +182,58 @@ class Journal:
             if self._fsync:
                 os.fsync(self._fd)
         return last_seq
+
+
+class BackgroundSync:
+    """Runs a journal's `sync` on a thread of its own, so the caller can work while the disk flushes.
+
+    `start` returns only once the sync thread is inside the flush (the fsync releases the GIL): a
+    compiled caller that never yields the GIL on its own would otherwise keep the thread from
+    starting until it waited for the result, and nothing would overlap."""
+
+    def __init__(self, journal: Journal, name: str) -> None:
+        self._journal = journal
+        self._go = threading.Event()
+        self._started = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+        self._error: BaseException | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def start(self) -> None:
+        self._done.wait()
+        self._error = None
+        self._started.clear()
+        self._done.clear()
+        self._go.set()
+        self._started.wait()
+
+    def wait(self) -> None:
+        """Block until the flush has finished; re-raise its failure."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        self._done.wait()
+        self._closing = True
+        self._go.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._go.wait()
+            self._go.clear()
+            if self._closing:
+                return
+            self._started.set()
+            try:
+                self._journal.sync()
+            except BaseException as exc:
+                self._error = exc
+            self._done.set()
 
 
 def _scan(path: str | os.PathLike, buf: mmap.mmap) -> Iterator[tuple[int, JournalRecord]]:
@@ -164,20 +249,22 @@ def _scan(path: str | os.PathLike, buf: mmap.mmap) -> Iterator[tuple[int, Journa
                 f"{path}: damaged record at byte offset {off} (expected seq {expected}); "
                 f"a valid record follows at byte offset {later}"
             )
-        _length, _crc, seq, timestamp = HEADER.unpack_from(buf, off)
+        _length, _crc, seq, timestamp, count = HEADER.unpack_from(buf, off)
         if seq != expected:
             raise JournalCorrupt(
                 f"{path}: record at byte offset {off} has seq {seq}, expected seq {expected}"
             )
-        yield end, JournalRecord(seq, timestamp, buf[off + HEADER.size : end])
-        off, expected = end, expected + 1
+        if count < 1:
+            raise JournalCorrupt(f"{path}: record at byte offset {off} holds {count} commands")
+        yield end, JournalRecord(seq, timestamp, buf[off + HEADER.size : end], count)
+        off, expected = end, expected + count
 
 
 def _frame_end(buf: mmap.mmap, off: int) -> int | None:
     """End offset of an intact frame at `off` (complete and CRC-valid), else None."""
     if len(buf) - off < HEADER.size:
         return None
-    length, crc, _seq, _timestamp = HEADER.unpack_from(buf, off)
+    length, crc, _seq, _timestamp, _count = HEADER.unpack_from(buf, off)
     end = off + HEADER.size + length
     if end > len(buf) or zlib.crc32(buf[off + _CRC_FROM : end]) != crc:
         return None
@@ -189,8 +276,8 @@ def _next_valid_frame(buf: mmap.mmap, start: int, expected: int) -> int | None:
     is scanned in practice, since real corruption is followed by a valid frame right away."""
     for off in range(start, len(buf) - HEADER.size + 1):
         seq = HEADER.unpack_from(buf, off)[2]
-        # Every frame takes at least HEADER.size bytes, which bounds the seqs that can be here.
-        if expected <= seq <= expected + (off - start) // HEADER.size + 1 and _frame_end(buf, off):
+        # Every command takes at least one byte, which bounds the seqs that can be here.
+        if expected <= seq <= expected + (off - start) + 1 and _frame_end(buf, off):
             return off
     return None
 

@@ -13,7 +13,7 @@ from matching.engine import (
     STPMode,
     TimeInForce,
 )
-from matching.worker.codec import CodecError, decode_command, encode_command
+from matching.worker.codec import CodecError, decode_batch, decode_command, encode_batch, encode_command
 
 COMMANDS = [
     NewOrder(7, 3, "AAPL", Side.SELL, 12, 10_050, OrderType.STOP_LIMIT, TimeInForce.GTD, False, 10_000,
@@ -55,5 +55,19 @@ def test_malformed_input_is_a_codec_error(data):
 
 
 def test_encoding_something_else_is_refused():
-    with pytest.raises(CodecError):
-        encode_command("not a command")
+    # Compiled, the codec checks its argument's type on entry (TypeError); interpreted, CodecError.
+    with pytest.raises((CodecError, TypeError)):
+        encode_command("not a command")  # type: ignore[arg-type]
+
+
+def test_batch_round_trip_and_a_bad_entry_spoils_only_itself():
+    cmds = [CancelOrder(7, 1, "AAPL", 5), AdvanceTime(9), CancelOrder(8, 2, "MSFT", 6)]
+    assert decode_batch(encode_batch(cmds)) == cmds
+    entries = msgpack.unpackb(encode_batch(cmds))
+    entries[1] = [99]
+    decoded = decode_batch(msgpack.packb(entries))
+    assert decoded[0] == cmds[0] and decoded[2] == cmds[2]
+    assert isinstance(decoded[1], CodecError)
+    for not_a_batch in (b"\xc1", msgpack.packb({"a": 1}), msgpack.packb(5)):
+        with pytest.raises(CodecError):
+            decode_batch(not_a_batch)

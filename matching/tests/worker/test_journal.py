@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from matching.worker.journal import Journal, JournalCorrupt, JournalRecord
+from matching.worker.journal import BackgroundSync, Journal, JournalCorrupt, JournalRecord
 
 # The documented frame, built independently of the module under test.
-HEADER = struct.Struct("<IIqq")
+HEADER = struct.Struct("<IIqqI")
 REPO = Path(__file__).resolve().parents[3]
 
 
-def frame(seq: int, timestamp: int, payload: bytes) -> bytes:
-    crc = zlib.crc32(struct.pack("<qq", seq, timestamp) + payload)
-    return HEADER.pack(len(payload), crc, seq, timestamp) + payload
+def frame(seq: int, timestamp: int, payload: bytes, count: int = 1) -> bytes:
+    crc = zlib.crc32(struct.pack("<qqI", seq, timestamp, count) + payload)
+    return HEADER.pack(len(payload), crc, seq, timestamp, count) + payload
 
 
 def payload_for(seq: int) -> bytes:
@@ -315,3 +315,34 @@ def test_kill_9_never_loses_a_committed_record(tmp_path):
             assert r.payload == b"%d;" % r.seq * (len(r.payload) // len(b"%d;" % r.seq))
         committed = durable
     assert committed > 5
+
+
+def test_a_record_may_hold_a_batch_of_seqs(tmp_path):
+    path = tmp_path / "j.log"
+    with Journal(path) as j:
+        j.append(1, 100, b"three", count=3)
+        with pytest.raises(ValueError, match="expected 4"):
+            j.append(2, 0, b"x")
+        with pytest.raises(ValueError, match="at least one"):
+            j.append(4, 0, b"x", count=0)
+        j.append(4, 200, b"one")
+        j.commit()
+        assert j.last_seq == 4
+    assert path.read_bytes() == frame(1, 100, b"three", 3) + frame(4, 200, b"one")
+    assert [(r.seq, r.last_seq) for r in Journal.read(path, 2)] == [(1, 3), (4, 4)]  # seq 2 is inside
+    assert [r.seq for r in Journal.read(path, 4)] == [4]
+    with Journal(path) as again:
+        assert again.last_seq == 4
+
+
+def test_write_then_sync_on_another_thread(tmp_path):
+    path = tmp_path / "j.log"
+    with Journal(path) as j:
+        syncer = BackgroundSync(j, "test-sync")
+        j.append(1, 1, b"a", count=2)
+        j.write()
+        assert j.last_seq == 0  # written, not yet durable
+        syncer.start()
+        syncer.wait()
+        assert j.last_seq == 2
+        syncer.close()

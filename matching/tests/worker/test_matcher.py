@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
 
+import msgpack  # type: ignore[import-untyped]
 import pytest
 
 from matching.engine import NewOrder, Side, Trade
 from matching.tests.worker.load import SYMBOLS, LoadGenerator
-from matching.worker.codec import encode_command
+from matching.worker.codec import decode_batch, encode_batch, encode_command
 from matching.worker.journal import Journal
-from matching.worker.matcher import ORDER_ID_STRIDE, Matcher
+from matching.worker.matcher import ORDER_ID_STRIDE, OVERLAP_FSYNC_FROM, Matcher
 
 
 def drive(matcher: Matcher, seed: int, batches: int) -> None:
@@ -31,14 +33,16 @@ def order(owner=1, side=Side.BUY, qty=5, price=100, coid=None) -> NewOrder:
 
 
 def test_sequence_timestamps_and_order_ids(tmp_path):
-    times = iter([50, 40, 40, 60])  # a wall clock that stalls and steps back
+    times = iter([50, 40, 40, 60])  # a wall clock that stalls and steps back; read once a batch
     m = Matcher(SYMBOLS, shard=2, journal=Journal(tmp_path / "j", fsync=False), clock=lambda: next(times))
-    replies = m.process([order(), order(), order(), order()])
-    assert [r.seq for r in replies] == [1, 2, 3, 4]
-    assert [r.order_id for r in replies] == [2 * ORDER_ID_STRIDE + n for n in (1, 2, 3, 4)]
-    records = list(Journal.read(tmp_path / "j"))
-    assert [r.timestamp for r in records] == [50, 51, 52, 60]
-    assert [r.events[0].timestamp for r in replies] == [50, 51, 52, 60]
+    replies = [r for size in (2, 1, 1, 2) for r in m.process([order() for _ in range(size)])]
+    assert [r.seq for r in replies] == [1, 2, 3, 4, 5, 6]
+    assert [r.order_id for r in replies] == [2 * ORDER_ID_STRIDE + n for n in (1, 2, 3, 4, 5, 6)]
+    records = list(Journal.read(tmp_path / "j"))  # one record per batch
+    assert [(r.seq, r.timestamp, r.count) for r in records] == [
+        (1, 50, 2), (3, 52, 1), (4, 53, 1), (5, 60, 2)
+    ]
+    assert [r.events[0].timestamp for r in replies] == [50, 51, 52, 53, 60, 61]
 
 
 def test_retry_with_same_client_order_id_returns_the_original(matcher):
@@ -84,14 +88,19 @@ def test_snapshot_at_n_plus_replay_equals_uninterrupted(tmp_path):
     straight = Matcher(SYMBOLS, journal=Journal(tmp_path / "straight", fsync=False))
     drive(straight, seed=3, batches=30)
     records = list(Journal.read(tmp_path / "straight"))
-    for cut in (1, len(records) // 3, len(records) - 1):
+    commands = [  # (seq, timestamp, command) for every command in the log
+        (record.seq + i, record.timestamp + i, cmd)
+        for record in records
+        for i, cmd in enumerate(decode_batch(record.payload))
+    ]
+    for cut in (1, len(commands) // 3, len(commands) - 1):
         prefix = Matcher(SYMBOLS)
-        for record in records[:cut]:
-            prefix.apply_encoded(record.seq, record.timestamp, record.payload)
+        for seq, timestamp, cmd in commands[:cut]:
+            prefix.apply(seq, timestamp, cmd)
         resumed = Matcher(SYMBOLS)
         resumed.restore(prefix.state())
-        for record in records[cut:]:
-            resumed.apply_encoded(record.seq, record.timestamp, record.payload)
+        for record in records:  # whole records: the one the snapshot falls inside is applied in part
+            resumed.apply_record(record)
         assert resumed.state_hash() == straight.state_hash()
         assert resumed.seq == straight.seq
 
@@ -109,15 +118,20 @@ def test_replayed_events_equal_the_live_ones(tmp_path):
     assert any(isinstance(e, Trade) for r in live for e in r.events)
 
 
-def test_an_undecodable_record_takes_its_seq_and_is_skipped(tmp_path):
+def test_undecodable_commands_take_their_seqs_and_are_skipped(tmp_path):
+    good = msgpack.unpackb(encode_command(order()))
     journal = Journal(tmp_path / "j", fsync=False)
-    journal.append(1, 10, b"\xc1garbage")
-    journal.append(2, 11, encode_command(order()))
+    journal.append(1, 10, b"\xc1garbage", count=2)  # a whole record
+    journal.append(3, 11, encode_batch([order()]))
+    journal.append(4, 12, msgpack.packb([good, [99, "no such command"], good]), count=3)  # one entry
+    journal.append(7, 13, msgpack.packb([good]), count=2)  # fewer commands than its header says
     journal.commit()
     m = Matcher(SYMBOLS, journal=journal)
-    m.recover()
-    assert m.seq == 2
-    assert len(m.engine.books["AAPL"].orders) == 1
+    replies: list = []
+    m.recover(replies.append)
+    assert m.seq == 8
+    assert [bool(r.events) for r in replies] == [False, False, True, True, False, True, False, False]
+    assert len(m.engine.books["AAPL"].orders) == 3
 
 
 def test_a_sequence_gap_is_refused(matcher):
@@ -162,3 +176,19 @@ def test_client_order_ids_are_per_symbol(matcher):
     msft = matcher.process([NewOrder(0, 1, "MSFT", Side.BUY, 5, 100, client_order_id="same")])[0]
     assert not msft.duplicate and msft.order_id != aapl.order_id
     assert matcher.process([order(coid="same")])[0].duplicate
+
+
+def test_a_large_batch_is_durable_when_answered_and_a_failed_fsync_fails_it(tmp_path, monkeypatch):
+    m = Matcher.open(SYMBOLS, tmp_path)  # fsync on
+    replies = m.process([order(owner=n) for n in range(OVERLAP_FSYNC_FROM)])  # applied during the fsync
+    assert m.journal is not None and m.journal.last_seq == replies[-1].seq == OVERLAP_FSYNC_FROM
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        m.process([order(owner=n) for n in range(OVERLAP_FSYNC_FROM)])
+    with pytest.raises(RuntimeError, match="reopen"):
+        m.process([order()])
+    m.close()
