@@ -23,11 +23,15 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 
 
-def parse_args(doc: str, commands: int, runs: int) -> argparse.Namespace:
+def parse_args(doc: str, commands: int, runs: int, **more: int) -> argparse.Namespace:
+    """--commands, --runs, --seed, and one integer option per keyword in `more` (redis_commands=10_000:
+    --redis-commands, 10,000 by default)."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--commands", type=int, default=commands)
     parser.add_argument("--runs", type=int, default=runs)
     parser.add_argument("--seed", type=int, default=7)
+    for name, default in more.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
     return parser.parse_args()
 
 

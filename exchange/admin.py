@@ -1,9 +1,12 @@
-from django.contrib import admin
+from collections.abc import Callable
+
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from exchange.models import Instrument
-from exchange.services import instruments_set_status
+from matching.worker.bus import Unavailable
+from risk import services as risk_services
 
 admin.site.site_header = "Exchange simulator administration"
 admin.site.site_title = "Exchange simulator"
@@ -11,17 +14,38 @@ admin.site.site_title = "Exchange simulator"
 
 @admin.register(Instrument)
 class InstrumentAdmin(admin.ModelAdmin):
-    list_display = ("symbol", "name", "tick_size", "lot_size", "status")
+    """Status, halt reason and end come from the matcher (risk.projection): halt and resume are commands
+    to it, applied at once and journaled; the list shows the new status as soon as it is projected."""
+
+    list_display = ("symbol", "name", "tick_size", "lot_size", "status", "halt_reason", "halted_until")
     list_filter = ("status",)
     search_fields = ("symbol", "name")
+    readonly_fields = ("status", "halt_reason", "halted_until", "status_seq")
     actions = ("halt", "resume")
 
-    @admin.action(description="Halt trading in selected instruments")
-    def halt(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
-        changed = instruments_set_status(instruments=queryset, status=Instrument.Status.HALTED)
-        self.message_user(request, f"Halted {changed} instrument(s).")
+    def has_halt_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser or request.user.has_perm("exchange.change_instrument")
 
-    @admin.action(description="Resume trading in selected instruments")
+    @admin.action(description="Halt trading in selected instruments", permissions=["halt"])
+    def halt(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
+        reason = f"halted by {request.user.get_username()}"
+        self._each(request, queryset, "Halt", lambda symbol: risk_services.halt_instrument(
+            symbol=symbol, reason=reason, admin=request.user))
+
+    @admin.action(description="Resume trading in selected instruments", permissions=["halt"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
-        changed = instruments_set_status(instruments=queryset, status=Instrument.Status.OPEN)
-        self.message_user(request, f"Resumed {changed} instrument(s).")
+        self._each(request, queryset, "Resume", lambda symbol: risk_services.resume_instrument(
+            symbol=symbol, admin=request.user))
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Instrument], what: str,
+              send: Callable[[str], object]) -> None:
+        done = []
+        for symbol in queryset.values_list("symbol", flat=True):
+            try:
+                send(symbol)
+            except (Unavailable, risk_services.RiskCommandRejected) as exc:
+                self.message_user(request, f"{what} {symbol}: {exc}", messages.ERROR)
+            else:
+                done.append(symbol)
+        if done:
+            self.message_user(request, f"{what} sent to the matcher for {', '.join(done)}.", messages.SUCCESS)

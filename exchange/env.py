@@ -6,6 +6,7 @@
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -30,6 +31,7 @@ class Env:
     matcher_timeout: float  # seconds a request waits for the matcher before "unavailable, retry"
     matcher_fsync: bool  # false only for throwaway runs: acknowledged orders may be lost on a crash
     matcher_snapshot_every: int  # commands between snapshots
+    account_starting_cash: Decimal  # the simulated cash every new account opens with
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -90,6 +92,17 @@ def parse_positive(name: str, value: str, kind: type[int] | type[float]) -> int 
     return number
 
 
+def parse_cash(name: str, value: str) -> Decimal:
+    """A non-negative amount with at most 4 decimal places (the risk stage counts 10**-4 units)."""
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal amount, not {value!r}") from None
+    if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.0001")):
+        raise ImproperlyConfigured(f"{name} must be >= 0 with at most 4 decimal places, not {value!r}")
+    return amount
+
+
 def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
     """Read settings from `environ`; an empty variable counts as unset."""
 
@@ -116,4 +129,5 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         matcher_snapshot_every=int(
             parse_positive("MATCHER_SNAPSHOT_EVERY", get("MATCHER_SNAPSHOT_EVERY", "100000"), int)
         ),
+        account_starting_cash=parse_cash("ACCOUNT_STARTING_CASH", get("ACCOUNT_STARTING_CASH", "1000000")),
     )

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from risk.core import CASH_DECIMALS  # the risk stage counts cash in units of 10**-CASH_DECIMALS
+
 # Ticks and lots travel as signed 64-bit integers (database columns, journal records).
 MAX_UNITS = 2**63 - 1
 # Enough digits for any product of MAX_UNITS and a stored size (15 digits), so arithmetic stays exact.
@@ -35,7 +37,12 @@ class Instrument(models.Model):
     # At most 15 digits: SQLite keeps decimals as doubles, which hold 15 significant digits exactly.
     tick_size = models.DecimalField(max_digits=15, decimal_places=8, validators=[validate_positive])
     lot_size = models.DecimalField(max_digits=15, decimal_places=8, validators=[validate_positive])
+    # Trading status as the matcher's risk stage last reported it (risk.projection.apply_halt): halts and
+    # resumes are commands to the matcher (risk.services), never edits of these fields.
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    halt_reason = models.CharField(max_length=200, blank=True, default="")
+    halted_until = models.DateTimeField(null=True, blank=True, help_text="empty: until resumed")
+    status_seq = models.BigIntegerField(default=0, help_text="the matcher seq of the last status change")
 
     class Meta:
         ordering = ("symbol",)
@@ -46,6 +53,17 @@ class Instrument(models.Model):
 
     def __str__(self) -> str:
         return self.symbol
+
+    def clean(self) -> None:
+        super().clean()
+        # one tick times one lot must be a whole number of cash units
+        if self.tick_size and self.lot_size and self.tick_size > 0 and self.lot_size > 0:
+            value = self.tick_size * self.lot_size * 10**CASH_DECIMALS
+            if value != value.to_integral_value():
+                raise ValidationError(
+                    f"tick size x lot size must be a multiple of {Decimal(1).scaleb(-CASH_DECIMALS)} "
+                    "(the smallest amount of cash an account holds)"
+                )
 
     def price_to_ticks(self, price: Decimal) -> int:
         """Whole ticks in `price`; ValueError unless it is a positive finite multiple of the tick size."""

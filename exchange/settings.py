@@ -100,6 +100,9 @@ MATCHER_TIMEOUT = ENV.matcher_timeout
 MATCHER_FSYNC = ENV.matcher_fsync
 MATCHER_SNAPSHOT_EVERY = ENV.matcher_snapshot_every
 
+# Accounts (risk/): the simulated cash a new account opens with (the risk stage's SetDefaultCash).
+ACCOUNT_STARTING_CASH = ENV.account_starting_cash
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -136,6 +139,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # one schema name for the self-trade prevention modes (orders' stp, the account's stp_default)
+    "ENUM_NAME_OVERRIDES": {"STPMode": "exchange.api.serializers.STP_MODES"},
 }
 
 LANGUAGE_CODE = "en-us"

@@ -9,6 +9,7 @@ urlpatterns = [
     path("health", views.health, name="health"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/signup/", views.signup, name="signup"),
     path("admin/", admin.site.urls),
     path("api/", include("exchange.api.urls")),
 ]

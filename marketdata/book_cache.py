@@ -7,24 +7,33 @@ then publishes one immutable `Snapshot` per changed symbol by replacing a dict e
 web thread) takes that reference once, so all it reads about a symbol comes from one batch: no locks,
 no torn reads, and a read costs a dict lookup and a slice. Integers only (ticks, lots, engine ns);
 the edge converts to Decimal. Time is the engine's (command timestamps), never the wall clock.
+
+Candles (marketdata/candles.py) are folded from the same Trade events and published the same way,
+per symbol, beside the snapshot. After a restart, `seed_engine` restores the books; the trade list,
+the 24h window and the candles come back through `seed_history` / `seed_trades` (marketdata/rebuild.py
+reads them from the projected Trade rows). A trade id at or below the symbol's last one is never
+counted twice (trade ids count 1, 2, 3 ... per symbol in engine order).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from sortedcontainers import SortedList
 
+from marketdata.candles import EMPTY, INTERVALS, KEPT, Candle, CandleSet, Series
 from matching.engine.events import BookDelta, Trade
 from matching.worker.matcher import Reply
 
 MINUTE_NS = 60 * 10**9
 DAY_NS = 24 * 60 * MINUTE_NS
 NEVER = 1 << 127  # no bucket to expire
+NO_CANDLES: Mapping[str, Series] = MappingProxyType({})
 
 Level = tuple[int, int]  # (price ticks, qty lots)
 
@@ -64,6 +73,16 @@ class Snapshot:
     @classmethod
     def empty(cls, symbol: str) -> Snapshot:
         return cls(symbol, 0, (), (), (), Ticker(symbol, 0, None, None, None, None, None, None, 0, 0))
+
+
+class History(NamedTuple):
+    """A symbol's trade-derived state recovered outside the matcher (the projection), for `seed_history`."""
+
+    trades: Sequence[TradeTick]  # the newest trades, oldest first (the last trades_kept are kept)
+    window: Sequence[Candle]  # the 24h window ending at `now`, oldest first, in buckets that divide its own
+    candles: Mapping[str, Sequence[Candle]]  # per interval, oldest first (finer ones are merged)
+    last_trade_id: int  # the newest trade all of the above cover (0: none)
+    now: int  # engine time the window ends at
 
 
 class RollingWindow:
@@ -135,9 +154,10 @@ class RollingWindow:
 class _Book:
     """The writer's full state for one symbol (every level, not only the published top)."""
 
-    __slots__ = ("applying", "asks", "bids", "last", "levels", "seq", "symbol", "trades", "window")
+    __slots__ = ("applying", "asks", "bids", "candles", "last", "last_trade_id", "levels", "seq", "symbol",
+                 "trades", "window")
 
-    def __init__(self, symbol: str, trades_kept: int, window: RollingWindow) -> None:
+    def __init__(self, symbol: str, trades_kept: int, window: RollingWindow, candles: CandleSet) -> None:
         self.symbol = symbol
         self.levels: dict[str, dict[int, int]] = {"buy": {}, "sell": {}}
         self.bids: SortedList = SortedList()  # prices; bids are read from the top, asks from the bottom
@@ -147,6 +167,19 @@ class _Book:
         self.trades: deque[TradeTick] = deque(maxlen=trades_kept)
         self.last: int | None = None
         self.window = window
+        self.candles = candles
+        self.last_trade_id = 0  # trades at or below it are already counted (a seed, a replay)
+
+    def add_trade(self, tick: TradeTick) -> bool:
+        """Count one trade in the list, the window and the candles (once: False if already counted)."""
+        if tick.trade_id <= self.last_trade_id:
+            return False
+        self.last_trade_id = tick.trade_id
+        self.trades.append(tick)
+        self.last = tick.price
+        self.window.add(tick.ts, tick.price, tick.qty)
+        self.candles.add(tick.ts, tick.price, tick.qty)
+        return True
 
     def set_level(self, side: str, price: int, qty: int) -> None:
         levels, prices = self.levels[side], self.bids if side == "buy" else self.asks
@@ -170,13 +203,17 @@ class MarketDataCache:
     """A matcher listener (`subscribe(cache)`) and the reader API over what it published."""
 
     def __init__(self, depth_levels: int = 50, trades_kept: int = 200, window_ns: int = DAY_NS,
-                 bucket_ns: int = MINUTE_NS) -> None:
+                 bucket_ns: int = MINUTE_NS, intervals: Mapping[str, int] = INTERVALS,
+                 candles_kept: int = KEPT) -> None:
         self.depth_levels, self.trades_kept = depth_levels, trades_kept
         self.window_ns, self.bucket_ns = window_ns, bucket_ns
+        self.intervals, self.candles_kept = dict(intervals), candles_kept
         self.now = 0  # the latest engine timestamp seen
         self._books: dict[str, _Book] = {}  # writer only
         self._next_expiry = NEVER  # no window has a bucket to drop before this
         self._snapshots: dict[str, Snapshot] = {}  # published; readers only ever get() from it
+        # published candles per symbol: {interval: Series}, a new dict per publication
+        self._candles: dict[str, Mapping[str, Series]] = {}
 
     # ---- the writer (the matcher thread) ----------------------------------------------------
 
@@ -188,6 +225,7 @@ class MarketDataCache:
         too, when its 24h window moved on). Replies at or below a symbol's seq (replayed after a
         restart, or already in a seed) are ignored."""
         changed: set[str] = set()
+        traded: set[str] = set()
         now, books = self.now, self._books
         event: Any  # narrowed by `type(event) is`, which mypy does not follow through `kind`
         for reply in replies:
@@ -206,13 +244,11 @@ class MarketDataCache:
                     changed.add(event.symbol)
                 if kind is BookDelta:
                     book.set_level(event.side, event.price, event.qty)
-                else:
-                    book.trades.append(tuple.__new__(TradeTick, (  # NamedTuple(...) costs 3x this
-                        event.trade_id, event.price, event.qty, str(event.taker_side), event.timestamp)))
-                    book.last = event.price
-                    book.window.add(event.timestamp, event.price, event.qty)
+                elif book.add_trade(tuple.__new__(TradeTick, (  # NamedTuple(...) costs 3x this
+                        event.trade_id, event.price, event.qty, str(event.taker_side), event.timestamp))):
+                    traded.add(event.symbol)
         self.now = now
-        self._publish(changed)
+        self._publish(changed, traded)
         return changed
 
     def seed(self, symbol: str, bids: Iterable[Sequence[int]], asks: Iterable[Sequence[int]], seq: int,
@@ -224,7 +260,7 @@ class MarketDataCache:
             for level in levels:
                 book.set_level(side, level[0], level[1])
         book.seq, book.last = seq, last_price
-        self._publish({symbol})
+        self._publish({symbol}, {symbol})
 
     def seed_engine(self, engine: Any, seq: int) -> set[str]:
         """Seed every book of a recovered `MatchingEngine` at the matcher's `seq`."""
@@ -233,22 +269,62 @@ class MarketDataCache:
             self.seed(symbol, depth["bids"], depth["asks"], seq, book.last_price)
         return set(engine.books)
 
+    def seed_history(self, symbol: str, history: History) -> None:
+        """Replace a symbol's trade list, 24h window and candles with recovered ones (after `seed` or
+        `seed_engine`, which start them empty; on the writer's thread, before subscribing). Trades up
+        to `history.last_trade_id` are then counted: `apply` and `seed_trades` skip them."""
+        book = self._book(symbol)
+        book.trades.clear()
+        book.trades.extend(history.trades)
+        book.window = window = RollingWindow(self.window_ns, self.bucket_ns)
+        for candle in history.window:  # open and volume first, then the extremes (a qty of 0)
+            window.add(candle.start, candle.open, candle.volume)
+            window.add(candle.start, candle.high, 0)
+            window.add(candle.start, candle.low, 0)
+        book.candles = self._candle_set()
+        book.candles.seed(history.candles)
+        book.last_trade_id = max(book.last_trade_id, history.last_trade_id)
+        if book.last is None and history.trades:
+            book.last = history.trades[-1].price
+        self.now = max(self.now, history.now)
+        window.expire(self.now)
+        self._publish({symbol}, {symbol})
+
+    def seed_trades(self, symbol: str, trades: Iterable[TradeTick]) -> int:
+        """Count trades the matcher will not hand again (oldest first): e.g. those its recovery replayed
+        before this cache was subscribed. Ones already counted (by trade id) are skipped; returns how
+        many were new. On the writer's thread."""
+        book, added = self._book(symbol), 0
+        for tick in trades:
+            if book.add_trade(tick):
+                added += 1
+                self.now = max(self.now, tick.ts)
+        if added:
+            self._publish({symbol}, {symbol})
+        return added
+
+    def _candle_set(self) -> CandleSet:
+        return CandleSet(self.intervals, self.candles_kept)
+
     def _book(self, symbol: str, fresh: bool = False) -> _Book:
         book = None if fresh else self._books.get(symbol)
         if book is None:
             window = RollingWindow(self.window_ns, self.bucket_ns)
-            book = self._books[symbol] = _Book(symbol, self.trades_kept, window)
+            book = self._books[symbol] = _Book(symbol, self.trades_kept, window, self._candle_set())
         return book
 
-    def _publish(self, changed: set[str]) -> None:
+    def _publish(self, changed: set[str], traded: Iterable[str] = ()) -> None:
         now = self.now
         if now >= self._next_expiry:  # some quiet symbol's 24h window moved on: republish it too
             changed.update(s for s, b in self._books.items() if b.window.expire(now))
             self._next_expiry = min((b.window.next_expiry() for b in self._books.values()), default=NEVER)
         for symbol in changed:
-            book = self._books[symbol]  # its window is current: _next_expiry is a lower bound for all
+            book = self._books[symbol]
+            book.window.expire(now)  # a batch (or seed) may span more than the window
             self._next_expiry = min(self._next_expiry, book.window.next_expiry())
             self._snapshots[symbol] = book.snapshot(self.depth_levels, now)
+        for symbol in traded:
+            self._candles[symbol] = self._books[symbol].candles.published()
 
     # ---- readers (any thread) ------------------------------------------------------------------
 
@@ -268,3 +344,14 @@ class MarketDataCache:
 
     def ticker(self, symbol: str) -> Ticker:
         return self.snapshot(symbol).ticker
+
+    def candle_series(self, symbol: str) -> Mapping[str, Series]:
+        """Every interval's candles of one symbol as one publication (empty for a symbol never seen)."""
+        return self._candles.get(symbol, NO_CANDLES)
+
+    def candles(self, symbol: str, interval: str, limit: int | None = None) -> list[Candle]:
+        """The newest `limit` candles (all kept by default), oldest first; ValueError for an interval
+        this cache does not keep."""
+        if interval not in self.intervals:
+            raise ValueError(f"unknown interval {interval!r}")
+        return list(self.candle_series(symbol).get(interval, EMPTY).last(limit))

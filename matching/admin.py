@@ -39,10 +39,13 @@ class TradeAdmin(_ProjectedAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(_ProjectedAdmin):
-    list_display = ("at", "seq", "kind", "order_id", "user", "symbol")
-    list_filter = ("kind", "symbol", ("user", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("=order_id", "user__username")
-    list_select_related = ("user",)
+    """Order events (projected) and admin commands (actor: who sent them), never changed or deleted."""
+
+    list_display = ("at", "seq", "kind", "order_id", "user", "symbol", "actor")
+    list_filter = ("kind", "symbol", ("user", admin.RelatedOnlyFieldListFilter),
+                   ("actor", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("=order_id", "=seq", "user__username", "actor__username", "symbol")
+    list_select_related = ("user", "actor")
     date_hierarchy = "at"
     ordering = ("-seq", "-id")
 

@@ -117,7 +117,9 @@ class Trade(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Append-only: one row per order event, with the event's fields as plain JSON values."""
+    """Append-only: one row per order event, with the event's fields as plain JSON values, and one per
+    admin command (risk limits, halts, held orders, cash: `actor` is the staff member who sent it,
+    `user` the account it concerns, `order_id` 0 unless it is about an order)."""
 
     class Kind(models.TextChoices):
         ACCEPTED = "accepted"
@@ -131,12 +133,29 @@ class AuditEvent(models.Model):
         STOP_TRIGGERED = "stop_triggered"
         CANCEL_REJECTED = "cancel_rejected"
         AMEND_REJECTED = "amend_rejected"
+        HELD = "held"  # kept for an admin's review by the risk stage (5% of daily volume)
+        RELEASED = "released"  # a held order released into the book by an admin
+
+    class AdminKind(models.TextChoices):
+        """Admin commands to the matcher's risk stage (risk/services.py), recorded by whoever sent them."""
+
+        RISK_LIMIT_SET = "risk_limit_set"
+        USER_LIMIT_SET = "user_limit_set"
+        HALT = "halt"
+        RESUME = "resume"
+        HELD_RELEASE = "held_release"
+        HELD_REJECT = "held_reject"
+        CASH_ADJUST = "cash_adjust"
 
     seq = models.BigIntegerField()
-    kind = models.CharField(max_length=16, choices=Kind.choices)
+    kind = models.CharField(max_length=16, choices=Kind.choices + AdminKind.choices)
     order_id = models.BigIntegerField()
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="the staff member behind an admin command",
     )
     symbol = models.CharField(max_length=SYMBOL_MAX_LENGTH)
     detail = models.JSONField(default=dict)

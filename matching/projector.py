@@ -1,4 +1,5 @@
-"""The projector: the matcher's replies written into the ORM (Order, Trade, AuditEvent).
+"""The projector: the matcher's replies written into the ORM (Order, Trade, AuditEvent, and the
+risk stage's accounts, positions, alerts and halts through `risk.projection`).
 
 Each batch of replies is written in ONE transaction together with the stream's
 `ProjectionCursor`, so a batch is either wholly projected or not at all, and replies at or below
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -54,6 +56,8 @@ from matching.engine.types import STPMode
 from matching.models import SYMBOL_MAX_LENGTH, AuditEvent, Order, ProjectionCursor, Trade
 from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
+from risk.core import HeldOrderReleased, OrderHeld, RejectHeld, ReleaseHeld, RiskEvent
+from risk.projection import apply_events as apply_risk_events
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ _DB_INT_MAX = 2**63 - 1
 _STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _UPDATED_FIELDS = (
     "status", "price_ticks", "stop_price_ticks", "qty_lots", "filled_lots", "remaining_lots",
-    "canceled_lots", "notional_ticks_lots", "cancel_reason", "updated_seq", "updated_at",
+    "canceled_lots", "notional_ticks_lots", "cancel_reason", "reject_reason", "updated_seq", "updated_at",
 )
 
 
@@ -94,6 +98,7 @@ class _Rows:
     changed: dict[int, Order] = field(default_factory=dict)  # loaded, to update
     trades: list[Trade] = field(default_factory=list)
     audit: list[AuditEvent] = field(default_factory=list)
+    risk: list[tuple[int, Any]] = field(default_factory=list)  # (seq, event) for risk.projection
 
     def add(self, order: Order) -> None:
         self.orders[order.order_id] = self.created[order.order_id] = order
@@ -125,6 +130,8 @@ def _collect(replies: Sequence[Reply]) -> _Rows:
             handler = _HANDLERS.get(type(event))
             if handler is not None:
                 handler(rows, reply, event)
+            elif type(event) in _RISK_EVENTS:
+                rows.risk.append((reply.seq, event))
     return rows
 
 
@@ -132,8 +139,9 @@ def _load_orders(replies: Sequence[Reply]) -> dict[int, Order]:
     """Existing rows of the orders these replies change (orders new in this batch are not looked up)."""
     new, wanted = set(), set()
     for reply in replies:
+        released = isinstance(reply.command, ReleaseHeld)  # its OrderAccepted is for a held row
         for event in reply.events:
-            if type(event) is OrderAccepted:
+            if (type(event) is OrderAccepted and not released) or type(event) is OrderHeld:
                 new.add(event.order_id)
             elif type(event) is TradeEvent:
                 wanted.update((event.taker_order_id, event.maker_order_id))
@@ -147,6 +155,7 @@ def _save(rows: _Rows) -> None:
     _update(Order, list(rows.changed.values()), _UPDATED_FIELDS)
     _insert(Trade, rows.trades)
     _insert(AuditEvent, rows.audit)
+    apply_risk_events(rows.risk)
 
 
 # ---- writing rows: one prepared statement each (bulk_create/bulk_update compile SQL per row and
@@ -194,19 +203,40 @@ def _adapter(field: models.Field, db: BaseDatabaseWrapper) -> Callable[[Any], An
 
 def _on_accepted(rows: _Rows, reply: Reply, event: OrderAccepted) -> None:
     status = OrderStatus.PENDING if event.order_type in _STOP_TYPES else OrderStatus.OPEN
+    rows.record(reply, Kind.ACCEPTED, event, event.order_id, event.owner)
+    if isinstance(reply.command, ReleaseHeld):  # a held order's row goes live
+        order = rows.touch(event.order_id, reply.seq, event.timestamp)
+        if order is not None:
+            order.status = status.value
+        return
     order = _new_order(reply, event, status)
     order.remaining_lots = event.qty
     rows.add(order)
-    rows.record(reply, Kind.ACCEPTED, event, event.order_id, event.owner)
 
 
 def _on_rejected(rows: _Rows, reply: Reply, event: OrderRejected) -> None:
-    if event.order_id not in rows.orders:  # duplicate_order_id: the live order keeps its row
+    request = _plain_fields(reply.command)
+    rows.record(reply, Kind.REJECTED, event, event.order_id, event.owner, request=request)
+    if isinstance(reply.command, ReleaseHeld | RejectHeld):  # a held order refused at last
+        order = rows.touch(event.order_id, reply.seq, event.timestamp)
+        if order is not None:
+            _take_away(order, order.remaining_lots)
+            order.status, order.reject_reason = OrderStatus.REJECTED.value, event.reason.value
+    elif event.order_id not in rows.orders:  # duplicate_order_id: the live order keeps its row
         order = _new_order(reply, event, OrderStatus.REJECTED)
         order.reject_reason = event.reason.value
         rows.add(order)
-    request = _plain_fields(reply.command)
-    rows.record(reply, Kind.REJECTED, event, event.order_id, event.owner, request=request)
+
+
+def _on_held(rows: _Rows, reply: Reply, event: OrderHeld) -> None:
+    order = _new_order(reply, event, OrderStatus.HELD)
+    order.remaining_lots = event.qty
+    rows.add(order)
+    rows.record(reply, Kind.HELD, event, event.order_id, event.owner)
+
+
+def _on_released(rows: _Rows, reply: Reply, event: HeldOrderReleased) -> None:
+    rows.record(reply, Kind.RELEASED, event, event.order_id, event.owner)
 
 
 def _on_trade(rows: _Rows, reply: Reply, event: TradeEvent) -> None:
@@ -296,13 +326,16 @@ _HANDLERS: dict[type, Callable[[_Rows, Reply, Any], None]] = {
     StopTriggered: _on_stop_triggered,
     CancelRejected: _on_cancel_rejected,
     AmendRejected: _on_amend_rejected,
+    OrderHeld: _on_held,
+    HeldOrderReleased: _on_released,
 }  # BookDelta: market data, not an order's history
+_RISK_EVENTS = frozenset(typing.get_args(RiskEvent)) - set(_HANDLERS)
 
 
 # ---- plain values ----------------------------------------------------------------------------
 
 
-def _new_order(reply: Reply, event: OrderAccepted | OrderRejected, status: OrderStatus) -> Order:
+def _new_order(reply: Reply, event: OrderAccepted | OrderRejected | OrderHeld, status: OrderStatus) -> Order:
     """A row from the NewOrder as applied; a rejected one's fields may be invalid, so each is checked."""
     cmd = reply.command
     if not isinstance(cmd, NewOrder):

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from exchange.models import Instrument
 from marketdata.book_cache import MarketDataCache
+from marketdata.rebuild import TradeReplay, rebuild_from_trades
 from marketdata.redis_cache import RedisMarketData, connect
 from matching.engine import AmendOrder, CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
 from matching.projector import Projector
@@ -23,6 +24,8 @@ from matching.worker.bus import CommandBus
 from matching.worker.embedded import EmbeddedBus
 from matching.worker.matcher import Matcher, Reply
 from matching.worker.redis_bus import RedisBus
+from risk.config import worker_config
+from risk.core import AdminCommand
 
 EMBEDDED_CURSOR = "shard-0"
 
@@ -46,23 +49,40 @@ def _start_embedded() -> EmbeddedBus:
     seen yet into the projector, then start both threads."""
     global _projector, _market_data
     projector = Projector(cursor_name=EMBEDDED_CURSOR)
+    replay = TradeReplay(after=projected_seq(cursor_name=EMBEDDED_CURSOR))  # trades not in the ORM yet
+
+    def on_reply(reply: Reply) -> None:
+        projector.project([reply])
+        replay([reply])
+
     matcher = Matcher.open(
         sorted(Instrument.objects.values_list("symbol", flat=True)),
         settings.MATCHER_DATA_DIR,
         fsync=settings.MATCHER_FSYNC,
         snapshot_every=settings.MATCHER_SNAPSHOT_EVERY,
-        on_reply=lambda reply: projector.project([reply]),
-        replay_after=projected_seq(cursor_name=EMBEDDED_CURSOR),
+        on_reply=on_reply,
+        replay_after=replay.after,
     )
     projector.start()
     cache = MarketDataCache()
     cache.seed_engine(matcher.engine, matcher.seq)  # deltas before the snapshot are not replayed
+    rebuild_from_trades(cache, matcher.engine.books, replay, now=matcher.last_timestamp)  # trades, candles
+    config = matcher.config_changes(worker_config(symbols=matcher.engine.books))  # before its thread starts
     bus = EmbeddedBus(matcher)
     bus.subscribe(projector.project)
     bus.subscribe(cache.apply)
     bus.start()
+    configure_risk(bus, config)
     _projector, _market_data = projector, cache
     return bus
+
+
+def configure_risk(bus: EmbeddedBus, config: list[AdminCommand]) -> None:
+    """Send the starting cash, the limits of the matcher's instruments and the user overrides (those
+    that changed) to its risk stage, as commands through the log like every admin change."""
+    pending = [bus.enqueue(cmd) for cmd in config]
+    for future in pending:
+        future.result(settings.MATCHER_TIMEOUT)
 
 
 def market_data() -> MarketDataCache | RedisMarketData:

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "matching" / "engine"
 CACHE = ROOT / ".venv" / "engine-build"
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
+IMPORTED_PACKAGES = ("matching", "risk")  # every package the compiled modules import from
 
 # Loaded by path, not imported: importing the package would refuse a stale build before we fix it.
 _spec = importlib.util.spec_from_file_location("engine_compiled", ENGINE / "compiled.py")
@@ -49,7 +50,7 @@ def compile_into(target: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(scratch)
         # mypyc type-checks what the compiled modules import, so the whole packages go along.
-        for package in sorted({name.split("/")[0] for name in COMPILED_MODULES}):
+        for package in IMPORTED_PACKAGES:
             shutil.copytree(ROOT / package, work / package,
                             ignore=shutil.ignore_patterns("*.so", "__pycache__", "tests", "migrations"))
         sources = [f"{name}.py" for name in COMPILED_MODULES]

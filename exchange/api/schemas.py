@@ -127,3 +127,33 @@ class CancelAllResult(s.Serializer):
     success = s.BooleanField()
     canceled = s.ListField(child=s.IntegerField())
     not_open = s.ListField(child=s.IntegerField(), help_text="filled or canceled meanwhile")
+
+
+class Candle(s.Serializer):
+    start = s.DateTimeField(help_text="the bucket's start (UTC): a multiple of the interval")
+    open = s.CharField()
+    high = s.CharField()
+    low = s.CharField()
+    close = s.CharField()
+    volume = s.CharField(help_text="quantity traded in the bucket")
+    trades = s.IntegerField(help_text="number of trades in the bucket")
+
+
+class PositionInfo(s.Serializer):
+    symbol = s.CharField()
+    quantity = s.CharField(help_text="signed: short below zero")
+    average_price = s.CharField(allow_null=True, help_text="open position's cost per unit; null when flat")
+    last_price = s.CharField(allow_null=True, help_text="the last trade's price; null before the first trade")
+    market_value = s.CharField(allow_null=True, help_text="quantity x last price")
+    realised_pnl = s.CharField()
+    unrealised_pnl = s.CharField(allow_null=True, help_text="against the last trade price (average cost)")
+
+
+class AccountInfo(s.Serializer):
+    user_id = s.IntegerField()
+    username = s.CharField()
+    cash = s.CharField()
+    reserved = s.CharField(help_text="held back for open buy orders")
+    available = s.CharField(help_text="cash - reserved: what new buy orders may spend")
+    stp_default = s.CharField(help_text="self-trade prevention for orders that do not name one")
+    positions = PositionInfo(many=True)

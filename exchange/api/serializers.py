@@ -47,6 +47,9 @@ def _choices(enum: type) -> list[str]:
     return [member.value for member in enum]
 
 
+STP_MODES = _choices(STPMode)  # named once in the schema (settings.SPECTACULAR_SETTINGS)
+
+
 class OrderRequest(serializers.Serializer):
     symbol = serializers.CharField(max_length=12)
     side = serializers.ChoiceField(choices=_choices(Side))
@@ -57,7 +60,8 @@ class OrderRequest(serializers.Serializer):
     time_in_force = serializers.ChoiceField(choices=_choices(TimeInForce), default=TimeInForce.GTC.value)
     expire_at = serializers.DateTimeField(required=False, allow_null=True)
     post_only = serializers.BooleanField(default=False)
-    stp = serializers.ChoiceField(choices=_choices(STPMode), default=STPMode.CANCEL_NEWEST.value)
+    stp = serializers.ChoiceField(choices=STP_MODES, required=False,
+                                  help_text="default: the account's stp_default (initially cancel_newest)")
     client_order_id = serializers.RegexField(r"^[A-Za-z0-9._:-]{1,64}$", required=False, allow_null=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -104,3 +108,9 @@ class AmendRequest(serializers.Serializer):
             "stop_price_ticks": None if "stop_price" not in data else _units(
                 instrument.price_to_ticks, data["stop_price"], "stop_price"),
         }
+
+
+class AccountSettingsRequest(serializers.Serializer):
+    """PATCH /api/account: the settings a user may change."""
+
+    stp_default = serializers.ChoiceField(choices=STP_MODES)

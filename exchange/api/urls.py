@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from exchange.api import order_views, views
+from exchange.api import account_views, market_views, order_views, views
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
@@ -19,6 +19,10 @@ urlpatterns = [
     path("fills", order_views.FillListView.as_view(), name="api-fills"),
     path("book/<str:symbol>", views.BookView.as_view(), name="api-book"),
     path("trades/<str:symbol>", views.TradesView.as_view(), name="api-trades"),
+    path("candles/<str:symbol>", market_views.CandlesView.as_view(), name="api-candles"),
+    path("account", account_views.AccountView.as_view(), name="api-account"),
+    path("user/<int:user_id>/positions", account_views.UserPositionsView.as_view(),
+         name="api-user-positions"),
     # anything else under /api/ (a negative id, an unknown path): the API's JSON 404, not Django's page
     re_path(r"^", views.not_found, name="api-not-found"),
 ]

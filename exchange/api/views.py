@@ -27,6 +27,7 @@ from matching.engine import (
     OrderCanceled,
     OrderRejected,
     OrderType,
+    RejectReason,
     Side,
     StopTriggered,
     STPMode,
@@ -35,6 +36,8 @@ from matching.engine import (
 )
 from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
+from risk import selectors as risk_selectors
+from risk.core import OrderHeld
 
 ERRORS = {code: schemas.Error for code in (400, 401, 403, 404, 409, 422, 429, 503)}
 
@@ -67,7 +70,8 @@ class SubmitView(APIView):
             tif=TimeInForce(data["time_in_force"]),
             expire_at=data.get("expire_at"),
             post_only=data["post_only"],
-            stp=STPMode(data["stp"]),
+            stp=STPMode(data["stp"]) if "stp" in data else risk_selectors.stp_default(
+                user_id=request.user.id),
             client_order_id=data.get("client_order_id"),
         )
         return Response(submit_outcome(reply, instrument, started), status.HTTP_201_CREATED)
@@ -92,6 +96,16 @@ class CancelView(APIView):
         raise ApiError(409, "order_not_open", "the order is no longer open (filled, canceled or expired)")
 
 
+# The risk stage's reasons, in words; the engine's read well as their codes.
+REJECT_MESSAGES = {
+    RejectReason.POSITION_LIMIT: "with your open orders, the order could take your position past its limit",
+    RejectReason.ORDER_SIZE: "the order is larger than the largest order allowed in this instrument",
+    RejectReason.PRICE_BAND: "the price is too far from the last trade price (price band)",
+    RejectReason.INSUFFICIENT_FUNDS: "not enough available cash (cash minus what open orders reserve)",
+    RejectReason.HALTED: "trading in this instrument is halted; cancels are still accepted",
+}
+
+
 def submit_outcome(reply: Reply, instrument: Instrument, started_ns: int) -> dict:
     """The seed's response: success, order_id, status, trades, remaining_quantity, latency_us."""
     if reply.duplicate:
@@ -102,8 +116,10 @@ def submit_outcome(reply: Reply, instrument: Instrument, started_ns: int) -> dic
     state, remaining, trades, cancel_reason = "open", None, [], None
     for event in reply.events:
         if isinstance(event, OrderRejected) and event.order_id == order_id:
-            raise ApiError(422, str(event.reason), f"the exchange rejected the order: {event.reason}",
-                           order_id=order_id, status="rejected")
+            message = REJECT_MESSAGES.get(event.reason, f"the exchange rejected the order: {event.reason}")
+            raise ApiError(422, str(event.reason), message, order_id=order_id, status="rejected")
+        if isinstance(event, OrderHeld) and event.order_id == order_id:
+            state, remaining = "held", event.qty
         if isinstance(event, OrderAccepted) and event.order_id == order_id:
             remaining = event.qty
             state = "pending" if event.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else "open"

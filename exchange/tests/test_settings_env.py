@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,12 @@ def test_api_rates_default_and_override():
 def test_bad_api_rates_are_refused(value):
     with pytest.raises(ImproperlyConfigured, match="API_RATES"):
         read_env({"API_RATES": value}, base_dir=BASE_DIR)
+
+
+def test_account_starting_cash():
+    assert read_env({}, base_dir=BASE_DIR).account_starting_cash == Decimal("1000000")
+    env = read_env({"ACCOUNT_STARTING_CASH": " 2500.25 "}, base_dir=BASE_DIR)
+    assert env.account_starting_cash == Decimal("2500.25")
+    for bad in ("lots", "-1", "1.00001", "NaN", "Infinity"):
+        with pytest.raises(ImproperlyConfigured, match="ACCOUNT_STARTING_CASH"):
+            read_env({"ACCOUNT_STARTING_CASH": bad}, base_dir=BASE_DIR)

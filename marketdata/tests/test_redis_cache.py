@@ -12,14 +12,15 @@ import msgpack
 import pytest
 
 from marketdata.book_cache import MINUTE_NS, MarketDataCache, Snapshot
-from marketdata.redis_cache import RedisMarketData, RedisMarketDataWriter, connect, md_key
+from marketdata.candles import INTERVALS
+from marketdata.redis_cache import RedisMarketData, RedisMarketDataWriter, candles_key, connect, md_key
 from marketdata.tests.test_book_cache import SYMBOLS, assert_depth_equals_engine, run
 from matching.engine import NewOrder, Side
 from matching.tests.conftest import random_commands
 from matching.tests.worker.stream_driver import delete_prefix, free_port, new_prefix, redis_or_skip
 from matching.worker.matcher import Matcher
 
-PARAMS = {"depth_levels": 4, "trades_kept": 10, "window_ns": 120 * MINUTE_NS}
+PARAMS = {"depth_levels": 4, "trades_kept": 10, "window_ns": 120 * MINUTE_NS, "candles_kept": 6}
 
 
 @pytest.fixture
@@ -44,6 +45,9 @@ def assert_same(reader: RedisMarketData, cache: MarketDataCache) -> None:
         assert reader.trades(symbol) == cache.trades(symbol)
         assert reader.trades(symbol, 3) == cache.trades(symbol, 3)
         assert reader.ticker(symbol) == cache.ticker(symbol)
+        for interval in INTERVALS:
+            assert reader.candles(symbol, interval) == cache.candles(symbol, interval), interval
+            assert reader.candles(symbol, interval, 2) == cache.candles(symbol, interval, 2)
 
 
 def test_round_trip_equals_the_in_memory_cache(client, prefix):
@@ -60,6 +64,8 @@ def test_round_trip_equals_the_in_memory_cache(client, prefix):
         assert_depth_equals_engine(reader, matcher, 4)
         rolled |= any(memory.ticker(s).volume < sum(t.qty for t in memory.trades(s)) for s in SYMBOLS)
     assert rolled and all(memory.trades(s) for s in SYMBOLS)
+    assert all(len(memory.candles(s, "1m")) == 6 for s in SYMBOLS)  # old buckets were deleted in Redis too
+    assert client.hlen(candles_key(prefix, "AAA", "1m")) == 6
     raw = client.get(md_key(prefix, "AAA", "depth"))
     assert isinstance(raw, bytes) and msgpack.unpackb(raw)[1] == memory.depth("AAA")["seq"]
 
@@ -71,6 +77,7 @@ def test_round_trip_equals_the_in_memory_cache(client, prefix):
     for symbol in SYMBOLS:
         assert reader.depth(symbol) == {**memory.depth(symbol), "seq": restarted.seq}
         assert reader.trades(symbol) == [] and reader.ticker(symbol).last == memory.ticker(symbol).last
+        assert all(reader.candles(symbol, interval) == [] for interval in INTERVALS)  # rewritten whole
 
 
 def test_a_redis_outage_delays_writes_and_loses_none(client, prefix):
@@ -96,3 +103,27 @@ def test_an_unknown_format_is_refused(client, prefix):
     client.set(md_key(prefix, "AAA", "depth"), msgpack.packb([99, 1, [], []]))
     with pytest.raises(ValueError, match="format"):
         RedisMarketData(client, prefix).depth("AAA")
+
+
+def test_candle_changes_write_only_what_changed():
+    from marketdata.candles import Candle, Series
+    from marketdata.redis_cache import candle_changes, series_changes
+
+    def c(start: int, close: int = 1) -> Candle:
+        return Candle(start, 1, 1, 1, close, 1, 1)
+
+    assert candle_changes((), (c(1), c(2))) == ([], [c(2), c(1)])
+    assert candle_changes((c(1), c(2)), (c(1), c(2))) == ([], [])
+    assert candle_changes((c(1), c(2)), (c(1), c(2, 5))) == ([], [c(2, 5)])
+    assert candle_changes((c(1), c(2), c(3)), (c(2), c(3, 5), c(4))) == ([1], [c(4), c(3, 5)])
+    assert candle_changes((c(1), c(2)), (c(7), c(8))) == ([1, 2], [c(8), c(7)])
+    assert candle_changes((c(1),), ()) == ([1], [])
+    closed = (c(1), c(2))
+    assert series_changes(Series(closed, c(3)), Series(closed, c(3, 7))) == ([], [c(3, 7)])
+    assert series_changes(Series(closed, c(3)), Series(closed, c(3))) == ([], [])
+    assert series_changes(Series(closed, c(3)), Series((c(2), c(3)), c(4))) == ([1], [c(4)])
+
+
+def test_an_unknown_interval_is_refused(client, prefix):
+    with pytest.raises(ValueError, match="interval"):
+        RedisMarketData(client, prefix).candles("AAA", "2m")

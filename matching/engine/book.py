@@ -252,6 +252,38 @@ class OrderBook:
             "asks": [(lv.price, lv.qty, lv.count) for lv in self.asks.sorted_levels(n)],
         }
 
+    def taker_cost(self, side: Side, qty: int) -> tuple[int, int]:
+        """What a market order on `side` for `qty` lots would take right now, ignoring self-trade
+        prevention: (sum of price x lots, lots found). Read-only. Unlike depth(), which sorts every
+        level, it visits the heap in key order (children are never better than their parent) and
+        stops at the last level it needs: O(k log k) for k levels. Stale keys are skipped once."""
+        ladder = self.asks if side is BUY else self.bids
+        levels, heap = ladder.levels, ladder.heap
+        if not heap:
+            return 0, 0
+        best = levels[heap[0]]
+        if best.qty >= qty:
+            return qty * best.price, qty
+        cost = taken = 0
+        size = len(heap)
+        frontier = [(heap[0], 0)]
+        seen: set[int] = set()
+        while frontier and taken < qty:
+            key, index = heappop(frontier)
+            child = 2 * index + 1
+            if child < size:
+                heappush(frontier, (heap[child], child))
+                if child + 1 < size:
+                    heappush(frontier, (heap[child + 1], child + 1))
+            level = levels.get(key)
+            if level is None or key in seen:
+                continue
+            seen.add(key)
+            lots = qty - taken if qty - taken < level.qty else level.qty
+            cost += lots * level.price
+            taken += lots
+        return cost, taken
+
     def level3(self) -> dict[str, list[Order]]:
         """Level 3: every resting order a side, in priority order."""
         return {

@@ -4,8 +4,8 @@ Compiled extension modules sit next to their sources and Python prefers them, so
 after a build would silently not run. `check_fresh()` compares the sources with the digest
 recorded by `scripts/build_engine.py` and refuses stale modules.
 
-Besides the engine, the matcher's hot path around it (the codec and the matcher) is compiled in
-the same build: it runs once per command, like the engine.
+Besides the engine, the worker's hot path around it (the codec, the matcher and the risk stage) is
+compiled in the same build: it runs once per command, like the engine.
 """
 
 from __future__ import annotations
@@ -24,6 +24,13 @@ COMPILED_MODULES = (
     "matching/engine/engine",
     "matching/worker/codec",
     "matching/worker/matcher",
+    "risk/core/limits",
+    "risk/core/commands",
+    "risk/core/accounts",
+    "risk/core/symbols",
+    "risk/core/checks",
+    "risk/core/admin",
+    "risk/core/engine",
 )
 STAMP = "compiled.stamp"
 _HERE = Path(__file__).resolve().parent

@@ -65,6 +65,12 @@ class RejectReason(StrEnum):
     STOP_WOULD_TRIGGER = "stop_would_trigger"
     UNKNOWN_ORDER = "unknown_order"
     NOT_AMENDABLE = "not_amendable"
+    POSITION_LIMIT = "position_limit"
+    ORDER_SIZE = "order_size"
+    PRICE_BAND = "price_band"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    HALTED = "halted"
+    HELD_REJECTED = "held_rejected"  # an admin rejected a held order
 
 
 class CancelReason(StrEnum):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from matching.engine import Command
+from matching.worker.codec import WorkerCommand
 from matching.worker.matcher import Reply
 
 
@@ -24,8 +24,8 @@ class Unavailable(Exception):
 
 
 class CommandBus(Protocol):
-    def submit(self, cmd: Command, timeout: float) -> Reply: ...
+    def submit(self, cmd: WorkerCommand, timeout: float) -> Reply: ...
 
-    async def submit_async(self, cmd: Command, timeout: float) -> Reply: ...
+    async def submit_async(self, cmd: WorkerCommand, timeout: float) -> Reply: ...
 
     def health(self) -> dict: ...

@@ -4,12 +4,13 @@ MessagePack of a flat array (a tag, then the fields in declaration order, enums 
 values): compact, fast, and safe to decode (no code runs, unlike pickle). Decoding checks the
 shape and types and raises `CodecError` on anything else, so a malformed entry cannot crash
 the worker. A batch (one journal record per group commit) is an array of such arrays, packed
-in one call.
+in one call. The risk stage's admin commands (limits, halts, cash, held orders) travel the same
+way, so the log holds every input the worker's state depends on.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import msgpack  # type: ignore[import-untyped]
 
@@ -24,6 +25,22 @@ from matching.engine import (
     STPMode,
     TimeInForce,
 )
+from risk.core import (
+    AdjustCash,
+    AdminCommand,
+    HaltInstrument,
+    InstrumentRisk,
+    RejectHeld,
+    ReleaseHeld,
+    ResumeInstrument,
+    SetDefaultCash,
+    SetInstrumentRisk,
+    SetUserLimit,
+    UserLimit,
+)
+
+# Everything the matcher's log holds: the engine's commands and the risk stage's admin commands.
+WorkerCommand: TypeAlias = Command | AdminCommand
 
 
 class CodecError(ValueError):
@@ -31,6 +48,7 @@ class CodecError(ValueError):
 
 
 _NEW, _CANCEL, _AMEND, _TIME = 1, 2, 3, 4
+_SET_RISK, _SET_USER_LIMIT, _SET_CASH, _ADJUST_CASH, _HALT, _RESUME, _RELEASE, _REJECT = range(5, 13)
 _pack = msgpack.Packer().pack  # one reusable packer: msgpack.packb builds a new one per call
 _SIDES = {s.value: s for s in Side}
 _TYPES = {t.value: t for t in OrderType}
@@ -38,17 +56,17 @@ _TIFS = {t.value: t for t in TimeInForce}
 _STPS = {m.value: m for m in STPMode}
 
 
-def encode_command(cmd: Command) -> bytes:
+def encode_command(cmd: WorkerCommand) -> bytes:
     return _pack(_fields(cmd))
 
 
-def encode_batch(cmds: list[Command]) -> bytes:
+def encode_batch(cmds: list[WorkerCommand]) -> bytes:
     return _pack([_fields(cmd) for cmd in cmds])
 
 
-def _fields(cmd: Command) -> tuple:
+def _fields(cmd: WorkerCommand) -> tuple:
     fields: tuple
-    if type(cmd) is NewOrder:
+    if isinstance(cmd, NewOrder):
         # the enums are str subclasses: packed as their string values
         fields = (_NEW, cmd.order_id, cmd.owner, cmd.symbol, cmd.side, cmd.qty, cmd.price,
                   cmd.order_type, cmd.tif, cmd.post_only, cmd.stop_price, cmd.expire_at,
@@ -61,11 +79,31 @@ def _fields(cmd: Command) -> tuple:
     elif isinstance(cmd, AdvanceTime):
         fields = (_TIME, cmd.timestamp)
     else:
-        raise CodecError(f"not a command: {type(cmd).__name__}")
+        fields = _admin_fields(cmd)
     return fields
 
 
-def decode_command(data: bytes) -> Command:
+def _admin_fields(cmd: AdminCommand) -> tuple:
+    if isinstance(cmd, SetInstrumentRisk):
+        return (_SET_RISK, *cmd.config.state(), cmd.timestamp)
+    if isinstance(cmd, SetUserLimit):
+        return (_SET_USER_LIMIT, *cmd.limit.state(), cmd.timestamp)
+    if isinstance(cmd, SetDefaultCash):
+        return (_SET_CASH, cmd.amount, cmd.timestamp)
+    if isinstance(cmd, AdjustCash):
+        return (_ADJUST_CASH, cmd.owner, cmd.amount, cmd.timestamp)
+    if isinstance(cmd, HaltInstrument):
+        return (_HALT, cmd.symbol, cmd.reason, cmd.timestamp)
+    if isinstance(cmd, ResumeInstrument):
+        return (_RESUME, cmd.symbol, cmd.timestamp)
+    if isinstance(cmd, ReleaseHeld):
+        return (_RELEASE, cmd.order_id, cmd.timestamp)
+    if isinstance(cmd, RejectHeld):
+        return (_REJECT, cmd.order_id, cmd.timestamp)
+    raise CodecError(f"not a command: {type(cmd).__name__}")
+
+
+def decode_command(data: bytes) -> WorkerCommand:
     try:
         fields = msgpack.unpackb(data)
     except (msgpack.UnpackException, ValueError, TypeError) as exc:
@@ -73,7 +111,7 @@ def decode_command(data: bytes) -> Command:
     return _command(fields)
 
 
-def decode_batch(data: bytes) -> list[Command | CodecError]:
+def decode_batch(data: bytes) -> list[WorkerCommand | CodecError]:
     """The commands of a batch, each decoded alone: one bad entry spoils only its own seq."""
     try:
         entries = msgpack.unpackb(data)
@@ -81,7 +119,7 @@ def decode_batch(data: bytes) -> list[Command | CodecError]:
         raise CodecError(f"undecodable batch: {exc}") from exc
     if not isinstance(entries, list):
         raise CodecError(f"a batch is an array, not {type(entries).__name__}")
-    out: list[Command | CodecError] = []
+    out: list[WorkerCommand | CodecError] = []
     for fields in entries:
         try:
             out.append(_command(fields))
@@ -90,9 +128,11 @@ def decode_batch(data: bytes) -> list[Command | CodecError]:
     return out
 
 
-def _command(fields: Any) -> Command:  # whatever msgpack produced: checked below
+def _command(fields: Any) -> WorkerCommand:  # whatever msgpack produced: checked below
     try:
         tag = fields[0]
+        if tag >= _SET_RISK:
+            return _admin_command(tag, fields)
         if tag == _NEW and len(fields) == 15:
             (_, order_id, owner, symbol, side, qty, price, order_type, tif, post_only, stop_price,
              expire_at, stp, timestamp, client_order_id) = fields
@@ -113,6 +153,55 @@ def _command(fields: Any) -> Command:  # whatever msgpack produced: checked belo
         raise CodecError(f"undecodable command: {exc}") from exc
     _check_types(cmd)
     return cmd
+
+
+# tag -> field count (the tag and timestamp included); each field is type-checked below
+_ADMIN_SHAPES: dict[int, int] = {
+    _SET_RISK: 13, _SET_USER_LIMIT: 6, _SET_CASH: 3, _ADJUST_CASH: 4, _HALT: 4, _RESUME: 3,
+    _RELEASE: 3, _REJECT: 3,
+}
+
+
+def _admin_command(tag: int, fields: list) -> AdminCommand:
+    if _ADMIN_SHAPES.get(tag) != len(fields) or type(fields[-1]) is not int:
+        raise CodecError(f"unknown command shape: tag {tag!r}, {len(fields)} fields")
+    ts = fields[-1]
+    cmd: AdminCommand
+    if tag == _SET_RISK:
+        config = InstrumentRisk.from_state(fields[1:-1])
+        if config.error() is not None:
+            raise CodecError(f"instrument risk: bad {config.error()}")
+        cmd = SetInstrumentRisk(config, ts)
+    elif tag == _SET_USER_LIMIT:
+        limit = UserLimit.from_state(fields[1:-1])
+        if limit.error() is not None:
+            raise CodecError(f"user limit: bad {limit.error()}")
+        cmd = SetUserLimit(limit, ts)
+    elif tag == _SET_CASH:
+        cmd = SetDefaultCash(_int(fields[1]), ts)
+    elif tag == _ADJUST_CASH:
+        cmd = AdjustCash(_int(fields[1]), _int(fields[2]), ts)
+    elif tag == _HALT:
+        cmd = HaltInstrument(_str(fields[1]), _str(fields[2]), ts)
+    elif tag == _RESUME:
+        cmd = ResumeInstrument(_str(fields[1]), ts)
+    elif tag == _RELEASE:
+        cmd = ReleaseHeld(_int(fields[1]), ts)
+    else:
+        cmd = RejectHeld(_int(fields[1]), ts)
+    return cmd
+
+
+def _int(value: object) -> int:
+    if type(value) is not int:
+        raise CodecError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise CodecError(f"expected a string, got {type(value).__name__}")
+    return value
 
 
 _INT_FIELDS = ("order_id", "owner", "timestamp")

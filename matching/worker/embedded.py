@@ -21,6 +21,7 @@ from heapq import heappop, heappush
 
 from matching.engine import AdvanceTime, Command
 from matching.worker.bus import Unavailable
+from matching.worker.codec import WorkerCommand
 from matching.worker.matcher import Matcher, Reply
 
 log = logging.getLogger(__name__)
@@ -108,14 +109,14 @@ class EmbeddedBus:
 
     # ---- CommandBus -------------------------------------------------------------------------
 
-    def submit(self, cmd: Command, timeout: float) -> Reply:
+    def submit(self, cmd: WorkerCommand, timeout: float) -> Reply:
         future = self.enqueue(cmd)
         try:
             return future.result(timeout)
         except TimeoutError:
             raise Unavailable("the matcher did not answer in time") from None
 
-    async def submit_async(self, cmd: Command, timeout: float) -> Reply:
+    async def submit_async(self, cmd: WorkerCommand, timeout: float) -> Reply:
         loop = asyncio.get_running_loop()
         waiters = self._waiters.get(loop)
         if waiters is None:
@@ -127,7 +128,7 @@ class EmbeddedBus:
         # with the matcher, applied or not, and a retry with the same client_order_id is safe.
         return await future
 
-    def enqueue(self, cmd: Command) -> Future:
+    def enqueue(self, cmd: WorkerCommand) -> Future:
         """Queue a command; its Future resolves to the Reply. Raises Unavailable at once if it cannot."""
         self._check_open()
         future: Future = Future()
@@ -149,7 +150,7 @@ class EmbeddedBus:
         if self.failure is not None or not self._running:
             raise Unavailable("the matcher is not running", retry_after=5.0)
 
-    def _put(self, cmd: Command, waiter: Future | asyncio.Future) -> None:
+    def _put(self, cmd: WorkerCommand, waiter: Future | asyncio.Future) -> None:
         if len(self._items) >= self.max_queue:
             raise Unavailable("the matcher queue is full")
         self._items.append((cmd, waiter))

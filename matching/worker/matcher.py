@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from matching.engine import AdvanceTime, Command, Event, MatchingEngine, NewOrder
-from matching.worker.codec import CodecError, decode_batch, decode_command, encode_batch
+from matching.engine import AdvanceTime, AmendOrder, CancelOrder, Command, Event, MatchingEngine, NewOrder
+from matching.worker.codec import CodecError, WorkerCommand, decode_batch, decode_command, encode_batch
 from matching.worker.journal import BackgroundSync, Journal, JournalRecord
 from matching.worker.snapshots import SnapshotStore
+from risk.core import AdminCommand, RiskEngine, RiskEvent, SetInstrumentRisk
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ class Reply:
 
     seq: int
     order_id: int  # the order the command created or addressed (the original one for a retry)
-    events: list[Event] = field(default_factory=list)
+    events: list[Event | RiskEvent] = field(default_factory=list)
     duplicate: bool = False  # a retried client_order_id: nothing happened, see the original order
-    command: Command | None = None  # as applied (order id and timestamp stamped)
+    command: WorkerCommand | None = None  # as applied (order id and timestamp stamped)
 
 
 class Matcher:
@@ -58,6 +59,10 @@ class Matcher:
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.engine = MatchingEngine(symbols)
+        # The risk stage switches on with the first admin command in the log (the web tier sends
+        # the limits and starting cash when it starts the matcher), so the log alone decides it and
+        # a replay takes the same path. Without one, orders go straight to the engine.
+        self.risk: RiskEngine | None = None
         self.shard = shard
         self.journal = journal
         self.snapshots = snapshots
@@ -109,7 +114,7 @@ class Matcher:
 
     # ---- the live path ------------------------------------------------------------------
 
-    def process(self, commands: list[Command]) -> list[Reply]:
+    def process(self, commands: list[WorkerCommand]) -> list[Reply]:
         """Sequence a batch, make it durable with one group commit, then apply it.
 
         The batch is one journal record: seqs and timestamps run on from its first ones (the
@@ -139,13 +144,16 @@ class Matcher:
         self._maybe_snapshot()
         return replies
 
-    def apply(self, seq: int, timestamp: int, cmd: Command) -> Reply:
+    def apply(self, seq: int, timestamp: int, cmd: WorkerCommand) -> Reply:
         """Apply one durable command. Deterministic: depends only on (state, seq, timestamp, cmd)."""
         self._advance(seq, timestamp)
         if not isinstance(cmd, NewOrder):
             cmd.timestamp = timestamp
-            order_id = 0 if isinstance(cmd, AdvanceTime) else cmd.order_id
-            return Reply(seq, order_id, self.engine.apply(cmd), False, cmd)
+            if isinstance(cmd, (CancelOrder, AmendOrder)):
+                return Reply(seq, cmd.order_id, self._run(cmd), False, cmd)
+            if isinstance(cmd, AdvanceTime):
+                return Reply(seq, 0, self._run(cmd), False, cmd)
+            return Reply(seq, getattr(cmd, "order_id", 0), self._admin(cmd), False, cmd)
         cmd.timestamp = timestamp
         coid = cmd.client_order_id
         key = None
@@ -158,12 +166,25 @@ class Matcher:
         order_id = cmd.order_id = self.shard * ORDER_ID_STRIDE + self.orders_created
         if key is not None:
             self.client_order_ids[key] = order_id
-        return Reply(seq, order_id, self.engine.apply(cmd), False, cmd)
+        return Reply(seq, order_id, self._run(cmd), False, cmd)
+
+    def _run(self, cmd: Command) -> list[Event | RiskEvent]:
+        risk = self.risk
+        if risk is None:
+            return cast(list, self.engine.apply(cmd))
+        return risk.apply(cmd)
+
+    def _admin(self, cmd: AdminCommand) -> list[Event | RiskEvent]:
+        if self.risk is None:
+            self.risk = RiskEngine(self.engine)
+        if isinstance(cmd, SetInstrumentRisk):
+            self.engine.add_symbol(cmd.config.symbol)  # an instrument created since the start
+        return self.risk.apply(cmd)
 
     def apply_encoded(self, seq: int, timestamp: int, payload: bytes) -> Reply:
         """Apply a logged command; an undecodable one still takes its seq and is answered empty."""
         try:
-            cmd: Command | CodecError = decode_command(payload)
+            cmd: WorkerCommand | CodecError = decode_command(payload)
         except CodecError as exc:
             cmd = exc
         return self._apply_decoded(seq, timestamp, cmd)
@@ -183,7 +204,7 @@ class Matcher:
             if i >= skip
         ]
 
-    def _apply_decoded(self, seq: int, timestamp: int, cmd: Command | CodecError) -> Reply:
+    def _apply_decoded(self, seq: int, timestamp: int, cmd: WorkerCommand | CodecError) -> Reply:
         if isinstance(cmd, CodecError):
             log.error("seq %d: undecodable command skipped: %s", seq, cmd)
             self._advance(seq, timestamp)
@@ -198,9 +219,19 @@ class Matcher:
         self.last_timestamp = timestamp
         self._since_snapshot += 1
 
+    def config_changes(self, commands: list[AdminCommand]) -> list[AdminCommand]:
+        """Those of the risk configuration `commands` that would change this matcher's state: a
+        restart sends only these, so an unchanged configuration adds nothing to the log."""
+        return list(commands) if self.risk is None else self.risk.config_changes(commands)
+
     def expiry_due(self) -> bool:
-        """Whether a DAY/GTD order (or a stale entry for one) is due to expire by now."""
+        """Whether a DAY/GTD order (or a stale entry for one) is due to expire, or a timed halt to
+        end, by now: time passes in the books only through a logged AdvanceTime."""
         now = self.clock()
+        if self.risk is not None:
+            deadline = self.risk.next_deadline()
+            if deadline is not None and deadline <= now:
+                return True
         return any(book.expiries and book.expiries[0][0] <= now for book in self.engine.books.values())
 
     # ---- state, snapshots, recovery -------------------------------------------------------
@@ -214,6 +245,7 @@ class Matcher:
             "orders_created": self.orders_created,
             "client_order_ids": [[*key, oid] for key, oid in self.client_order_ids.items()],
             "engine": self.engine.state(),
+            "risk": None if self.risk is None else self.risk.state(),
         }
 
     def restore(self, state: dict) -> None:
@@ -227,9 +259,12 @@ class Matcher:
         self.last_timestamp = state["last_timestamp"]
         self.orders_created = state["orders_created"]
         self.client_order_ids = {(o, s, c): oid for o, s, c, oid in state["client_order_ids"]}
+        risk = state.get("risk")
+        self.risk = None if risk is None else RiskEngine.from_state(risk, self.engine)
 
     def state_hash(self) -> str:
-        return self.engine.state_hash()
+        """Books, and accounts, limits and halts once the risk stage is on."""
+        return self.engine.state_hash() if self.risk is None else self.risk.state_hash()
 
     def snapshot(self) -> None:
         if self.snapshots is not None:

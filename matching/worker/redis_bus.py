@@ -30,12 +30,13 @@ import redis.asyncio as aredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from matching.engine import AdvanceTime, Command
+from matching.engine import AdvanceTime
 from matching.worker.bus import Unavailable
-from matching.worker.codec import encode_command
-from matching.worker.matcher import Reply
+from matching.worker.codec import WorkerCommand, encode_command
+from matching.worker.matcher import ORDER_ID_STRIDE, Reply
 from matching.worker.replies import decode_reply
 from matching.worker.stream_runner import heartbeat_key, stream_key
+from risk.core import AdjustCash, RejectHeld, ReleaseHeld, SetDefaultCash, SetInstrumentRisk, SetUserLimit
 
 DOWN_RETRY_AFTER = 5.0
 BUSY_RETRY_AFTER = 1.0
@@ -130,14 +131,21 @@ class RedisBus:
 
     # ---- CommandBus -------------------------------------------------------------------------
 
-    def shard_for(self, cmd: Command, shard: int | None = None) -> int:
+    def shard_for(self, cmd: WorkerCommand, shard: int | None = None) -> int:
+        """The shard that owns the command's symbol (a held order's: the shard in its order id)."""
         if shard is not None:
             return shard
-        if isinstance(cmd, AdvanceTime):
-            raise ValueError("AdvanceTime has no symbol: pass shard=")
+        if isinstance(cmd, ReleaseHeld | RejectHeld):
+            return cmd.order_id // ORDER_ID_STRIDE
+        if isinstance(cmd, SetInstrumentRisk):
+            return self._shard_of(cmd.config.symbol)
+        if isinstance(cmd, SetUserLimit):
+            return self._shard_of(cmd.limit.symbol)
+        if isinstance(cmd, AdvanceTime | SetDefaultCash | AdjustCash):
+            raise ValueError(f"{type(cmd).__name__} has no symbol: pass shard=")
         return self._shard_of(cmd.symbol)
 
-    def submit(self, cmd: Command, timeout: float | None = None, *, shard: int | None = None) -> Reply:
+    def submit(self, cmd: WorkerCommand, timeout: float | None = None, *, shard: int | None = None) -> Reply:
         shard = self.shard_for(cmd, shard)
         wait = self._wait(timeout)
         deadline = time.monotonic() + wait
@@ -161,7 +169,7 @@ class RedisBus:
         return self._answer(shard, got, wait)
 
     async def submit_async(
-        self, cmd: Command, timeout: float | None = None, *, shard: int | None = None
+        self, cmd: WorkerCommand, timeout: float | None = None, *, shard: int | None = None
     ) -> Reply:
         shard = self.shard_for(cmd, shard)
         wait = self._wait(timeout)

@@ -4,8 +4,9 @@ A reply is a MessagePack array `[1, seq, order_id, duplicate, command, events]`:
 version, `command` is the applied command as `codec.encode_command` bytes (or nil), and each event
 is `[class name, field values...]` with enums as their values. Events are encoded generically from
 their named-tuple fields, so a new event type needs only `register(cls)` (every type in
-`matching.engine.events.Event` is registered); decoding rebuilds the same named-tuple classes,
-turning enum-typed fields back into their enums, and raises `CodecError` on anything malformed.
+`matching.engine.events.Event` and `risk.core.RiskEvent` is registered); decoding rebuilds the same
+named-tuple classes, turning enum-typed fields back into their enums, and raises `CodecError` on
+anything malformed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import msgpack  # type: ignore[import-not-found]
 from matching.engine.events import Event
 from matching.worker.codec import CodecError, decode_command, encode_command
 from matching.worker.matcher import Reply
+from risk.core import RiskEvent
 
 FORMAT = 1
 
@@ -55,7 +57,7 @@ def registered() -> dict[str, type]:
     return {name: cls for name, (cls, _) in _REGISTRY.items()}
 
 
-for _cls in typing.get_args(Event):
+for _cls in (*typing.get_args(Event), *typing.get_args(RiskEvent)):
     register(_cls)
 
 

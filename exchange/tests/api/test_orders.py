@@ -143,6 +143,7 @@ def test_browser_session_needs_the_csrf_token(embedded, django_user_model):
 
 
 def test_book_and_trades_as_published(alice, bob):
+    configured = services.command_bus().health()["seq"]  # the risk configuration went first
     submit(alice, price="100.00", quantity="5")
     submit(alice, price="99.99", quantity="2")
     submit(bob, side="sell", price="100.50", quantity="7")
@@ -150,7 +151,7 @@ def test_book_and_trades_as_published(alice, bob):
     book = alice.get("/api/book/AAPL?depth=5").json()
     assert book["bids"] == [{"price": "100.00", "quantity": "4"}, {"price": "99.99", "quantity": "2"}]
     assert book["asks"] == [{"price": "100.50", "quantity": "7"}]
-    assert book["seq"] == 4
+    assert book["seq"] == configured + 4
     trades = alice.get("/api/trades/AAPL").json()
     assert [(t["price"], t["quantity"], t["taker_side"]) for t in trades] == [("100.00", "1", "sell")]
 
@@ -288,3 +289,52 @@ def test_cancel_all_my_open_orders(alice, bob):
     assert alice.delete("/api/orders/open").json() == {"success": True, "canceled": [], "not_open": []}
     services.command_bus_stop()
     assert Order.objects.get(order_id=theirs).status == "open"
+
+
+def test_candles_from_crossing_orders(alice, bob):
+    from datetime import datetime
+
+    submit(alice, price="100.00", quantity="5")
+    submit(bob, side="sell", price="99.00", quantity="2")  # 2 @ 100.00
+    submit(bob, side="sell", price="101.00", quantity="10")
+    submit(alice, price="101.50", quantity="3")  # 3 @ 101.00
+    submit(bob, side="sell", price="99.50", quantity="1")  # 1 @ 100.00
+    trades = alice.get("/api/trades/AAPL").json()[::-1]  # oldest first
+    assert [(t["price"], t["quantity"]) for t in trades] == [("100.00", "2"), ("101.00", "3"),
+                                                              ("100.00", "1")]
+
+    def expected(floor) -> list[dict]:  # grouped independently, from the trades endpoint's timestamps
+        groups: dict[datetime, list[dict]] = {}
+        for t in trades:
+            groups.setdefault(floor(datetime.fromisoformat(t["timestamp"])), []).append(t)
+        return [{"start": start.isoformat(), "open": rows[0]["price"], "close": rows[-1]["price"],
+                 "high": max(rows, key=lambda t: float(t["price"]))["price"],
+                 "low": min(rows, key=lambda t: float(t["price"]))["price"],
+                 "volume": str(sum(int(t["quantity"]) for t in rows)), "trades": len(rows)}
+                for start, rows in groups.items()]
+
+    minutes = alice.get("/api/candles/AAPL").json()  # interval=1m by default
+    assert minutes == expected(lambda at: at.replace(second=0, microsecond=0))
+    days = alice.get("/api/candles/AAPL?interval=1d&limit=500").json()
+    assert days == expected(lambda at: at.replace(hour=0, minute=0, second=0, microsecond=0))
+    if len(days) == 1:  # unless the trades straddled midnight UTC
+        day = days[0]
+        assert (day["open"], day["high"], day["low"], day["close"], day["volume"], day["trades"]) == (
+            "100.00", "101.00", "100.00", "100.00", "6", 3)
+    assert alice.get("/api/candles/AAPL?interval=15m&limit=1").json() == expected(
+        lambda at: at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0))[-1:]
+
+
+@pytest.mark.parametrize("query", ["interval=2m", "interval=", "interval=1M", "limit=0", "limit=501",
+                                   "limit=x", "interval=1h&limit=-1"])
+def test_bad_candle_query_is_400(alice, query):
+    response = alice.get(f"/api/candles/AAPL?{query}")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"
+
+
+def test_unknown_symbol_candles_are_404(alice):
+    response = alice.get("/api/candles/NOPE?interval=1h")
+    assert response.status_code == 404
+    assert response.json()["code"] == "unknown_symbol"
+    assert alice.get("/api/candles/AAPL?interval=1h").json() == []  # known, no trades yet

@@ -16,7 +16,8 @@ def test_schema_generates_cleanly_and_covers_every_api_route(tmp_path):
     routes = {str(p.pattern) for p in get_resolver().url_patterns if str(p.pattern) == "api/"}
     assert routes, "the API is mounted at /api/"
     for path in ("/api/submit", "/api/cancel/{order_id}", "/api/orders", "/api/book/{symbol}",
-                 "/api/trades/{symbol}", "/api/ticker/{symbol}", "/api/instruments", "/api/token"):
+                 "/api/trades/{symbol}", "/api/ticker/{symbol}", "/api/candles/{symbol}", "/api/instruments",
+                 "/api/token"):
         assert f"  {path}:" in text, path
 
 

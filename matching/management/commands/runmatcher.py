@@ -6,7 +6,9 @@ with its projection into the database.
     runner.subscribe(projector.project); projector.start()
     runner.recover(replay_after=cursor)                    (newest snapshot <= cursor, or the stream's start:
                                                             every reply after the cursor is projected again)
-    market data: a RedisMarketDataWriter seeded from the recovered books, then fed every batch
+    market data: a RedisMarketDataWriter seeded from the recovered books, its trade list, 24h window and
+                 candles rebuilt from the projection (+ the trades replayed after the cursor), then fed
+                 every batch
     runner.run()                                           (until SIGTERM/SIGINT: finish the batch, snapshot)
     projector.stop(flush=True)                             (write out what is queued), exit 0
 
@@ -30,12 +32,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
+from marketdata.rebuild import TradeReplay, rebuild_from_trades
 from marketdata.redis_cache import RedisMarketDataWriter, connect
 from matching.projector import Projector
 from matching.selectors import projected_seq
+from matching.worker.codec import encode_command
 from matching.worker.matcher import Matcher
 from matching.worker.snapshots import SnapshotStore
 from matching.worker.stream_runner import StreamRunner
+from risk.config import worker_config
 
 log = logging.getLogger("matching.runmatcher")
 
@@ -60,7 +65,8 @@ class Command(BaseCommand):
         parser.add_argument("--snapshot-every", type=int, help="default: MATCHER_SNAPSHOT_EVERY or 10000")
         parser.add_argument("--prefix", help="Redis key prefix; default: MATCHER_STREAM_PREFIX or exchange")
         parser.add_argument("--no-projection", action="store_true",
-                            help="do not write orders and trades into the database (tests, benchmarks)")
+                            help="run without the database: no projection of orders and trades, no risk "
+                                 "configuration from it (tests, benchmarks)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         shard: int = options["shard"]
@@ -89,6 +95,7 @@ class Command(BaseCommand):
 
         projector: Projector | None = None
         cursor: int | None = None
+        replay: TradeReplay | None = None
         if not options["no_projection"]:
             cursor = self._projected_seq(shard, runner)
             if cursor is None:  # stopped while the database was unreachable
@@ -96,14 +103,24 @@ class Command(BaseCommand):
                 return
             projector = Projector(cursor_name=cursor_name(shard))
             runner.subscribe(projector.project)  # replayed batches too: the projector skips seqs <= cursor
+            replay = TradeReplay(after=cursor)  # the replayed trades the database may not hold yet
+            runner.subscribe(replay)
             runner.heartbeat_extra = lambda: {"projector": projector.health()}
             projector.start()
         try:
             replayed = runner.recover(wait=True, replay_after=cursor)
             if not runner.recovered:  # stopped while Redis was unreachable
                 return
+            # The risk stage's starting cash and this shard's limits, through the log like any admin
+            # change: the stream holds every input the shard's state depends on.
+            if not options["no_projection"]:  # without a database the risk stage stays unconfigured
+                for cmd in runner.matcher.config_changes(worker_config(symbols)):
+                    client.xadd(runner.stream, {"c": encode_command(cmd)})
             market_data = RedisMarketDataWriter(connect(redis_url), prefix)
             market_data.seed_engine(runner.matcher.engine, runner.matcher.seq)  # then only deltas follow
+            if replay is not None:  # the trade list, 24h window and candles, from the projection
+                rebuild_from_trades(market_data, symbols, replay, now=runner.matcher.last_timestamp)
+                connections.close_all()  # this thread serves Redis from now on; the projector has its own
             runner.subscribe(market_data.apply)
             since = "" if cursor is None else f", projection cursor {cursor}"
             self.stdout.write(f"shard {shard} recovered at seq {runner.matcher.seq} (stream id "

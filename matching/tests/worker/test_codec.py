@@ -71,3 +71,23 @@ def test_batch_round_trip_and_a_bad_entry_spoils_only_itself():
     for not_a_batch in (b"\xc1", msgpack.packb({"a": 1}), msgpack.packb(5)):
         with pytest.raises(CodecError):
             decode_batch(not_a_batch)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [5, "AAPL", 0, None, None, None, None, 0, None, None, 0, 0, 1],  # cash_per_tick_lot 0
+        [5, "AAPL", 100],  # short
+        [6, "four", "AAPL", 1, None, 1],  # owner not an int
+        [7, "lots", 1],
+        [8, 1, 2.5, 1],
+        [9, "AAPL", None, 1],
+        [10, 7, 1],
+        [11, "1", 1],
+        [12, 1, "now"],
+        [13, 1, 1],  # no such tag
+    ],
+)
+def test_malformed_admin_commands_are_codec_errors(fields):
+    with pytest.raises(CodecError):
+        decode_command(msgpack.packb(fields))

@@ -8,11 +8,12 @@ import random
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from matching.engine import NewOrder, Side, Trade
+from matching.engine import NewOrder, OrderAccepted, OrderRejected, RejectReason, Side, Trade
 from matching.tests.worker.load import SYMBOLS, LoadGenerator
 from matching.worker.codec import decode_batch, encode_batch, encode_command
 from matching.worker.journal import Journal
 from matching.worker.matcher import ORDER_ID_STRIDE, OVERLAP_FSYNC_FROM, Matcher
+from risk.core import AccountUpdate, InstrumentRisk, SetDefaultCash, SetInstrumentRisk
 
 
 def drive(matcher: Matcher, seed: int, batches: int) -> None:
@@ -192,3 +193,42 @@ def test_a_large_batch_is_durable_when_answered_and_a_failed_fsync_fails_it(tmp_
     with pytest.raises(RuntimeError, match="reopen"):
         m.process([order()])
     m.close()
+
+
+def risk_config() -> list:
+    aapl = InstrumentRisk("AAPL", 100, max_position=50, max_order_qty=20)
+    return [SetDefaultCash(10**9), SetInstrumentRisk(aapl)]
+
+
+def test_the_risk_stage_switches_on_with_the_first_admin_command(matcher):
+    assert matcher.risk is None  # no admin command yet: orders go straight to the engine
+    assert isinstance(matcher.process([order(qty=500)])[0].events[0], OrderAccepted)
+    matcher.process(risk_config())
+    assert matcher.risk is not None
+    too_big = matcher.process([order(qty=21)])[0]
+    assert [e.reason for e in too_big.events if isinstance(e, OrderRejected)] == [RejectReason.ORDER_SIZE]
+    fits = matcher.process([order(qty=20, price=100)])[0]
+    assert isinstance(fits.events[0], OrderAccepted)
+    assert any(isinstance(e, AccountUpdate) and e.reserved == 20 * 100 * 100 for e in fits.events)
+
+
+@pytest.mark.parametrize("snapshot_every", [10**9, 5])
+def test_risk_state_survives_recovery(tmp_path, snapshot_every):
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False, snapshot_every=snapshot_every)
+    m.process(risk_config())
+    drive(m, seed=4, batches=25)
+    assert m.risk is not None
+    expected = (m.seq, m.state_hash(), m.risk.state())
+    m.close()
+    again = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    assert again.risk is not None
+    assert (again.seq, again.state_hash(), again.risk.state()) == expected
+    again.close()
+
+
+def test_an_instrument_configured_later_gets_a_book(matcher):
+    matcher.process(risk_config())
+    assert "NEW" not in matcher.engine.books
+    matcher.process([SetInstrumentRisk(InstrumentRisk("NEW", 1))])
+    reply = matcher.process([NewOrder(0, 1, "NEW", Side.SELL, 1, 5)])[0]
+    assert isinstance(reply.events[0], OrderAccepted)

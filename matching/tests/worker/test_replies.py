@@ -33,9 +33,34 @@ from matching.engine import (
     Trade,
 )
 from matching.tests.conftest import random_commands
-from matching.worker.codec import CodecError
+from matching.worker.codec import CodecError, WorkerCommand
 from matching.worker.matcher import Matcher, Reply
 from matching.worker.replies import decode_reply, encode_reply, register, registered
+from risk.core import (
+    AccountUpdate,
+    AdjustCash,
+    AdminApplied,
+    AdminKind,
+    AdminRejected,
+    AdminRejectReason,
+    AlertKind,
+    HaltInstrument,
+    HeldOrderReleased,
+    InstrumentHalted,
+    InstrumentResumed,
+    InstrumentRisk,
+    OrderHeld,
+    PositionUpdate,
+    RejectHeld,
+    ReleaseHeld,
+    ResumeInstrument,
+    RiskAlert,
+    RiskEvent,
+    SetDefaultCash,
+    SetInstrumentRisk,
+    SetUserLimit,
+    UserLimit,
+)
 
 EVENTS = [
     OrderAccepted(1, 2, "AAPL", Side.BUY, OrderType.STOP_LIMIT, 10_050, 7, 99),
@@ -50,6 +75,17 @@ EVENTS = [
     AmendRejected(9, 4, "AAPL", RejectReason.NOT_AMENDABLE, 107),
     StopTriggered(12, 4, "AAPL", 9_990, 9_985, 108),
     BookDelta("AAPL", Side.SELL, 10_010, 0),
+    # the risk stage's
+    OrderHeld(13, 4, "AAPL", Side.BUY, 5_000, 10_000, 109),
+    HeldOrderReleased(13, 4, "AAPL", 110),
+    AccountUpdate(4, 10**12, 5 * 10**6, 111),
+    PositionUpdate(4, "AAPL", -30, -3 * 10**6, 12_345, 112),
+    RiskAlert(4, "AAPL", AlertKind.POSITION_LIMIT, "position 10001 > 10000", 113),
+    InstrumentHalted("AAPL", "circuit_breaker", 10**18, 114),
+    InstrumentHalted("MSFT", "news pending", None, 115),
+    InstrumentResumed("AAPL", 116),
+    AdminApplied(AdminKind.SET_INSTRUMENT_RISK, "AAPL", 117),
+    AdminRejected(AdminKind.ADJUST_CASH, "4", AdminRejectReason.BELOW_RESERVED, "", 118),
 ]
 
 COMMANDS = [
@@ -58,13 +94,27 @@ COMMANDS = [
     CancelOrder(7, 3, "AAPL", 100),
     AmendOrder(7, 3, "AAPL", 10, None, 9_999, 101),
     AdvanceTime(10**18),
+    SetInstrumentRisk(InstrumentRisk("AAPL", 100, 10_000, 1_000, 1_000, 500, 100_000, None, 1_000,
+                                     300 * 10**9, 300 * 10**9), 7),
+    SetUserLimit(UserLimit(4, "AAPL", 50, None), 8),
+    SetDefaultCash(10**10, 9),
+    AdjustCash(4, -500, 10),
+    HaltInstrument("AAPL", "news", 11),
+    ResumeInstrument("AAPL", 12),
+    ReleaseHeld(13, 13),
+    RejectHeld(13, 14),
     None,
 ]
 
 
 def test_every_event_type_is_covered():
-    assert {type(e) for e in EVENTS} == set(typing.get_args(Event))
-    assert set(registered().values()) == set(typing.get_args(Event))
+    every = set(typing.get_args(Event)) | set(typing.get_args(RiskEvent))
+    assert {type(e) for e in EVENTS} == every
+    assert set(registered().values()) == every
+
+
+def test_every_command_type_is_covered():
+    assert {type(c) for c in COMMANDS} - {type(None)} == set(typing.get_args(WorkerCommand))
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)

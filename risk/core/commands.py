@@ -1,0 +1,115 @@
+"""Admin commands of the risk core. They go through `RiskEngine.apply` and the matcher's log like
+the engine's own commands (NewOrder, CancelOrder, AmendOrder, AdvanceTime), so replaying the log
+rebuilds the same configuration, balances and halts. Time arrives in `timestamp` (ns)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from matching.engine.commands import NewOrder
+from matching.engine.types import OrderType, Side, STPMode, TimeInForce
+from risk.core.limits import InstrumentRisk, UserLimit
+
+
+@dataclass(slots=True)
+class SetInstrumentRisk:
+    """Replace an instrument's risk configuration (limits apply to orders from now on; open orders
+    and positions stay, a position now beyond its limit raises a RiskAlert)."""
+
+    config: InstrumentRisk
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class SetUserLimit:
+    """Set one user's override for one instrument; all-None fields remove it."""
+
+    limit: UserLimit
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class SetDefaultCash:
+    """The cash (cash units) an account opens with from now on; existing accounts keep theirs."""
+
+    amount: int
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class AdjustCash:
+    """Deposit (amount > 0) or withdraw (amount < 0) cash units; a withdrawal that would leave less
+    cash than the owner's open orders reserve is refused."""
+
+    owner: int
+    amount: int
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class HaltInstrument:
+    """Stop new orders and amends on a symbol until `ResumeInstrument` (cancels stay allowed,
+    resting orders stay in the book)."""
+
+    symbol: str
+    reason: str
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class ResumeInstrument:
+    """Lift a halt: an admin halt, or a circuit-breaker halt before its time."""
+
+    symbol: str
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class ReleaseHeld:
+    """Send a held order to the engine (re-checked first: see docs/RISK.md)."""
+
+    order_id: int
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class RejectHeld:
+    """Refuse a held order: its reservation is released, the owner sees OrderRejected(held_rejected)."""
+
+    order_id: int
+    timestamp: int = 0
+
+
+AdminCommand = (
+    SetInstrumentRisk
+    | SetUserLimit
+    | SetDefaultCash
+    | AdjustCash
+    | HaltInstrument
+    | ResumeInstrument
+    | ReleaseHeld
+    | RejectHeld
+)
+
+
+# ---- the engine's NewOrder, as the held queue keeps it ----------------------------------------
+
+
+def copy_order(cmd: NewOrder, timestamp: int) -> NewOrder:
+    """A copy of a new order with another timestamp (risk keeps no reference to a caller's command;
+    a released order enters the book at the release time)."""
+    return NewOrder(cmd.order_id, cmd.owner, cmd.symbol, cmd.side, cmd.qty, cmd.price, cmd.order_type,
+                    cmd.tif, cmd.post_only, cmd.stop_price, cmd.expire_at, cmd.stp, timestamp,
+                    cmd.client_order_id)
+
+
+def order_state(cmd: NewOrder) -> list:
+    return [cmd.order_id, cmd.owner, cmd.symbol, cmd.side.value, cmd.qty, cmd.price, cmd.order_type.value,
+            cmd.tif.value, cmd.post_only, cmd.stop_price, cmd.expire_at, cmd.stp.value, cmd.timestamp,
+            cmd.client_order_id]
+
+
+def order_from_state(v: Sequence) -> NewOrder:
+    return NewOrder(v[0], v[1], v[2], Side(v[3]), v[4], v[5], OrderType(v[6]), TimeInForce(v[7]), v[8], v[9],
+                    v[10], STPMode(v[11]), v[12], v[13])

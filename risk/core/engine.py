@@ -1,0 +1,341 @@
+"""RiskEngine: pre-trade risk in front of the matching engine, settlement behind it.
+
+The matcher calls `RiskEngine.apply(command)` instead of `MatchingEngine.apply`: engine commands
+(NewOrder, CancelOrder, AmendOrder, AdvanceTime) and risk's admin commands alike. A new order is
+checked (checks.py) and rejected, held, or handed to the engine with its cash reserved; the engine's
+events are then settled: trades move cash and positions, cancels and fills release reservations,
+prices feed the daily volume and the circuit breaker. Deterministic like the engine: no clock, no
+randomness, time from `cmd.timestamp`, anything emitted for several accounts or symbols sorted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from hashlib import sha256
+from typing import Any, Final, cast
+
+from matching.engine.commands import AdvanceTime, AmendOrder, CancelOrder, Command, NewOrder
+from matching.engine.engine import MatchingEngine
+from matching.engine.events import (
+    AmendRejected,
+    BookDelta,
+    Event,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    OrderReduced,
+    OrderRejected,
+    StopTriggered,
+    Trade,
+)
+from matching.engine.types import CancelReason, OrderType, RejectReason, Side
+from risk.core.accounts import Account, Ledger, OrderRisk, Position
+from risk.core.admin import apply_admin, config_changes
+from risk.core.checks import PreTradeChecks, lot_unit
+from risk.core.commands import AdminCommand, copy_order, order_from_state, order_state
+from risk.core.events import (
+    HeldOrderReleased,
+    InstrumentHalted,
+    InstrumentResumed,
+    OrderHeld,
+    RiskAlert,
+    RiskEvent,
+)
+from risk.core.limits import UserLimit
+from risk.core.symbols import SymbolRisk
+from risk.core.types import CIRCUIT_BREAKER, AlertKind, Verdict
+
+PASS: Final = Verdict.PASS
+HOLD: Final = Verdict.HOLD
+MALFORMED: Final = Verdict.MALFORMED
+BUY: Final = Side.BUY
+
+
+class RiskEngine:
+    __slots__ = ("checks", "deadline", "engine", "held", "ledger", "symbols", "tripped", "user_limits")
+
+    def __init__(self, engine: MatchingEngine) -> None:
+        self.engine = engine
+        self.ledger = Ledger()
+        self.symbols: dict[str, SymbolRisk] = {}
+        self.user_limits: dict[tuple[int, str], UserLimit] = {}
+        self.held: dict[int, NewOrder] = {}  # held orders by id, in arrival order
+        self.deadline: int | None = None  # the earliest end of a timed halt
+        self.tripped: list[str] = []  # symbols whose circuit breaker tripped in the current command
+        self.checks = PreTradeChecks(engine, self.ledger, self.symbols, self.user_limits)
+
+    # ---- the entry point ----------------------------------------------------------------------
+
+    def apply(self, cmd: Command | AdminCommand) -> list[Event | RiskEvent]:
+        """Apply one command; its events in order (see risk/core/events.py for the order)."""
+        out: list[Event | RiskEvent] = []
+        ts = cmd.timestamp
+        if self.deadline is not None and ts >= self.deadline:
+            self._lift_halts(ts, out)
+        kind = type(cmd)
+        if kind is NewOrder:
+            self._new(cast(NewOrder, cmd), out)
+        elif kind is CancelOrder:
+            self._cancel(cast(CancelOrder, cmd), out)
+        elif kind is AmendOrder:
+            self._amend(cast(AmendOrder, cmd), out)
+        elif isinstance(cmd, AdvanceTime):
+            self.settle(self.engine.apply(cmd), out)
+        else:
+            apply_admin(self, cast(AdminCommand, cmd), out)
+        self._finish(ts, out)
+        return out
+
+    def check_new(self, cmd: NewOrder, hold_rule: bool = True) -> tuple[RejectReason | Verdict, int]:
+        """The whole pre-trade check of a new order, without changing anything (see checks.py)."""
+        return self.checks.check_new(cmd, hold_rule)
+
+    # ---- reads --------------------------------------------------------------------------------
+
+    def account(self, owner: int) -> Account | None:
+        """A copy of the owner's account and positions (None before the owner was first seen)."""
+        account = self.ledger.accounts.get(owner)
+        return None if account is None else account.copy()
+
+    def position(self, owner: int, symbol: str) -> Position | None:
+        """A copy of the owner's position in the symbol (None if the owner never had an order in it)."""
+        account = self.ledger.accounts.get(owner)
+        position = None if account is None else account.positions.get(symbol)
+        return None if position is None else position.copy()
+
+    def held_orders(self) -> list[NewOrder]:
+        """Copies of the held orders, oldest first."""
+        return [copy_order(cmd, cmd.timestamp) for cmd in self.held.values()]
+
+    def is_halted(self, symbol: str) -> bool:
+        sym = self.symbols.get(symbol)
+        return sym is not None and sym.halted
+
+    def config_changes(self, commands: list[AdminCommand]) -> list[AdminCommand]:
+        """Those of the configuration `commands` that would change something (see admin.py)."""
+        return config_changes(self, commands)
+
+    def next_deadline(self) -> int | None:
+        """The earliest time a timed halt ends: the worker should apply an AdvanceTime then."""
+        return self.deadline
+
+    # ---- order commands -----------------------------------------------------------------------
+
+    def _new(self, cmd: NewOrder, out: list) -> None:
+        ts, order_id, owner, symbol = cmd.timestamp, cmd.order_id, cmd.owner, cmd.symbol
+        self.ledger.account(owner)
+        if symbol not in self.engine.books:
+            self.settle(self.engine.apply(cmd), out)  # the engine rejects the unknown symbol
+            return
+        if order_id in self.ledger.orders:  # held under this id (the engine knows live ones itself)
+            out.append(OrderRejected(order_id, owner, symbol, RejectReason.DUPLICATE_ORDER_ID, ts))
+            return
+        verdict, reserve = self.checks.check_new(cmd)
+        if verdict is PASS:
+            self.ledger.open(order_risk(cmd, reserve))
+            self.settle(self.engine.apply(cmd), out)
+        elif verdict is HOLD:
+            self.ledger.open(order_risk(cmd, reserve))
+            self.held[order_id] = copy_order(cmd, ts)
+            out.append(OrderHeld(order_id, owner, symbol, cmd.side, cmd.qty, cmd.price, ts))
+        elif verdict is MALFORMED:
+            self.settle(self.engine.apply(cmd), out)
+        else:
+            out.append(OrderRejected(order_id, owner, symbol, verdict, ts))
+
+    def release(self, order_id: int, ts: int, out: list) -> bool:
+        """Send a held order to the engine, re-checked like a new order except for the hold rule
+        (the halt, the limits and the funds may have changed while it waited); False if not held."""
+        held = self.held.pop(order_id, None)
+        if held is None:
+            return False
+        self.ledger.close(self.ledger.orders[order_id])  # its own lots and cash no longer count
+        cmd = copy_order(held, ts)
+        out.append(HeldOrderReleased(order_id, cmd.owner, cmd.symbol, ts))
+        verdict, reserve = self.checks.check_new(cmd, hold_rule=False)
+        if isinstance(verdict, RejectReason):
+            out.append(OrderRejected(order_id, cmd.owner, cmd.symbol, verdict, ts))
+            return True
+        if verdict is PASS:  # always, in fact: it was well formed when held, and the hold rule is off
+            self.ledger.open(order_risk(cmd, reserve))
+        self.settle(self.engine.apply(cmd), out)
+        return True
+
+    def reject_held(self, order_id: int, ts: int, out: list) -> bool:
+        held = self.held.pop(order_id, None)
+        if held is None:
+            return False
+        self.ledger.close(self.ledger.orders[order_id])
+        out.append(OrderRejected(order_id, held.owner, held.symbol, RejectReason.HELD_REJECTED, ts))
+        return True
+
+    def _cancel(self, cmd: CancelOrder, out: list) -> None:
+        held = self.held.get(cmd.order_id)
+        if held is not None and held.owner == cmd.owner and held.symbol == cmd.symbol:
+            del self.held[cmd.order_id]
+            order = self.ledger.orders[cmd.order_id]
+            qty = order.remaining
+            self.ledger.close(order)
+            out.append(OrderCanceled(cmd.order_id, cmd.owner, cmd.symbol, qty, CancelReason.USER,
+                                     cmd.timestamp))
+            return
+        self.settle(self.engine.apply(cmd), out)  # cancels pass even when the symbol is halted
+
+    def _amend(self, cmd: AmendOrder, out: list) -> None:
+        order_id, owner, symbol, ts = cmd.order_id, cmd.owner, cmd.symbol, cmd.timestamp
+        if symbol in self.engine.books:
+            held = self.held.get(order_id)
+            if held is not None and held.owner == owner and held.symbol == symbol:
+                out.append(AmendRejected(order_id, owner, symbol, RejectReason.NOT_AMENDABLE, ts))
+                return
+            if self.is_halted(symbol):
+                out.append(AmendRejected(order_id, owner, symbol, RejectReason.HALTED, ts))
+                return
+            order = self.ledger.orders.get(order_id)
+            if order is not None and order.owner == owner and order.symbol == symbol:
+                reason = self.checks.check_amend(order, cmd)
+                if reason is not None:
+                    out.append(AmendRejected(order_id, owner, symbol, reason, ts))
+                    return
+        self.settle(self.engine.apply(cmd), out)
+
+    # ---- settlement of the engine's events ----------------------------------------------------
+
+    def settle(self, events: list[Event], out: list) -> None:
+        """Pass the engine's events on and follow them in the ledger and the symbols."""
+        out.extend(events)
+        ledger = self.ledger
+        for event in events:
+            kind = type(event)
+            if kind is BookDelta or kind is OrderAccepted:
+                continue
+            if kind is Trade:
+                self._trade(cast(Trade, event))
+            elif kind is OrderCanceled:
+                canceled = cast(OrderCanceled, event)
+                ledger.take_away(canceled.order_id, canceled.canceled_qty)
+            elif kind is OrderExpired:
+                expired = cast(OrderExpired, event)
+                ledger.take_away(expired.order_id, expired.canceled_qty)
+            elif kind is OrderReduced:
+                reduced = cast(OrderReduced, event)
+                ledger.take_away(reduced.order_id, reduced.reduced_qty)
+            elif kind is OrderRejected:
+                order = ledger.orders.get(cast(OrderRejected, event).order_id)
+                if order is not None:  # the order just opened (risk refuses ids it already tracks)
+                    ledger.close(order)
+            elif kind is OrderAmended:
+                amended = cast(OrderAmended, event)
+                sym = self.symbols.get(amended.symbol)
+                unit = lot_unit(amended.price, amended.stop_price)
+                ledger.amended(amended, unit * (1 if sym is None else sym.cash_per_tick_lot))
+            elif kind is StopTriggered:
+                ledger.triggered(cast(StopTriggered, event).order_id)
+
+    def _trade(self, trade: Trade) -> None:
+        sym = self.symbol(trade.symbol)
+        self.ledger.settle(trade, sym.cash_per_tick_lot)
+        if sym.record_trade(trade.timestamp, trade.price, trade.qty) and trade.symbol not in self.tripped:
+            self.tripped.append(trade.symbol)
+
+    def symbol(self, symbol: str) -> SymbolRisk:
+        sym = self.symbols.get(symbol)
+        if sym is None:
+            sym = self.symbols[symbol] = SymbolRisk(symbol)
+        return sym
+
+    # ---- the end of every command -------------------------------------------------------------
+
+    def _finish(self, ts: int, out: list) -> None:
+        ledger = self.ledger
+        if not (ledger.touched or ledger.traded or ledger.alerts or self.tripped):
+            return
+        if ledger.traded:
+            for (owner, symbol), position in sorted(ledger.traded.items()):
+                self.check_position(owner, symbol, position, ts)
+        ledger.flush(ts, out)
+        if ledger.alerts:
+            out.extend(sorted(ledger.alerts, key=_alert_key))
+            ledger.alerts = []
+        if self.tripped:
+            for symbol in sorted(self.tripped):
+                sym = self.symbols[symbol]
+                until = ts + (0 if sym.config is None else sym.config.circuit_halt_ns)
+                sym.halt(CIRCUIT_BREAKER, until)
+                out.append(InstrumentHalted(symbol, CIRCUIT_BREAKER, until, ts))
+            self.tripped = []
+            self.update_deadline()
+
+    def check_position(self, owner: int, symbol: str, position: Position, ts: int) -> None:
+        """A RiskAlert when a position is beyond its limit (fills cannot be refused, only reported)."""
+        sym = self.symbols.get(symbol)
+        config = None if sym is None else sym.config
+        if config is None and not self.user_limits:
+            return
+        max_position = self.checks.limits(owner, symbol, config)[1]
+        qty = position.qty
+        if max_position is not None and (qty > max_position or -qty > max_position):
+            self.ledger.alerts.append(RiskAlert(owner, symbol, AlertKind.POSITION_LIMIT,
+                                                f"position {qty} beyond the limit {max_position}", ts))
+
+    def _lift_halts(self, ts: int, out: list) -> None:
+        for symbol in sorted(self.symbols):
+            sym = self.symbols[symbol]
+            if sym.halted and sym.halt_until is not None and sym.halt_until <= ts:
+                sym.resume()
+                out.append(InstrumentResumed(symbol, ts))
+        self.update_deadline()
+
+    def update_deadline(self) -> None:
+        deadline: int | None = None
+        for sym in self.symbols.values():
+            until = sym.halt_until
+            if until is not None and (deadline is None or until < deadline):
+                deadline = until
+        self.deadline = deadline
+
+    # ---- state --------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything risk decides by, as plain JSON-able values (the engine's state is separate)."""
+        return {
+            "ledger": self.ledger.state(),
+            "symbols": [self.symbols[symbol].state() for symbol in sorted(self.symbols)],
+            "user_limits": [self.user_limits[key].state() for key in sorted(self.user_limits)],
+            "held": [order_state(cmd) for cmd in self.held.values()],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], engine: MatchingEngine) -> RiskEngine:
+        """Rebuild from `state()` (also after a JSON round trip) around the restored engine."""
+        risk = cls(engine)
+        risk.ledger = Ledger.from_state(state["ledger"])
+        for values in state["symbols"]:
+            sym = SymbolRisk.from_state(values)
+            risk.symbols[sym.symbol] = sym
+        for values in state["user_limits"]:
+            limit = UserLimit.from_state(values)
+            risk.user_limits[(limit.owner, limit.symbol)] = limit
+        for values in state["held"]:
+            cmd = order_from_state(values)
+            risk.held[cmd.order_id] = cmd
+        risk.checks = PreTradeChecks(engine, risk.ledger, risk.symbols, risk.user_limits)
+        risk.update_deadline()
+        return risk
+
+    def state_hash(self) -> str:
+        """SHA-256 over risk's state and the engine's: equal states hash equal in any process."""
+        return sha256((repr(self.state()) + self.engine.state_hash()).encode()).hexdigest()
+
+
+def order_risk(cmd: NewOrder, reserve: int) -> OrderRisk:
+    """Risk's record of a new order that passed the checks with `reserve` cash units to hold."""
+    pooled = cmd.order_type is OrderType.MARKET
+    lot_reserve = 0 if pooled or cmd.side is not BUY else reserve // cmd.qty
+    return OrderRisk(cmd.order_id, cmd.owner, cmd.symbol, cmd.side, cmd.order_type, cmd.qty, cmd.qty,
+                     cmd.price, cmd.stop_price, lot_reserve, reserve, pooled)
+
+
+def _alert_key(alert: RiskAlert) -> tuple[int, str]:
+    return alert.owner, alert.symbol

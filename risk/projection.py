@@ -1,0 +1,163 @@
+"""The risk stage's events written into the ORM: accounts, positions, alerts and halts.
+
+The projector (`matching/projector.py`) calls `apply_events` with each batch's (seq, event) pairs,
+in seq order, inside its batch transaction; events of other kinds are ignored. The single-event
+functions below are the same thing for one event.
+
+Every write is guarded by the row's seq (`Account.seq`, `Position.seq`, `Instrument.status_seq`): a
+row only ever moves forward, so handing the same events again changes nothing. Within a batch only
+the last update of each account, position and instrument is written. Integers become `Decimal`s here:
+cash units with 4 places, lots through the instrument. Events for a user or symbol the database does
+not know are logged and skipped (the projector must never stall on them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+
+from exchange.models import Instrument
+from matching.timestamps import to_datetime
+from risk.config import units_to_cash
+from risk.core import CIRCUIT_BREAKER, AccountUpdate, InstrumentHalted, InstrumentResumed, PositionUpdate
+from risk.core import RiskAlert as RiskAlertEvent
+from risk.models import Account, Position, RiskAlert
+
+log = logging.getLogger(__name__)
+
+_REASON_MAX = Instrument._meta.get_field("halt_reason").max_length
+_DETAIL_MAX = RiskAlert._meta.get_field("detail").max_length
+
+
+class _Alert(NamedTuple):
+    seq: int
+    owner: int | None
+    symbol: str
+    kind: str
+    detail: str
+    timestamp: int
+
+
+def apply_account_update(event: AccountUpdate, seq: int) -> None:
+    apply_events([(seq, event)])
+
+
+def apply_position_update(event: PositionUpdate, seq: int) -> None:
+    apply_events([(seq, event)])
+
+
+def apply_risk_alert(event: RiskAlertEvent, seq: int) -> None:
+    apply_events([(seq, event)])
+
+
+def apply_halt(event: InstrumentHalted | InstrumentResumed, seq: int) -> None:
+    apply_events([(seq, event)])
+
+
+def apply_events(items: Iterable[tuple[int, Any]]) -> None:
+    """Write the risk events among `items` ((seq, event) pairs in seq order)."""
+    accounts: dict[int, tuple[int, AccountUpdate]] = {}
+    positions: dict[tuple[int, str], tuple[int, PositionUpdate]] = {}
+    alerts: list[_Alert] = []
+    halts: dict[str, tuple[int, InstrumentHalted | InstrumentResumed]] = {}
+    for seq, event in items:
+        kind = type(event)
+        if kind is AccountUpdate:
+            accounts[event.owner] = (seq, event)
+        elif kind is PositionUpdate:
+            positions[(event.owner, event.symbol)] = (seq, event)
+        elif kind is RiskAlertEvent:
+            alerts.append(_Alert(seq, event.owner, event.symbol, str(event.kind), event.detail,
+                                 event.timestamp))
+        elif kind is InstrumentHalted or kind is InstrumentResumed:
+            halts[event.symbol] = (seq, event)
+    if not (accounts or positions or alerts or halts):
+        return
+    owners = {*accounts, *(owner for owner, _ in positions), *(a.owner for a in alerts)}
+    users = set(get_user_model().objects.filter(pk__in=owners).values_list("pk", flat=True))
+    symbols = {*(symbol for _, symbol in positions), *(a.symbol for a in alerts), *halts}
+    instruments = {i.symbol: i for i in Instrument.objects.filter(symbol__in=symbols)}
+    _write_accounts(accounts, users)
+    _write_positions(positions, users, instruments)
+    _write_halts(halts, alerts)
+    _write_alerts(alerts, users, instruments)
+
+
+def _write_accounts(updates: dict[int, tuple[int, AccountUpdate]], users: set[int]) -> None:
+    rows = {}
+    for owner, (seq, event) in updates.items():
+        if owner not in users:
+            log.warning("seq %d: account update for unknown user %d skipped", seq, owner)
+            continue
+        rows[owner] = {"cash": units_to_cash(event.cash), "reserved": units_to_cash(event.reserved),
+                       "seq": seq, "updated_at": to_datetime(event.timestamp)}
+    _upsert(Account, {(owner,): values for owner, values in rows.items()}, ("user_id",))
+
+
+def _write_positions(updates: dict[tuple[int, str], tuple[int, PositionUpdate]], users: set[int],
+                     instruments: dict[str, Instrument]) -> None:
+    rows = {}
+    for (owner, symbol), (seq, event) in updates.items():
+        instrument = instruments.get(symbol)
+        if owner not in users or instrument is None:
+            log.warning("seq %d: position update for user %d in %r skipped (unknown)", seq, owner, symbol)
+            continue
+        rows[(owner, instrument.pk)] = {
+            "qty": instrument.lots_to_qty(event.qty),
+            "cost": units_to_cash(event.cost),
+            "realised": units_to_cash(event.realised),
+            "seq": seq,
+            "updated_at": to_datetime(event.timestamp),
+        }
+    _upsert(Position, rows, ("user_id", "instrument_id"))
+
+
+def _upsert(model: type[Account] | type[Position], rows: dict[tuple, dict], keys: tuple[str, ...]) -> None:
+    """Update each row whose seq is older; insert the missing ones (a row created meanwhile, e.g. an
+    account by its owner's settings, is then updated)."""
+    def older(key: tuple) -> QuerySet:
+        return model.objects.filter(**dict(zip(keys, key, strict=True)), seq__lt=rows[key]["seq"])
+
+    missing = [key for key, values in rows.items() if not older(key).update(**values)]
+    if not missing:
+        return
+    model.objects.bulk_create([model(**dict(zip(keys, key, strict=True)), **rows[key]) for key in missing],
+                              ignore_conflicts=True)
+    for key in missing:
+        older(key).update(**rows[key])
+
+
+def _write_halts(halts: dict[str, tuple[int, InstrumentHalted | InstrumentResumed]],
+                 alerts: list[_Alert]) -> None:
+    for symbol, (seq, event) in halts.items():
+        if isinstance(event, InstrumentHalted):
+            values = {"status": Instrument.Status.HALTED, "halt_reason": event.reason[:_REASON_MAX],
+                      "halted_until": None if event.until is None else to_datetime(event.until)}
+        else:
+            values = {"status": Instrument.Status.OPEN, "halt_reason": "", "halted_until": None}
+        if not Instrument.objects.filter(symbol=symbol, status_seq__lt=seq).update(**values, status_seq=seq):
+            continue
+        if isinstance(event, InstrumentHalted) and event.reason == CIRCUIT_BREAKER:
+            end = "until resumed" if event.until is None else f"until {to_datetime(event.until).isoformat()}"
+            alerts.append(_Alert(seq, None, symbol, CIRCUIT_BREAKER, f"trading halted {end}",
+                                 event.timestamp))
+
+
+def _write_alerts(alerts: list[_Alert], users: set[int], instruments: dict[str, Instrument]) -> None:
+    """New alerts only: one already written (same seq, user, instrument, kind and detail) is skipped."""
+    if not alerts:
+        return
+    new = []
+    for alert in alerts:
+        instrument = instruments.get(alert.symbol)
+        new.append(RiskAlert(seq=alert.seq, user_id=alert.owner if alert.owner in users else None,
+                             instrument_id=None if instrument is None else instrument.pk, kind=alert.kind,
+                             detail=alert.detail[:_DETAIL_MAX], created_at=to_datetime(alert.timestamp)))
+    seen = set(RiskAlert.objects.filter(seq__in={alert.seq for alert in alerts})
+               .values_list("seq", "user_id", "instrument_id", "kind", "detail"))
+    RiskAlert.objects.bulk_create([a for a in new if (a.seq, a.user_id, a.instrument_id, a.kind, a.detail)
+                                   not in seen])
