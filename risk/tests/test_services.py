@@ -191,7 +191,8 @@ def test_the_projection_follows_the_commands(alice, admin_user, aapl, django_use
 
 
 
-def test_the_held_queue_in_the_admin(admin_client, alice, aapl, admin_user):
+def test_the_held_queue_in_the_admin(admin_client, alice, aapl, admin_user, django_user_model):
+    """Hold, release, fill; hold, reject: end to end through the API, the admin and the projection."""
     RiskLimit.objects.filter(instrument=aapl).update(max_order_size=None,
                                                      reference_daily_volume=Decimal(1_000))
     services.risk_limit_changed(instrument=aapl, admin=admin_user)
@@ -209,3 +210,16 @@ def test_the_held_queue_in_the_admin(admin_client, alice, aapl, admin_user):
     assert statuses == {ids[0]: "open", ids[1]: "rejected"}
     assert Order.objects.get(order_id=ids[1]).reject_reason == "held_rejected"
     assert admin_client.get("/admin/risk/heldorder/").context["cl"].result_count == 0
+
+    # the released order rests in the book and fills like any other; its owner sees every step
+    seller = Client()
+    seller.force_login(django_user_model.objects.create_user("seller"))
+    for _ in range(2):  # 50 is the largest order the hold rule lets through
+        fill = submit(seller, side="sell", quantity="50", price="100.00")
+        assert fill.status_code == 201 and fill.json()["status"] == "filled", fill.json()
+    matching_services.command_bus_stop()
+    assert Order.objects.get(order_id=ids[0]).status == "filled"
+    mine = alice.get(f"/api/orders/{ids[0]}").json()
+    assert (mine["status"], mine["filled_quantity"]) == ("filled", "100")
+    account = alice.get("/api/account").json()
+    assert [(p["symbol"], p["quantity"]) for p in account["positions"]] == [("AAPL", "100")]
