@@ -73,7 +73,7 @@ _UPDATED_FIELDS = (
 # ---- writing one batch ---------------------------------------------------------------------
 
 
-def write_replies(replies: Sequence[Reply], cursor_name: str) -> int:
+def write_replies(replies: Sequence[Reply], cursor_name: str, shard: int = 0) -> int:
     """Project the replies newer than the cursor in one transaction; returns how many were new."""
     with transaction.atomic():
         cursor, _ = ProjectionCursor.objects.select_for_update().get_or_create(name=cursor_name)
@@ -83,7 +83,7 @@ def write_replies(replies: Sequence[Reply], cursor_name: str) -> int:
         if fresh[0].seq != cursor.last_seq + 1:
             log.warning("%s: seqs %d..%d were never projected", cursor_name, cursor.last_seq + 1,
                         fresh[0].seq - 1)
-        _save(_collect(fresh))
+        _save(_collect(fresh), shard)
         cursor.last_seq = fresh[-1].seq
         cursor.save(update_fields=["last_seq"])
     return len(fresh)
@@ -150,12 +150,12 @@ def _load_orders(replies: Sequence[Reply]) -> dict[int, Order]:
     return Order.objects.in_bulk(wanted - new, field_name="order_id")
 
 
-def _save(rows: _Rows) -> None:
+def _save(rows: _Rows, shard: int) -> None:
     _insert(Order, list(rows.created.values()))
     _update(Order, list(rows.changed.values()), _UPDATED_FIELDS)
     _insert(Trade, rows.trades)
     _insert(AuditEvent, rows.audit)
-    apply_risk_events(rows.risk)
+    apply_risk_events(rows.risk, shard)
 
 
 # ---- writing rows: one prepared statement each (bulk_create/bulk_update compile SQL per row and
@@ -386,8 +386,9 @@ class Projector:
     """Queues replies from the matcher thread; a background thread writes them in batches."""
 
     def __init__(self, cursor_name: str = "shard-0", batch_max: int = 5000,
-                 flush_interval: float = 0.05) -> None:
+                 flush_interval: float = 0.05, shard: int = 0) -> None:
         self.cursor_name = cursor_name
+        self.shard = shard  # whose balances its accounts updates are (risk.models.Balance)
         self.batch_max = batch_max
         self.flush_interval = flush_interval
         self.failure: BaseException | None = None  # the last write error, until a write succeeds
@@ -402,7 +403,7 @@ class Projector:
 
     def project_sync(self, replies: Sequence[Reply]) -> int:
         """Write now, in this thread, in one transaction; raises if the database does."""
-        return write_replies(replies, self.cursor_name)
+        return write_replies(replies, self.cursor_name, self.shard)
 
     def project(self, replies: Iterable[Reply]) -> None:
         """Queue replies for the writer thread. Cheap: an `EmbeddedBus` listener on the matcher thread."""
@@ -483,7 +484,7 @@ class Projector:
         delay = _FIRST_RETRY
         while True:
             try:
-                write_replies(batch, self.cursor_name)
+                write_replies(batch, self.cursor_name, self.shard)
             except Exception as exc:
                 log.exception("%s: projecting seq %d..%d failed; retrying in %.1fs", self.cursor_name,
                               batch[0].seq, batch[-1].seq, delay)
@@ -503,7 +504,7 @@ class Projector:
             if not batch:
                 return
             try:
-                write_replies(batch, self.cursor_name)
+                write_replies(batch, self.cursor_name, self.shard)
             except BaseException:
                 with self._cond:
                     self._queue.extendleft(reversed(batch))

@@ -54,6 +54,21 @@ def starting_cash_units() -> int:
     return cash_to_units(settings.ACCOUNT_STARTING_CASH)
 
 
+def cash_share(units: int, shard: int, shards: int) -> int:
+    """Shard `shard`'s part of `units` split across `shards`: even, the remainder on shard 0."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} of {shards}")
+    return units // shards + (units % shards if shard == 0 else 0)
+
+
+def shard_shares() -> dict[int, int]:
+    """Each matcher shard's share of a new account's starting cash (cash units): one shard, shard 0,
+    in the embedded default."""
+    shards = (sorted(int(s) for s in settings.MATCHER_SHARDS) if settings.REDIS_URL else []) or [0]
+    units = starting_cash_units()
+    return {shard: cash_share(units, index, len(shards)) for index, shard in enumerate(shards)}
+
+
 def starting_cash() -> Decimal:
     """What an account holds before the matcher first reports it."""
     return units_to_cash(starting_cash_units())
@@ -119,11 +134,14 @@ def seconds_to_ns(seconds: int | None) -> int:
     return (seconds or 0) * _NS_PER_SECOND
 
 
-def worker_config(symbols: Iterable[str] | None = None) -> list[AdminCommand]:
+def worker_config(
+    symbols: Iterable[str] | None = None, *, shard: int = 0, shards: int = 1
+) -> list[AdminCommand]:
     """Everything the risk stage takes from the database: the starting cash, every instrument's
     configuration (with its limits, or none) and every user override, in a fixed order; only those
-    of `symbols` when given (a shard's)."""
-    commands: list[AdminCommand] = [SetDefaultCash(starting_cash_units())]
+    of `symbols` when given (a shard's). With several shards each holds its share of every account's
+    starting cash (docs/RISK.md), so the shares add up to the setting."""
+    commands: list[AdminCommand] = [SetDefaultCash(cash_share(starting_cash_units(), shard, shards))]
     limits = {limit.instrument_id: limit for limit in RiskLimit.objects.all()}
     instruments = Instrument.objects.order_by("symbol")
     overrides = UserRiskLimit.objects.select_related("instrument").order_by("user_id", "instrument__symbol")

@@ -122,8 +122,9 @@ class UserRiskLimit(models.Model):
 class Account(models.Model):
     """A user's cash as the matcher's risk stage last reported it (available = cash - reserved).
 
-    Cash and reserved are projections (`risk.projection`); `stp_default` is the user's own setting.
-    A user without a row has not traded yet: their account is the starting cash, nothing reserved.
+    Cash and reserved are projections (`risk.projection`): the sums of the user's `Balance` rows, one
+    per shard. `stp_default` is the user's own setting. A user without a row has not traded yet:
+    their account is the starting cash, nothing reserved.
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account")
@@ -132,7 +133,7 @@ class Account(models.Model):
     stp_default = models.CharField(max_length=16, choices=_choices(STPMode),
                                    default=STPMode.CANCEL_NEWEST.value,
                                    help_text="self-trade prevention for orders that do not name one")
-    seq = models.BigIntegerField(default=0, help_text="the matcher seq of the last update written")
+    seq = models.BigIntegerField(default=0, help_text="the seq of the last update written (of its shard)")
     updated_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
@@ -141,6 +142,27 @@ class Account(models.Model):
     @property
     def available(self) -> Decimal:
         return self.cash - self.reserved
+
+
+class Balance(models.Model):
+    """A user's cash on one matcher shard, as that shard's risk stage last reported it.
+
+    Symbols are sharded and each shard's risk stage keeps its own ledger, so a user's cash is split
+    across the shards (the starting cash evenly; deposits on the lowest shard: docs/RISK.md). `Account`
+    holds the sum, which trades conserve. The embedded default has one shard, so one row."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="balances")
+    shard = models.PositiveSmallIntegerField()
+    cash = _money()
+    reserved = _money(default=Decimal(0))
+    seq = models.BigIntegerField(default=0, help_text="the shard's seq of the last update written")
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = (models.UniqueConstraint(fields=("user", "shard"), name="balance_user_shard"),)
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} on shard {self.shard}"
 
 
 class Position(models.Model):

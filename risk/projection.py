@@ -4,7 +4,7 @@ The projector (`matching/projector.py`) calls `apply_events` with each batch's (
 in seq order, inside its batch transaction; events of other kinds are ignored. The single-event
 functions below are the same thing for one event.
 
-Every write is guarded by the row's seq (`Account.seq`, `Position.seq`, `Instrument.status_seq`): a
+Every write is guarded by the row's seq (`Balance.seq`, `Position.seq`, `Instrument.status_seq`): a
 row only ever moves forward, so handing the same events again changes nothing. Within a batch only
 the last update of each account, position and instrument is written. Integers become `Decimal`s here:
 cash units with 4 places, lots through the instrument. Events for a user or symbol the database does
@@ -18,14 +18,14 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 
 from exchange.models import Instrument
 from matching.timestamps import to_datetime
 from risk.config import units_to_cash
 from risk.core import CIRCUIT_BREAKER, AccountUpdate, InstrumentHalted, InstrumentResumed, PositionUpdate
 from risk.core import RiskAlert as RiskAlertEvent
-from risk.models import Account, Position, RiskAlert
+from risk.models import Account, Balance, Position, RiskAlert
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def apply_halt(event: InstrumentHalted | InstrumentResumed, seq: int) -> None:
     apply_events([(seq, event)])
 
 
-def apply_events(items: Iterable[tuple[int, Any]]) -> None:
-    """Write the risk events among `items` ((seq, event) pairs in seq order)."""
+def apply_events(items: Iterable[tuple[int, Any]], shard: int = 0) -> None:
+    """Write the risk events among `items` ((seq, event) pairs in seq order) of one matcher shard."""
     accounts: dict[int, tuple[int, AccountUpdate]] = {}
     positions: dict[tuple[int, str], tuple[int, PositionUpdate]] = {}
     alerts: list[_Alert] = []
@@ -81,21 +81,36 @@ def apply_events(items: Iterable[tuple[int, Any]]) -> None:
     users = set(get_user_model().objects.filter(pk__in=owners).values_list("pk", flat=True))
     symbols = {*(symbol for _, symbol in positions), *(a.symbol for a in alerts), *halts}
     instruments = {i.symbol: i for i in Instrument.objects.filter(symbol__in=symbols)}
-    _write_accounts(accounts, users)
+    _write_accounts(accounts, users, shard)
     _write_positions(positions, users, instruments)
     _write_halts(halts, alerts)
     _write_alerts(alerts, users, instruments)
 
 
-def _write_accounts(updates: dict[int, tuple[int, AccountUpdate]], users: set[int]) -> None:
+def _write_accounts(updates: dict[int, tuple[int, AccountUpdate]], users: set[int], shard: int) -> None:
+    """The shard's balance rows, then each account as the sum of its balances (one per shard)."""
     rows = {}
     for owner, (seq, event) in updates.items():
         if owner not in users:
             log.warning("seq %d: account update for unknown user %d skipped", seq, owner)
             continue
-        rows[owner] = {"cash": units_to_cash(event.cash), "reserved": units_to_cash(event.reserved),
-                       "seq": seq, "updated_at": to_datetime(event.timestamp)}
-    _upsert(Account, {(owner,): values for owner, values in rows.items()}, ("user_id",))
+        rows[(owner, shard)] = {"cash": units_to_cash(event.cash), "reserved": units_to_cash(event.reserved),
+                                "seq": seq, "updated_at": to_datetime(event.timestamp)}
+    if not rows:
+        return
+    _upsert(Balance, rows, ("user_id", "shard"))
+    owners = sorted(owner for owner, _ in rows)
+    # Locked first, so two shards' projectors sum one after the other, each seeing the other's commit.
+    locked = set(Account.objects.select_for_update().filter(user_id__in=owners)
+                 .values_list("user_id", flat=True))
+    Account.objects.bulk_create([Account(user_id=o, cash=0) for o in owners if o not in locked],
+                                ignore_conflicts=True)
+    seq, last = max(updates.values(), key=lambda item: item[0])
+    per_user = Balance.objects.filter(user_id=OuterRef("user_id")).values("user_id")
+    Account.objects.filter(user_id__in=owners).update(
+        cash=Subquery(per_user.annotate(total=Sum("cash")).values("total")),
+        reserved=Subquery(per_user.annotate(total=Sum("reserved")).values("total")),
+        seq=seq, updated_at=to_datetime(last.timestamp))
 
 
 def _write_positions(updates: dict[tuple[int, str], tuple[int, PositionUpdate]], users: set[int],
@@ -116,7 +131,7 @@ def _write_positions(updates: dict[tuple[int, str], tuple[int, PositionUpdate]],
     _upsert(Position, rows, ("user_id", "instrument_id"))
 
 
-def _upsert(model: type[Account] | type[Position], rows: dict[tuple, dict], keys: tuple[str, ...]) -> None:
+def _upsert(model: type[Balance] | type[Position], rows: dict[tuple, dict], keys: tuple[str, ...]) -> None:
     """Update each row whose seq is older; insert the missing ones (a row created meanwhile, e.g. an
     account by its owner's settings, is then updated)."""
     def older(key: tuple) -> QuerySet:

@@ -8,16 +8,18 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
 
 from matching.engine.types import STPMode
-from risk.config import starting_cash
-from risk.models import Account, Position
+from risk.config import shard_shares, units_to_cash
+from risk.models import Account, Balance, Position
 
 
 def account_get(*, user: AbstractBaseUser) -> Account:
-    """The user's account; one not projected yet (never traded) is the starting cash, nothing reserved
-    (returned unsaved)."""
-    account = Account.objects.filter(user=user).first()
-    if account is None:
-        account = Account(user=user, cash=starting_cash(), reserved=Decimal(0))
+    """The user's account: what the shards reported (the sum of the user's balances), plus the share
+    of the starting cash that each shard the user has not traded on yet still holds (all of it, for
+    a user who never traded; the embedded default has one shard). Returned unsaved."""
+    account = Account.objects.filter(user=user).first() or Account(user=user, cash=0, reserved=Decimal(0))
+    reported = set(Balance.objects.filter(user=user).values_list("shard", flat=True))
+    unreported = sum(units for shard, units in shard_shares().items() if shard not in reported)
+    account.cash += units_to_cash(unreported)
     return account
 
 

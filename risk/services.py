@@ -24,7 +24,7 @@ from matching.models import AuditEvent, Order
 from matching.services import command_bus
 from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
-from risk.config import cash_to_units, instrument_risk, no_user_limit, starting_cash, user_limit
+from risk.config import cash_to_units, instrument_risk, no_user_limit, user_limit
 from risk.core import (
     AdjustCash,
     AdminCommand,
@@ -104,7 +104,7 @@ def account_set_stp_default(*, user: AbstractBaseUser, stp: STPMode) -> Account:
         return Account.objects.get(user=user)
     try:
         with transaction.atomic():
-            return Account.objects.create(user=user, cash=starting_cash(), stp_default=stp.value)
+            return Account.objects.create(user=user, cash=0, stp_default=stp.value)  # no balance reported yet
     except IntegrityError:  # projected meanwhile
         Account.objects.filter(user=user).update(stp_default=stp.value)
         return Account.objects.get(user=user)

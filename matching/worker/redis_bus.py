@@ -141,7 +141,9 @@ class RedisBus:
             return self._shard_of(cmd.config.symbol)
         if isinstance(cmd, SetUserLimit):
             return self._shard_of(cmd.limit.symbol)
-        if isinstance(cmd, AdvanceTime | SetDefaultCash | AdjustCash):
+        if isinstance(cmd, AdjustCash):
+            return self.default_shard  # deposits and withdrawals: the default shard's balance (RISK.md)
+        if isinstance(cmd, AdvanceTime | SetDefaultCash):
             raise ValueError(f"{type(cmd).__name__} has no symbol: pass shard=")
         return self._shard_of(cmd.symbol)
 

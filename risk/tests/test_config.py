@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from exchange.models import Instrument
 from risk.config import (
     ConfigError,
+    cash_share,
     cash_to_units,
     instrument_risk,
     pct_to_bps,
@@ -153,3 +154,15 @@ def test_worker_config_is_everything_the_risk_stage_needs(django_user_model, odd
     assert configs[0].max_order_qty == 1_000
     assert commands[-1] == SetUserLimit(UserLimit(user.pk, "ODD", None, 15))
     assert len(commands) == 1 + 5 + 1
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 7])
+def test_the_shards_shares_add_up_to_the_starting_cash(settings, shards):
+    settings.ACCOUNT_STARTING_CASH = Decimal("1000000.0003")
+    total = starting_cash_units()
+    shares = [cash_share(total, n, shards) for n in range(shards)]
+    assert sum(shares) == total and max(shares) - min(shares) <= total % shards
+    first = worker_config(shard=shards - 1, shards=shards)[0]
+    assert isinstance(first, SetDefaultCash) and first.amount == shares[-1]
+    with pytest.raises(ValueError):
+        cash_share(total, shards, shards)

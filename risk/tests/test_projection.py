@@ -9,6 +9,7 @@ import pytest
 
 from exchange.models import Instrument
 from matching.timestamps import to_ns
+from risk.config import shard_shares
 from risk.core import (
     CIRCUIT_BREAKER,
     AccountUpdate,
@@ -18,7 +19,7 @@ from risk.core import (
     PositionUpdate,
     RiskAlert,
 )
-from risk.models import Account, Position
+from risk.models import Account, Balance, Position
 from risk.models import RiskAlert as Alert
 from risk.projection import (
     apply_account_update,
@@ -27,6 +28,7 @@ from risk.projection import (
     apply_position_update,
     apply_risk_alert,
 )
+from risk.selectors import account_get
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +83,8 @@ def test_a_batch_writes_each_rows_last_update(alice, django_assert_max_num_queri
     assert Account.objects.get(user=alice).cash == Decimal("0.0300")
     position = Position.objects.get(user=alice)
     assert (position.qty, position.seq) == (Decimal(8), 2)
-    with django_assert_max_num_queries(4):  # users, instruments, one update each
+    # users, instruments, the balance and the position (one update each), the accounts (lock, sum)
+    with django_assert_max_num_queries(6):
         apply_events([(4, AccountUpdate(alice.pk, 1, 0, T0)),
                       (4, PositionUpdate(alice.pk, "AAPL", 1, 1, 0, T0))])
 
@@ -163,3 +166,19 @@ def test_average_price_is_exact_beyond_floats():
     big = position("123456789.12345678", "98765432109876.5432")
     # the product has 30 significant digits: more than the default context keeps
     assert big.unrealised(Decimal("800000.00000001")) == Decimal("-811109.8846321087654322")
+
+
+def test_an_account_sums_its_balances_on_each_shard(alice, settings):
+    apply_events([(5, AccountUpdate(alice.pk, 6_000, 0, T0))], shard=0)
+    apply_events([(3, AccountUpdate(alice.pk, 4_000, 1_000, T0))], shard=1)
+    account = Account.objects.get(user=alice)
+    assert (account.cash, account.reserved) == (Decimal("1.0000"), Decimal("0.1000"))
+    apply_events([(4, AccountUpdate(alice.pk, 1, 0, T0))], shard=0)  # older than shard 0's row: a replay
+    assert Account.objects.get(user=alice).cash == Decimal("1.0000")
+    assert sorted(Balance.objects.filter(user=alice).values_list("shard", "seq")) == [(0, 5), (1, 3)]
+
+    # what the account shows: a shard the user never traded on still holds its share of the start
+    settings.REDIS_URL, settings.MATCHER_SHARDS = "redis://unused", {0: ["AAPL"], 1: ["MSFT"], 2: ["TSLA"]}
+    settings.ACCOUNT_STARTING_CASH = Decimal("3000.0001")
+    assert shard_shares() == {0: 10_000_001, 1: 10_000_000, 2: 10_000_000}
+    assert account_get(user=alice).cash == Decimal("1.0000") + Decimal("1000.0000")

@@ -12,7 +12,9 @@ from django.test import Client
 from exchange.models import Instrument
 from matching import services
 from matching.models import Order
-from risk.models import Account, Position
+from risk.core import AccountUpdate
+from risk.models import Position
+from risk.projection import apply_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,7 +61,7 @@ def test_an_account_before_its_first_trade(alice, alice_user):
 
 
 def test_balances_from_the_projection(alice, alice_user):
-    Account.objects.create(user=alice_user, cash=Decimal("5000.1234"), reserved=Decimal("1000"), seq=4)
+    apply_events([(4, AccountUpdate(alice_user.pk, 50_001_234, 10_000_000, 10**18))])  # shard 0 reports
     body = alice.get("/api/account").json()
     assert (body["cash"], body["reserved"], body["available"]) == ("5000.1234", "1000.0000", "4000.1234")
 

@@ -101,7 +101,7 @@ class Command(BaseCommand):
             if cursor is None:  # stopped while the database was unreachable
                 client.close()
                 return
-            projector = Projector(cursor_name=cursor_name(shard))
+            projector = Projector(cursor_name=cursor_name(shard), shard=shard)
             runner.subscribe(projector.project)  # replayed batches too: the projector skips seqs <= cursor
             replay = TradeReplay(after=cursor)  # the replayed trades the database may not hold yet
             runner.subscribe(replay)
@@ -114,7 +114,9 @@ class Command(BaseCommand):
             # The risk stage's starting cash and this shard's limits, through the log like any admin
             # change: the stream holds every input the shard's state depends on.
             if not options["no_projection"]:  # without a database the risk stage stays unconfigured
-                for cmd in runner.matcher.config_changes(worker_config(symbols)):
+                shards = sorted({int(s) for s in _setting("MATCHER_SHARDS") or {}} | {shard})
+                config = worker_config(symbols, shard=shards.index(shard), shards=len(shards))
+                for cmd in runner.matcher.config_changes(config):
                     client.xadd(runner.stream, {"c": encode_command(cmd)})
             market_data = RedisMarketDataWriter(connect(redis_url), prefix)
             market_data.seed_engine(runner.matcher.engine, runner.matcher.seq)  # then only deltas follow

@@ -29,6 +29,7 @@ import threading
 import time
 import typing
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -295,6 +296,22 @@ def expected_projection(by_shard: dict[int, list[Reply]]) -> dict:
     return {"orders": orders, "trades": trades, "audit": audit, "cursors": cursors}
 
 
+def check_cash_across_shards(deployment: Deployment) -> None:
+    """Each shard holds half of every account's starting cash (docs/RISK.md) and trades move cash only
+    between the accounts of one shard, so each shard's balances add up to its accounts' shares, and
+    every account is the sum of its balances: no cash created or lost."""
+    share = Decimal(1_000_000) / 2  # ACCOUNT_STARTING_CASH's default, split between the two shards
+    with deployment.db() as db:
+        rows = db.execute("SELECT shard, count(*), sum(cash) FROM risk_balance GROUP BY shard ORDER BY shard"
+                          ).fetchall()
+        unequal = db.execute("SELECT count(*) FROM risk_account a WHERE a.cash <> (SELECT sum(b.cash) "
+                             "FROM risk_balance b WHERE b.user_id = a.user_id)").fetchone()
+    assert [shard for shard, _, _ in rows] == [0, 1]
+    for shard, accounts, total in rows:
+        assert total == accounts * share, (shard, accounts, total)
+    assert unequal == (0,)
+
+
 def projected(deployment: Deployment) -> dict:
     with deployment.db() as db:
         orders = {
@@ -454,6 +471,7 @@ def test_production_mode_projects_every_reply_across_restarts_and_kill_9(deploym
         expected = expected_projection(replay)
         assert expected["cursors"] == {f"shard-{n}": client.xlen(stream_key(dep.prefix, n)) for n in SHARDS}
         assert_projection(projected(dep), expected)  # every seq of both streams, each once
+        check_cash_across_shards(dep)
         for cmd, reply in acked + load.acked:  # every acknowledged order is there
             if isinstance(cmd, NewOrder):
                 assert reply.order_id in expected["orders"]
