@@ -18,7 +18,6 @@ The peers need `pip install -r requirements-bench.txt`; a missing peer is report
 
 from __future__ import annotations
 
-import gc
 import random
 import statistics
 import sys
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import parse_args, percentile, print_header
+from bench.harness import gc_off, parse_args, percentile, print_header, timer_overhead_ns
 from matching.engine import (
     CancelOrder,
     MatchingEngine,
@@ -272,23 +271,6 @@ def cython_ob(ops: list[Op]) -> tuple[Callable, Callable]:
     return run, final
 
 
-def timed(run: Callable, with_latency: bool) -> tuple[float, list[int]]:
-    gc.collect()
-    gc.disable()
-    try:
-        return run(with_latency)
-    finally:
-        gc.enable()
-
-
-def timer_overhead_ns() -> float:
-    clock = time.perf_counter_ns
-    t0 = clock()
-    for _ in range(100_000):
-        clock()
-    return (clock() - t0) / 100_000
-
-
 def main() -> int:
     args = parse_args(__doc__, commands=1_000_000, runs=5)
     print_header()
@@ -317,7 +299,7 @@ def main() -> int:
     ratios: list[float] = []
     for _ in range(args.runs):
         for name, (run, _final) in engines.items():
-            seconds[name].append(timed(run, False)[0])
+            seconds[name].append(gc_off(run, False)[0])
         peers = [seconds[name][-1] for name in engines if name != "ours"]
         if peers:
             ratios.append(min(peers) / seconds["ours"][-1])
@@ -339,7 +321,7 @@ def main() -> int:
     for name, (run, _final) in engines.items():
         per_run = []
         for _ in range(args.runs):
-            latencies = sorted(timed(run, True)[1])
+            latencies = sorted(gc_off(run, True)[1])
             per_run.append([percentile(latencies, q) for q in quantiles])
         p50, p99, p999 = (statistics.median(column) for column in zip(*per_run, strict=True))
         print(f"  {name:20s} p50 {p50:6.2f}  p99 {p99:6.2f}  p99.9 {p999:7.2f}")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from matching.engine import is_compiled
+
+T = TypeVar("T")
 
 
 def machine() -> str:
@@ -47,3 +53,22 @@ def print_header() -> None:
 def percentile(sorted_values: list[int], q: float) -> float:
     """The q-quantile of nanosecond samples, in microseconds."""
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))] / 1000
+
+
+def gc_off(fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` with the garbage collector off (as the matcher process runs), collected first."""
+    gc.collect()
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        gc.enable()
+
+
+def timer_overhead_ns() -> float:
+    """What one perf_counter_ns reading costs: it is inside every latency figure."""
+    clock = time.perf_counter_ns
+    t0 = clock()
+    for _ in range(100_000):
+        clock()
+    return (clock() - t0) / 100_000

@@ -19,7 +19,6 @@ engine_bench.py (and the matcher).
 
 from __future__ import annotations
 
-import gc
 import random
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import parse_args, percentile, print_header
+from bench.harness import gc_off, parse_args, percentile, print_header, timer_overhead_ns
 from matching.engine import (
     AmendOrder,
     CancelOrder,
@@ -228,23 +227,6 @@ def throughput_run(commands: list, with_risk: bool) -> float:
     for cmd in commands:
         apply(cmd)
     return time.perf_counter() - t0
-
-
-def gc_off(fn: Callable, *args):
-    gc.collect()
-    gc.disable()
-    try:
-        return fn(*args)
-    finally:
-        gc.enable()
-
-
-def timer_overhead_ns() -> float:
-    clock = time.perf_counter_ns
-    t0 = clock()
-    for _ in range(100_000):
-        clock()
-    return (clock() - t0) / 100_000
 
 
 def describe(commands: list, oracle: RiskEngine) -> str:

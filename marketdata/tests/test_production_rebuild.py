@@ -11,32 +11,17 @@ import random
 import time
 
 import psycopg
-import pytest
 
 from marketdata.candles import INTERVALS
 from marketdata.redis_cache import RedisMarketData
 from matching.engine import NewOrder, Side
-from matching.tests.worker.stream_driver import REDIS_URL, delete_prefix, new_prefix, redis_or_skip
-from matching.tests.worker.test_production_mode import SHARD_OF, Deployment, stop
+from matching.tests.worker.stream_driver import REDIS_URL, redis_or_skip
+from matching.tests.worker.test_production_mode import (  # noqa: F401 (deployment: the fixture)
+    SHARD_OF,
+    deployment,
+    stop,
+)
 from matching.worker.redis_bus import RedisBus
-
-
-@pytest.fixture
-def deployment(tmp_path):
-    from matching.tests.worker.stream_driver import scratch_postgres_or_skip
-
-    client = redis_or_skip()
-    prefix = new_prefix()
-    with scratch_postgres_or_skip() as database_url:
-        deployment = Deployment(database_url, prefix, tmp_path)
-        try:
-            deployment.set_up()
-            yield deployment
-        finally:
-            for proc in deployment.procs:
-                proc.ensure_dead()
-            delete_prefix(client, prefix)
-            client.close()
 
 
 def published(reader: RedisMarketData, symbol: str) -> dict:
@@ -58,7 +43,7 @@ def trade(bus: RedisBus, users: list[int], rng: random.Random, n: int) -> int:
     return seq
 
 
-def test_market_data_survives_restarts_of_a_shard(deployment):
+def test_market_data_survives_restarts_of_a_shard(deployment):  # noqa: F811 (the imported fixture)
     dep, rng = deployment, random.Random(7)
     client = redis_or_skip()
     reader = RedisMarketData(client, dep.prefix)
