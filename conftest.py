@@ -24,3 +24,29 @@ def embedded(settings, tmp_path, transactional_db):
     cache.clear()  # rate-limit counters of earlier tests
     yield
     services.command_bus_stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_local_caches():
+    """The API's in-process caches (exchange.local_cache) start empty in every test: a rolled-back
+    test may have cached rows that no longer exist."""
+    from exchange import local_cache
+
+    local_cache.clear_all()
+
+
+def _read_uncommitted(sender, connection, **kwargs) -> None:
+    """The test database is SQLite in memory with a shared cache, where a read of a table that the
+    projector's thread is writing fails at once ("database table is locked") instead of waiting as
+    it would on a file. Tests read projected rows right after the orders that wrote them; with
+    read_uncommitted a read takes no table lock, so it sees the write in progress or the state
+    before it, never an error."""
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA read_uncommitted = true")
+
+
+def pytest_configure(config) -> None:
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_read_uncommitted, dispatch_uid="tests-read-uncommitted")

@@ -3,9 +3,13 @@
 import os
 
 from channels.routing import ProtocolTypeRouter
-from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange.settings")
-django_asgi_app = get_asgi_application()  # set up Django before anything imports models
+
+from exchange.asgi_handler import get_asgi_application
+
+# Django's handler without its per-request thread hops (exchange/asgi_handler.py); sets Django up
+# before anything imports models.
+django_asgi_app = get_asgi_application()
 
 application = ProtocolTypeRouter({"http": django_asgi_app})

@@ -32,6 +32,8 @@ class Env:
     matcher_fsync: bool  # false only for throwaway runs: acknowledged orders may be lost on a crash
     matcher_snapshot_every: int  # commands between snapshots
     account_starting_cash: Decimal  # the simulated cash every new account opens with
+    demo_market_maker: bool  # the embedded default starts the demo market maker with its matcher
+    market_maker_interval: float  # seconds between the market maker's quote updates
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -130,4 +132,8 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
             parse_positive("MATCHER_SNAPSHOT_EVERY", get("MATCHER_SNAPSHOT_EVERY", "100000"), int)
         ),
         account_starting_cash=parse_cash("ACCOUNT_STARTING_CASH", get("ACCOUNT_STARTING_CASH", "1000000")),
+        demo_market_maker=parse_bool("DEMO_MARKET_MAKER", get("DEMO_MARKET_MAKER", "false")),
+        market_maker_interval=float(
+            parse_positive("MARKET_MAKER_INTERVAL", get("MARKET_MAKER_INTERVAL", "1"), float)
+        ),
     )

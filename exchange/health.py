@@ -1,6 +1,6 @@
 """Component health for `/health`: the database, and the matcher and projector once this process has
-started them (each with its own detail: seq, queue depth, error). Shard heartbeats over Redis and the
-channel layer come with their issues."""
+started them (each with its own detail: seq, queue depth, error), and the demo market maker when it
+runs (reported, not required). Shard heartbeats over Redis and the channel layer come with their issues."""
 
 import logging
 
@@ -32,4 +32,9 @@ def health_report() -> dict[str, object]:
     healthy = all(
         (entry.get("status") if isinstance(entry, dict) else entry) == OK for entry in components.values()
     )
+    from exchange.marketmaker.runner import health as marketmaker_health
+
+    maker = marketmaker_health()  # reported, never required: without it trading goes on (DESIGN)
+    if maker is not None:
+        components["marketmaker"] = maker
     return {"status": OK if healthy else ERROR, "components": components}

@@ -38,15 +38,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "exchange.api.metrics_middleware.api_metrics",  # first: times all the server does for an /api/ call
+    "exchange.inline_middleware.SecurityMiddleware",  # Django's, no thread hops under ASGI (see the module)
+    "exchange.inline_middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as its docs require
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "exchange.inline_middleware.SessionMiddleware",
+    "exchange.inline_middleware.CommonMiddleware",
+    "exchange.inline_middleware.CsrfViewMiddleware",
+    "exchange.inline_middleware.AuthenticationMiddleware",
+    "exchange.inline_middleware.MessageMiddleware",
+    "exchange.inline_middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "exchange.urls"
@@ -78,7 +79,7 @@ if ENV.redis_url:
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ENV.redis_url}
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "exchange.cache.LocalMemoryCache"}}  # locmem, values not pickled
 
 if ENV.redis_url:
     CHANNEL_LAYERS = {
@@ -103,6 +104,11 @@ MATCHER_SNAPSHOT_EVERY = ENV.matcher_snapshot_every
 # Accounts (risk/): the simulated cash a new account opens with (the risk stage's SetDefaultCash).
 ACCOUNT_STARTING_CASH = ENV.account_starting_cash
 
+# The demo market maker (exchange/marketmaker): started with the embedded matcher when on (scripts/run.sh
+# turns it on; off by default, so tests start nothing); production runs `manage.py runmarketmaker`.
+DEMO_MARKET_MAKER = ENV.demo_market_maker
+MARKET_MAKER_INTERVAL = ENV.market_maker_interval
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -115,7 +121,7 @@ LOGOUT_REDIRECT_URL = "home"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # first, so an unauthenticated call gets 401 with "WWW-Authenticate: Token" (not a browser prompt)
-        "rest_framework.authentication.TokenAuthentication",  # programs: Authorization: Token <key>
+        "exchange.api.authentication.CachedTokenAuthentication",  # programs: Authorization: Token <key>
         "rest_framework.authentication.SessionAuthentication",  # the browser; CSRF enforced
         "rest_framework.authentication.BasicAuthentication",  # curl -u user:password
     ],

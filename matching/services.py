@@ -8,8 +8,14 @@ over Redis Streams instead; callers see the same `CommandBus` either way.
 from __future__ import annotations
 
 import threading
+import time as clock
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
+import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from exchange.models import Instrument
@@ -20,7 +26,7 @@ from matching.engine import AmendOrder, CancelOrder, NewOrder, OrderType, Side, 
 from matching.projector import Projector
 from matching.selectors import projected_seq
 from matching.timestamps import to_ns
-from matching.worker.bus import CommandBus
+from matching.worker.bus import CommandBus, Unavailable
 from matching.worker.embedded import EmbeddedBus
 from matching.worker.matcher import Matcher, Reply
 from matching.worker.redis_bus import RedisBus
@@ -41,7 +47,17 @@ def command_bus() -> CommandBus:
         with _lock:
             if _bus is None:
                 _bus = RedisBus.from_settings() if settings.REDIS_URL else _start_embedded()
+                if isinstance(_bus, EmbeddedBus):
+                    _start_market_maker()
     return _bus
+
+
+def _start_market_maker() -> None:
+    """The demo market maker (DEMO_MARKET_MAKER) starts with the embedded matcher, in its own thread;
+    in production it is a separate client (`manage.py runmarketmaker`)."""
+    from exchange.marketmaker.runner import start_if_enabled  # it imports this module
+
+    start_if_enabled()
 
 
 def _start_embedded() -> EmbeddedBus:
@@ -99,8 +115,12 @@ def market_data() -> MarketDataCache | RedisMarketData:
 
 
 def command_bus_stop() -> None:
-    """Stop this process's bus: the matcher thread, then the projector (written out), then the journal."""
+    """Stop this process's bus: the market maker first (its quotes canceled; it must not start a new
+    bus), then the matcher thread, the projector (written out) and the journal."""
+    from exchange.marketmaker.runner import stop as stop_market_maker
+
     global _bus, _projector, _market_data
+    stop_market_maker()
     with _lock:
         if isinstance(_bus, EmbeddedBus):
             _bus.stop()
@@ -136,16 +156,106 @@ def order_submit(
     client_order_id: str | None = None,
 ) -> Reply:
     """Send a new order to the matcher and wait for its outcome (raises Unavailable)."""
+    cmd = new_order(user_id=user_id, symbol=symbol, side=side, order_type=order_type, qty_lots=qty_lots,
+                    price_ticks=price_ticks, stop_price_ticks=stop_price_ticks, tif=tif, expire_at=expire_at,
+                    post_only=post_only, stp=stp, client_order_id=client_order_id)
+    return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
+
+
+async def order_submit_async(**order: Any) -> Reply:
+    """`order_submit` for an async caller (the order entry view), same arguments: awaited in the
+    caller's event loop, no thread hop (the bus's `submit_async`). Starts the bus in a thread if this
+    is the process's first order (that reads the database)."""
+    bus = _bus if _bus is not None else await sync_to_async(command_bus)()
+    return await bus.submit_async(new_order(**order), settings.MATCHER_TIMEOUT)
+
+
+def new_order(
+    *,
+    user_id: int,
+    symbol: str,
+    side: Side,
+    order_type: OrderType,
+    qty_lots: int,
+    price_ticks: int | None = None,
+    stop_price_ticks: int | None = None,
+    tif: TimeInForce = TimeInForce.GTC,
+    expire_at: datetime | None = None,
+    post_only: bool = False,
+    stp: STPMode = STPMode.CANCEL_NEWEST,
+    client_order_id: str | None = None,
+) -> NewOrder:
+    """The NewOrder command for `order_submit`'s arguments (a DAY order without expire_at expires at
+    the session's end)."""
     if tif is TimeInForce.DAY and expire_at is None:
         expire_at = session_end(datetime.now(UTC))
-    cmd = NewOrder(0, user_id, symbol, side, qty_lots, price_ticks, order_type, tif, post_only,
-                   stop_price_ticks, None if expire_at is None else to_ns(expire_at), stp,
-                   client_order_id=client_order_id)
-    return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
+    return NewOrder(0, user_id, symbol, side, qty_lots, price_ticks, order_type, tif, post_only,
+                    stop_price_ticks, None if expire_at is None else to_ns(expire_at), stp,
+                    client_order_id=client_order_id)
 
 
 def order_cancel(*, user_id: int, symbol: str, order_id: int) -> Reply:
     return command_bus().submit(CancelOrder(order_id, user_id, symbol), settings.MATCHER_TIMEOUT)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSpec:
+    """One order of a batch: `new_order`'s arguments but the user's."""
+
+    symbol: str
+    side: Side
+    order_type: OrderType
+    qty_lots: int
+    price_ticks: int | None = None
+    stop_price_ticks: int | None = None
+    tif: TimeInForce = TimeInForce.GTC
+    expire_at: datetime | None = None
+    post_only: bool = False
+    stp: STPMode = STPMode.CANCEL_NEWEST
+    client_order_id: str | None = None
+
+
+def order_submit_many(*, user_id: int, orders: Sequence[OrderSpec]) -> list[Reply | Unavailable]:
+    """Send new orders together and wait for all: per order its Reply, or Unavailable if that one was
+    not answered in time. Embedded, they reach the matcher as one batch (one journal commit); over
+    Redis, as one pipeline per shard. Raises Unavailable when none could be sent."""
+    names = [field.name for field in fields(OrderSpec)]
+    cmds = [new_order(user_id=user_id, **{name: getattr(o, name) for name in names}) for o in orders]
+    return command_bus().submit_many(cmds, settings.MATCHER_TIMEOUT)
+
+
+def matcher_metrics() -> list[dict[str, Any]]:
+    """Per matcher shard: shard, status, seq, queue_depth, age_seconds (of its heartbeat; None when
+    embedded) and `metrics`, the summary of its `matcher.*` stages (None if it published none).
+    Embedded: this process's matcher, nothing before it has started. Production: each shard's
+    heartbeat, as its runner last published it (status "down" without one, "unknown" without Redis)."""
+    if not settings.REDIS_URL:
+        bus = _bus
+        if not isinstance(bus, EmbeddedBus):
+            return []
+        health = bus.health()
+        return [{"shard": bus.matcher.shard, "status": health["status"], "seq": health["seq"],
+                 "queue_depth": health["queue_depth"], "age_seconds": None,
+                 "metrics": bus.metrics.summary(prefix="matcher.")}]
+    redis_bus = command_bus()
+    assert isinstance(redis_bus, RedisBus)
+    try:
+        beats: dict[int, dict | None] = redis_bus.heartbeats()
+    except redis.RedisError:
+        return [{"shard": shard, "status": "unknown", "seq": None, "queue_depth": None, "age_seconds": None,
+                 "metrics": None} for shard in redis_bus.shards]
+    out = []
+    for shard, beat in beats.items():
+        if beat is None:
+            out.append({"shard": shard, "status": "down", "seq": None, "queue_depth": None,
+                        "age_seconds": None, "metrics": None})
+            continue
+        lag = int(beat.get("lag", 0))
+        out.append({"shard": shard, "status": "ok" if lag <= redis_bus.max_lag else "overloaded",
+                    "seq": beat.get("seq"), "queue_depth": lag,
+                    "age_seconds": round(max(0.0, clock.time() - float(beat.get("time", clock.time()))), 3),
+                    "metrics": beat.get("metrics")})
+    return out
 
 
 def session_end(now: datetime) -> datetime:

@@ -6,7 +6,10 @@ from decimal import Decimal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import QuerySet
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
+from exchange.local_cache import LocalCache
 from matching.engine.types import STPMode
 from risk.config import shard_shares, units_to_cash
 from risk.models import Account, Balance, Position
@@ -28,6 +31,34 @@ def position_list(*, user: AbstractBaseUser) -> QuerySet[Position]:
     return Position.objects.filter(user=user).select_related("instrument").order_by("instrument__symbol")
 
 
+# user id -> STPMode, read on every order that names no stp. Invalidated by `stp_default_changed`
+# (risk.services) and when an Account row is saved or deleted through the ORM (the admin); see
+# exchange.local_cache for the TTL.
+STP_DEFAULTS = LocalCache("stp defaults", 5.0)
+
+
 def stp_default(*, user_id: int) -> STPMode:
-    value = Account.objects.filter(user_id=user_id).values_list("stp_default", flat=True).first()
+    return STP_DEFAULTS.load(user_id, lambda: _stp_mode(
+        Account.objects.filter(user_id=user_id).values_list("stp_default", flat=True).first()))
+
+
+async def astp_default(*, user_id: int) -> STPMode:
+    async def load() -> STPMode:
+        return _stp_mode(await Account.objects.filter(user_id=user_id).values_list(
+            "stp_default", flat=True).afirst())
+
+    return await STP_DEFAULTS.aload(user_id, load)
+
+
+def stp_default_changed(*, user_id: int) -> None:
+    STP_DEFAULTS.invalidate(user_id)
+
+
+def _stp_mode(value: str | None) -> STPMode:
     return STPMode.CANCEL_NEWEST if value is None else STPMode(value)
+
+
+@receiver(post_save, sender=Account, dispatch_uid="stp-default-account-saved")
+@receiver(post_delete, sender=Account, dispatch_uid="stp-default-account-deleted")
+def _account_changed(sender: type, instance: Account, **kwargs: object) -> None:
+    STP_DEFAULTS.invalidate(instance.user_id)

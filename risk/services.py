@@ -24,6 +24,7 @@ from matching.models import AuditEvent, Order
 from matching.services import command_bus
 from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
+from risk import selectors
 from risk.config import cash_to_units, instrument_risk, no_user_limit, user_limit
 from risk.core import (
     AdjustCash,
@@ -100,6 +101,13 @@ def adjust_cash(*, user: AbstractBaseUser, amount: Decimal, admin: AbstractBaseU
 
 def account_set_stp_default(*, user: AbstractBaseUser, stp: STPMode) -> Account:
     """The user's own setting (not the matcher's): self-trade prevention for orders that name none."""
+    try:
+        return _set_stp_default(user, stp)
+    finally:
+        selectors.stp_default_changed(user_id=user.pk)  # the orders' cached default (risk.selectors)
+
+
+def _set_stp_default(user: AbstractBaseUser, stp: STPMode) -> Account:
     if Account.objects.filter(user=user).update(stp_default=stp.value):
         return Account.objects.get(user=user)
     try:

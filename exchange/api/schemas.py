@@ -157,3 +157,75 @@ class AccountInfo(s.Serializer):
     available = s.CharField(help_text="cash - reserved: what new buy orders may spend")
     stp_default = s.CharField(help_text="self-trade prevention for orders that do not name one")
     positions = PositionInfo(many=True)
+
+
+class StageSummary(s.Serializer):
+    unit = s.CharField(help_text="us (microseconds) for times; commands for batch sizes")
+    count = s.IntegerField(help_text="values recorded since the process started")
+    mean = s.FloatField()
+    p50 = s.FloatField()
+    p90 = s.FloatField()
+    p99 = s.FloatField()
+    p999 = s.FloatField(help_text="the 99.9th percentile")
+    max = s.FloatField()
+
+
+class Rates(s.Serializer):
+    last_1s = s.FloatField(help_text="commands per second over the last second")
+    last_10s = s.FloatField(help_text="commands per second over the last 10 seconds")
+    last_60s = s.FloatField(help_text="commands per second over the last minute")
+    total = s.IntegerField(help_text="commands since the matcher process started")
+
+
+class ShardPerformance(s.Serializer):
+    shard = s.IntegerField()
+    status = s.CharField(help_text="ok, down, overloaded, or unknown (Redis unreachable)")
+    seq = s.IntegerField(allow_null=True, help_text="the last command the matcher applied")
+    queue_depth = s.IntegerField(allow_null=True, help_text="commands waiting for the matcher")
+    age_seconds = s.FloatField(allow_null=True, help_text="of the heartbeat these figures came with "
+                                                          "(production); null in the embedded mode")
+    uptime_seconds = s.FloatField(allow_null=True, help_text="of the matcher's process")
+    throughput = Rates(allow_null=True)
+    batch_size = StageSummary(allow_null=True, help_text="commands per matcher batch")
+    stages = s.DictField(child=StageSummary(), help_text="matcher.* stages by name")
+
+
+class SystemPerformance(s.Serializer):
+    mode = s.ChoiceField(["embedded", "redis"])
+    uptime_seconds = s.FloatField(help_text="of this web process")
+    throughput = Rates(help_text="commands per second, all shards together")
+    shards = ShardPerformance(many=True)
+    stages = s.DictField(child=StageSummary(),
+                         help_text="this web process's stages by name: api.<view>.<method> (server time of a "
+                                   "request), bus.ack_sync and bus.ack_async (submit to reply)")
+
+
+class BatchRequest(s.Serializer):
+    orders = s.ListField(child=s.DictField(), min_length=1, max_length=100,
+                         help_text="each in the shape of POST /api/submit's body, validated on its own")
+
+
+class BatchItemResult(s.Serializer):
+    """Either a submit result (success true) or an error (success false, code, message, ...)."""
+
+    index = s.IntegerField(help_text="the order's position in the request")
+    http_status = s.IntegerField(help_text="what POST /api/submit would have answered: 201, or the error's")
+    success = s.BooleanField()
+    order_id = s.IntegerField(required=False)
+    status = s.CharField(required=False, help_text="the order's status (rejected for a refused order)")
+    duplicate = s.BooleanField(required=False)
+    cancel_reason = s.CharField(allow_null=True, required=False)
+    trades = Fill(many=True, required=False)
+    remaining_quantity = s.CharField(allow_null=True, required=False)
+    latency_us = s.IntegerField(required=False)
+    code = s.CharField(required=False,
+                       help_text="errors: invalid_request, rate_limited, matcher_unavailable, or the reason")
+    message = s.CharField(required=False)
+    fields = s.DictField(required=False, help_text="per field, for invalid_request")
+    retry_after = s.IntegerField(required=False, help_text="seconds (rate_limited, matcher_unavailable)")
+
+
+class BatchResult(s.Serializer):
+    succeeded = s.IntegerField()
+    failed = s.IntegerField()
+    results = BatchItemResult(many=True)

@@ -158,3 +158,13 @@ def test_account_starting_cash():
     for bad in ("lots", "-1", "1.00001", "NaN", "Infinity"):
         with pytest.raises(ImproperlyConfigured, match="ACCOUNT_STARTING_CASH"):
             read_env({"ACCOUNT_STARTING_CASH": bad}, base_dir=BASE_DIR)
+
+
+def test_demo_market_maker_is_off_unless_asked():
+    env = read_env({}, base_dir=BASE_DIR)
+    assert env.demo_market_maker is False and env.market_maker_interval == 1.0
+    env = read_env({"DEMO_MARKET_MAKER": "1", "MARKET_MAKER_INTERVAL": "0.25"}, base_dir=BASE_DIR)
+    assert env.demo_market_maker is True and env.market_maker_interval == 0.25
+    for name, bad in (("DEMO_MARKET_MAKER", "maybe"), ("MARKET_MAKER_INTERVAL", "0")):
+        with pytest.raises(ImproperlyConfigured, match=name):
+            read_env({name: bad}, base_dir=BASE_DIR)

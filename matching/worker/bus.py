@@ -6,6 +6,7 @@ the Redis Streams transport (matcher processes per shard). Settings choose; call
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from matching.worker.codec import WorkerCommand
@@ -27,5 +28,9 @@ class CommandBus(Protocol):
     def submit(self, cmd: WorkerCommand, timeout: float) -> Reply: ...
 
     async def submit_async(self, cmd: WorkerCommand, timeout: float) -> Reply: ...
+
+    def submit_many(self, cmds: Sequence[WorkerCommand], timeout: float) -> list[Reply | Unavailable]:
+        """Several commands sent together (in order per shard), each answered on its own."""
+        ...
 
     def health(self) -> dict: ...

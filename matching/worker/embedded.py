@@ -5,6 +5,22 @@ one fsync covers the whole batch (group commit) and the queue never waits on a d
 order. Async callers (the web tier) are answered with one wake-up of their event loop per batch,
 not one per order; sync callers through a `concurrent.futures.Future`. Listeners (the projector,
 the market-data cache) see every batch after its callers have been answered.
+
+Metrics (`matching.worker.metrics`, the registry passed in, METRICS by default), recorded per batch
+on the matcher thread except the callers' own acknowledgement times:
+
+    matcher.queue_wait      per command: enqueued -> its batch starts (the enqueue time travels with it)
+    matcher.process         per batch: Matcher.process (sequence, journal, apply, snapshot)
+    matcher.journal_write   per batch: the journal's write of the batch record
+    matcher.journal_fsync   per batch: its fsync (on the sync thread while a large batch is applied)
+    matcher.listeners       per batch: the projector's and the market-data cache's hand-off
+    matcher.batch_size      per batch: commands in it (unit "commands")
+    matcher.commands        throughput: commands processed
+    bus.ack_sync            per command: submit() -> its reply, in the caller's thread
+    bus.ack_async           per command: submit_async() -> its reply, in the caller's event loop
+
+The journal's two stages time its `write` and `sync` methods, wrapped on the instance (the matcher is
+compiled and stays free of metrics code; it calls them as plain Python methods).
 """
 
 from __future__ import annotations
@@ -13,21 +29,49 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from heapq import heappop, heappush
 
 from matching.engine import AdvanceTime, Command
 from matching.worker.bus import Unavailable
 from matching.worker.codec import WorkerCommand
+from matching.worker.journal import Journal
 from matching.worker.matcher import Matcher, Reply
+from matching.worker.metrics import METRICS, Recorder, Registry
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[list[Reply]], None]
 _STOP = object()
+_now = time.perf_counter_ns
+
+
+def time_journal(journal: Journal, write: Recorder, sync: Recorder) -> None:
+    """Time the journal's `write` and `sync` calls into `write` and `sync` (once per journal)."""
+    if getattr(journal, "_timed", False):
+        return
+    untimed_write, untimed_sync = journal.write, journal.sync
+
+    def timed_write() -> None:
+        started = _now()
+        try:
+            untimed_write()
+        finally:
+            write.record(_now() - started)
+
+    def timed_sync() -> None:
+        started = _now()
+        try:
+            untimed_sync()
+        finally:
+            sync.record(_now() - started)
+
+    journal.write, journal.sync = timed_write, timed_sync  # type: ignore[method-assign]
+    journal._timed = True  # type: ignore[attr-defined]
 
 
 class _LoopWaiters:
@@ -77,7 +121,7 @@ def _settle_all(pairs: list[tuple[asyncio.Future, Reply | BaseException]]) -> No
 
 class EmbeddedBus:
     def __init__(self, matcher: Matcher, *, max_queue: int = 10_000, max_batch: int = 1_000,
-                 tick: float = 0.5) -> None:
+                 tick: float = 0.5, metrics: Registry = METRICS) -> None:
         self.matcher = matcher
         self.max_batch = max_batch
         self.tick = tick  # when idle this long, let time pass in the books (DAY/GTD expiry)
@@ -93,6 +137,17 @@ class EmbeddedBus:
         )
         self._listeners: list[Listener] = []
         self._thread = threading.Thread(target=self._run, name=f"matcher-{matcher.shard}", daemon=True)
+        self.metrics = metrics
+        self._queue_wait = metrics.stage("matcher.queue_wait")
+        self._process_time = metrics.stage("matcher.process")
+        self._listener_time = metrics.stage("matcher.listeners")
+        self._batch_sizes = metrics.stage("matcher.batch_size", unit="commands")
+        self._commands = metrics.throughput("matcher.commands")
+        self._ack_sync = metrics.stage("bus.ack_sync")
+        self._ack_async = metrics.stage("bus.ack_async")
+        if matcher.journal is not None:
+            time_journal(matcher.journal, metrics.stage("matcher.journal_write"),
+                         metrics.stage("matcher.journal_fsync"))
 
     def start(self) -> None:
         self._running = True
@@ -110,11 +165,34 @@ class EmbeddedBus:
     # ---- CommandBus -------------------------------------------------------------------------
 
     def submit(self, cmd: WorkerCommand, timeout: float) -> Reply:
+        started = _now()
         future = self.enqueue(cmd)
         try:
-            return future.result(timeout)
+            reply = future.result(timeout)
         except TimeoutError:
             raise Unavailable("the matcher did not answer in time") from None
+        self._ack_sync.record(_now() - started)
+        return reply
+
+    def submit_many(self, cmds: Sequence[WorkerCommand], timeout: float) -> list[Reply | Unavailable]:
+        """Queue every command at once (so they reach the matcher in one batch, in order, unless the
+        batch limit splits them), then wait for all until one deadline; per command its Reply or
+        `Unavailable`. Raises Unavailable at once, queuing nothing, if they cannot all be queued."""
+        started = _now()
+        futures = self.enqueue_many(cmds)
+        deadline = time.monotonic() + timeout
+        out: list[Reply | Unavailable] = []
+        acks: list[int] = []
+        for future in futures:
+            try:
+                out.append(future.result(max(0.0, deadline - time.monotonic())))
+                acks.append(_now() - started)
+            except TimeoutError:
+                out.append(Unavailable("the matcher did not answer in time"))
+            except Unavailable as exc:
+                out.append(exc)
+        self._ack_sync.record_many(acks)
+        return out
 
     async def submit_async(self, cmd: WorkerCommand, timeout: float) -> Reply:
         loop = asyncio.get_running_loop()
@@ -122,11 +200,14 @@ class EmbeddedBus:
         if waiters is None:
             waiters = self._waiters[loop] = _LoopWaiters(loop)
         self._check_open()
+        started = _now()
         future = waiters.add(timeout)
         self._put(cmd, future)
         # A caller that gives up (timeout, disconnect) only cancels its own future; the command stays
         # with the matcher, applied or not, and a retry with the same client_order_id is safe.
-        return await future
+        reply = await future
+        self._ack_async.record(_now() - started)
+        return reply
 
     def enqueue(self, cmd: WorkerCommand) -> Future:
         """Queue a command; its Future resolves to the Reply. Raises Unavailable at once if it cannot."""
@@ -134,6 +215,19 @@ class EmbeddedBus:
         future: Future = Future()
         self._put(cmd, future)
         return future
+
+    def enqueue_many(self, cmds: Sequence[WorkerCommand]) -> list[Future]:
+        """Queue commands together (one append of them all); their Futures, in order. Raises
+        Unavailable at once, queuing nothing, if the matcher is down or the queue cannot take them all."""
+        self._check_open()
+        if len(self._items) + len(cmds) > self.max_queue:
+            raise Unavailable("the matcher queue is full")
+        now = _now()
+        items = [(cmd, Future(), now) for cmd in cmds]
+        self._items.extend(items)  # one C call under the GIL: the matcher thread sees all or none
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+        return [future for _, future, _ in items]
 
     def health(self) -> dict:
         return {
@@ -153,11 +247,11 @@ class EmbeddedBus:
     def _put(self, cmd: WorkerCommand, waiter: Future | asyncio.Future) -> None:
         if len(self._items) >= self.max_queue:
             raise Unavailable("the matcher queue is full")
-        self._items.append((cmd, waiter))
+        self._items.append((cmd, waiter, _now()))
         if not self._wakeup.is_set():
             self._wakeup.set()
 
-    def _take_batch(self) -> tuple[list[tuple[Command, Future | asyncio.Future]], bool]:
+    def _take_batch(self) -> tuple[list[tuple[Command, Future | asyncio.Future, int]], bool]:
         items = self._items
         if not items:
             self._wakeup.clear()
@@ -191,7 +285,7 @@ class EmbeddedBus:
             item = self._items.popleft()
             if item is not _STOP:
                 batch.append(item)
-        self._answer([waiter for _, waiter in batch], Unavailable("the matcher failed", retry_after=5.0))
+        self._answer([waiter for _, waiter, _ in batch], Unavailable("the matcher failed", retry_after=5.0))
 
     def _run(self) -> None:
         try:
@@ -207,19 +301,28 @@ class EmbeddedBus:
                 if not stopping and self.matcher.expiry_due():
                     # Time passes only through the log: an AdvanceTime is journaled like any command,
                     # so replay expires the same orders at the same point.
-                    batch = [(AdvanceTime(0), Future())]
+                    batch = [(AdvanceTime(0), Future(), _now())]
                 else:
                     continue
+            started = _now()
+            self._queue_wait.record_many([started - enqueued for _, _, enqueued in batch])
             try:
-                replies = self.matcher.process([cmd for cmd, _ in batch])
+                replies = self.matcher.process([cmd for cmd, _, _ in batch])
             except BaseException as exc:  # a failed journal write: stop taking commands
                 log.exception("matcher failed; no further commands are accepted")
                 self.failure = exc
                 self._fail_waiting(batch)
                 return
-            self._answer([waiter for _, waiter in batch], replies)
+            # Recorded before the callers are answered (about a microsecond a batch), so a caller that
+            # has its reply sees its batch counted; only the listeners' time comes after.
+            self._process_time.record(_now() - started)
+            self._batch_sizes.record(len(batch))
+            self._commands.add(len(batch))
+            self._answer([waiter for _, waiter, _ in batch], replies)
+            answered = _now()
             for listener in self._listeners:
                 try:
                     listener(replies)
                 except Exception:
                     log.exception("matcher listener %r failed", listener)
+            self._listener_time.record(_now() - answered)

@@ -11,6 +11,11 @@ client_order_id is safe.
 A present heartbeat is trusted for `check_every` seconds per shard and process, so the check costs
 one GET per half second, not one per command; a missing one is read again on every call (a restarted
 runner is used at once), and a timeout or connection error forgets the cached heartbeat.
+
+`submit_many` sends several commands in one pipeline of XADDs (in order within each shard) and
+collects their replies on one connection. Callers' acknowledgement times go to the metrics registry
+(`bus.ack_sync`, `bus.ack_async`, as in the embedded bus); `heartbeats()` returns what each shard's
+runner last published, its metrics summary included.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -34,6 +39,7 @@ from matching.engine import AdvanceTime
 from matching.worker.bus import Unavailable
 from matching.worker.codec import WorkerCommand, encode_command
 from matching.worker.matcher import ORDER_ID_STRIDE, Reply
+from matching.worker.metrics import METRICS, Registry
 from matching.worker.replies import decode_reply
 from matching.worker.stream_runner import heartbeat_key, stream_key
 from risk.core import AdjustCash, RejectHeld, ReleaseHeld, SetDefaultCash, SetInstrumentRisk, SetUserLimit
@@ -67,6 +73,7 @@ class RedisBus:
         max_lag: int = 10_000,
         max_in_flight: int = 256,
         check_every: float = 0.5,
+        metrics: Registry = METRICS,
     ) -> None:
         """`shard_of` maps a symbol to its shard (a callable, or a dict; unknown symbols go to
         `default_shard`, whose matcher rejects them). `timeout` is the default and the longest wait
@@ -102,6 +109,8 @@ class RedisBus:
         self._token = uuid.uuid4().hex
         self._counter = itertools.count(1)
         self._heartbeats: dict[int, tuple[float, dict | None]] = {}  # shard -> (read at, heartbeat)
+        self._ack_sync = metrics.stage("bus.ack_sync")
+        self._ack_async = metrics.stage("bus.ack_async")
 
     @classmethod
     def from_settings(cls) -> RedisBus:
@@ -148,6 +157,7 @@ class RedisBus:
         return self._shard_of(cmd.symbol)
 
     def submit(self, cmd: WorkerCommand, timeout: float | None = None, *, shard: int | None = None) -> Reply:
+        started = time.perf_counter_ns()
         shard = self.shard_for(cmd, shard)
         wait = self._wait(timeout)
         deadline = time.monotonic() + wait
@@ -168,11 +178,74 @@ class RedisBus:
             raise Unavailable(f"the command stream is unreachable: {exc}", DOWN_RETRY_AFTER) from None
         finally:
             self._leave()
-        return self._answer(shard, got, wait)
+        reply = self._answer(shard, got, wait)
+        self._ack_sync.record(time.perf_counter_ns() - started)
+        return reply
+
+    def submit_many(self, cmds: Sequence[WorkerCommand], timeout: float | None = None
+                    ) -> list[Reply | Unavailable]:
+        """Send every command in one pipeline of XADDs, then wait for all their replies until one
+        deadline, on one connection; per command its Reply or `Unavailable` (a shard down or
+        overloaded refuses its own commands only). As with `submit`, a command that timed out, or was
+        sent when Redis failed, may still be applied."""
+        started = time.perf_counter_ns()
+        wait = self._wait(timeout)
+        deadline = time.monotonic() + wait
+        results: list[Reply | Unavailable | None] = [None] * len(cmds)
+        pending: dict[bytes, tuple[int, int]] = {}  # reply key -> (index, shard)
+        client = self._redis
+        acks: list[int] = []
+        self._enter()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for index, cmd in enumerate(cmds):
+                shard = self.shard_for(cmd)
+                beat: dict | bool | None = self._recent(shard)
+                if beat is False:
+                    beat = self._remember(shard, client.get(heartbeat_key(self.prefix, shard)))
+                try:
+                    self._check(shard, beat, self.max_lag)
+                except Unavailable as exc:
+                    results[index] = exc
+                    continue
+                key = self._reply_key()
+                pipe.xadd(stream_key(self.prefix, shard), {"c": encode_command(cmd), "r": key})
+                pending[key.encode()] = (index, shard)
+            if pending:
+                pipe.execute()
+            while pending:
+                remaining = deadline - time.monotonic()
+                got = client.blpop(list(pending), timeout=remaining) if remaining >= 0.01 else None
+                if got is None:
+                    break
+                results[pending.pop(got[0])[0]] = decode_reply(got[1])
+                acks.append(time.perf_counter_ns() - started)
+                if pending:  # a runner answers its batch at once: take what is there in one round trip
+                    keys = list(pending)
+                    pipe = client.pipeline(transaction=False)
+                    for key in keys:
+                        pipe.lpop(key)
+                    for key, raw in zip(keys, pipe.execute(), strict=True):
+                        if raw is not None:
+                            results[pending.pop(key)[0]] = decode_reply(raw)
+                            acks.append(time.perf_counter_ns() - started)
+        except redis.RedisError as exc:
+            for _, shard in pending.values():
+                self._heartbeats.pop(shard, None)
+            failure = Unavailable(f"the command stream is unreachable: {exc}", DOWN_RETRY_AFTER)
+            results = [failure if result is None else result for result in results]
+        finally:
+            self._leave()
+        for _, shard in pending.values():
+            self._heartbeats.pop(shard, None)  # look at the heartbeat again on the next call
+        self._ack_sync.record_many(acks)
+        late = Unavailable(f"the matcher did not answer within {wait:g}s", BUSY_RETRY_AFTER)
+        return [late if result is None else result for result in results]
 
     async def submit_async(
         self, cmd: WorkerCommand, timeout: float | None = None, *, shard: int | None = None
     ) -> Reply:
+        started = time.perf_counter_ns()
         shard = self.shard_for(cmd, shard)
         wait = self._wait(timeout)
         deadline = time.monotonic() + wait
@@ -193,19 +266,25 @@ class RedisBus:
             raise Unavailable(f"the command stream is unreachable: {exc}", DOWN_RETRY_AFTER) from None
         finally:
             self._leave()
-        return self._answer(shard, got, wait)
+        reply = self._answer(shard, got, wait)
+        self._ack_async.record(time.perf_counter_ns() - started)
+        return reply
+
+    def heartbeats(self) -> dict[int, dict | None]:
+        """Each shard's heartbeat as its runner last published it (None: down); raises redis.RedisError."""
+        keys = [heartbeat_key(self.prefix, shard) for shard in self.shards]
+        raws = self._redis.mget(keys) if keys else []
+        return {shard: self._remember(shard, raw) for shard, raw in zip(self.shards, raws, strict=True)}
 
     def health(self) -> dict:
         """Per shard: its runner's heartbeat (seq, queue depth, age) or down; overall ok only if all are."""
-        keys = [heartbeat_key(self.prefix, shard) for shard in self.shards]
         try:
-            raws = self._redis.mget(keys) if keys else []
+            beats = self.heartbeats()
         except redis.RedisError as exc:
             return {"status": "down", "mode": "redis", "error": f"Redis unreachable: {exc}",
                     "shards": {str(shard): {"status": "unknown"} for shard in self.shards}}
         shards: dict[str, dict] = {}
-        for shard, raw in zip(self.shards, raws, strict=True):
-            beat = self._remember(shard, raw)
+        for shard, beat in beats.items():
             if beat is None:
                 shards[str(shard)] = {"status": "down"}
                 continue

@@ -9,7 +9,7 @@ processes XADD `{c: encoded command, r: reply key}`; this runner is the stream's
                     never below the previous + 1), Matcher.apply_encoded (undecodable: an empty reply)
     one pipeline: RPUSH each reply to its key + EXPIRE (callers BLPOP it); then listeners see the batch
     every `snapshot_every` commands: snapshot {"stream_id", "matcher": matcher.state()}
-    every `heartbeat_every` seconds: SET {prefix}:heartbeat:{shard} {seq, lag, ...} with a short TTL
+    every `heartbeat_every` seconds: SET {prefix}:heartbeat:{shard} {seq, lag, metrics, ...} with a short TTL
 
 Seq and timestamp are pure functions of the entry's position and id and of the state before it, so
 restarting from the latest snapshot and reading on from its stream id replays exactly: the recovered
@@ -19,6 +19,14 @@ A projection that has written up to seq N recovers the runner with `recover(repl
 starts from the newest snapshot at or below N (or the stream's start), so listeners see every reply
 after N again. Entries the newest snapshot already covers are replayed silently (their callers were
 answered, or gave up, before it was taken); only later ones are answered again.
+
+Metrics (the registry passed in, METRICS by default), recorded once per batch; the heartbeat carries
+their summary (`metrics`: the `matcher.*` stages and counters), which the web tier reads:
+
+    matcher.apply       applying the batch's entries (and queuing their replies for the pipeline)
+    matcher.replies     the reply pipeline's round trip (RPUSH + EXPIRE per reply)
+    matcher.listeners   the projector's and the market-data writer's hand-off
+    matcher.batch_size  entries per batch (unit "commands"); matcher.commands: throughput
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import redis
 from matching.engine import AdvanceTime
 from matching.worker.codec import encode_command
 from matching.worker.matcher import Matcher, Reply
+from matching.worker.metrics import METRICS, Registry
 from matching.worker.replies import encode_reply
 from matching.worker.snapshots import SnapshotStore
 
@@ -109,6 +118,7 @@ class StreamRunner:
         reply_ttl: int = 60,
         heartbeat_ttl: float = 3.0,
         heartbeat_every: float = 0.5,
+        metrics: Registry = METRICS,
     ) -> None:
         if redis_client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("the stream runner needs a Redis client with decode_responses=False")
@@ -136,6 +146,12 @@ class StreamRunner:
         self._last_heartbeat = 0.0
         self._lag = 0
         self.heartbeat_extra: Callable[[], dict[str, Any]] | None = None  # merged into each heartbeat
+        self.metrics = metrics
+        self._apply_time = metrics.stage("matcher.apply")
+        self._reply_time = metrics.stage("matcher.replies")
+        self._listener_time = metrics.stage("matcher.listeners")
+        self._batch_sizes = metrics.stage("matcher.batch_size", unit="commands")
+        self._commands = metrics.throughput("matcher.commands")
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(replies)` after each batch (replayed ones too, after a restart: dedupe by seq)."""
@@ -292,6 +308,7 @@ class StreamRunner:
     def _apply_batch(self, entries: list[tuple[bytes, dict]]) -> None:
         matcher = self.matcher
         replies = []
+        started = time.perf_counter_ns()
         pipe = self.redis.pipeline(transaction=False)
         for entry_id, fields in entries:
             reply = apply_entry(matcher, entry_id, fields)
@@ -302,15 +319,22 @@ class StreamRunner:
             if key and reply.seq > self._answered_through:
                 pipe.rpush(key, encode_reply(reply))
                 pipe.expire(key, self.reply_ttl)
+        applied = time.perf_counter_ns()
         try:
             if len(pipe):
                 pipe.execute()
         finally:  # listeners (the projector) see every applied batch, even if its replies were lost
+            answered = time.perf_counter_ns()
             for listener in self._listeners:
                 try:
                     listener(replies)
                 except Exception:
                     log.exception("stream runner listener %r failed", listener)
+            self._apply_time.record(applied - started)
+            self._reply_time.record(answered - applied)
+            self._listener_time.record(time.perf_counter_ns() - answered)
+            self._batch_sizes.record(len(entries))
+            self._commands.add(len(entries))
             if self.snapshots is not None and self._since_snapshot >= self.snapshot_every:
                 with contextlib.suppress(redis.RedisError):
                     self.heartbeat()  # a large snapshot must not let the heartbeat lapse
@@ -332,7 +356,8 @@ class StreamRunner:
         except redis.ResponseError:  # no stream yet
             self._lag = 0
         value: dict[str, Any] = {"seq": self.matcher.seq, "lag": self._lag, "stream_id": self.stream_id,
-                                 "pid": os.getpid(), "time": time.time()}
+                                 "pid": os.getpid(), "time": time.time(),
+                                 "metrics": self.metrics.summary(prefix="matcher.")}
         if self.heartbeat_extra is not None:
             try:
                 value.update(self.heartbeat_extra())

@@ -4,12 +4,15 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from exchange.marketmaker import accounts
+
 # (username, password, superuser): known passwords, so only ever created with DEBUG on.
 DEMO_ACCOUNTS = (("demo", "demo", False), ("admin", "admin", True))
 
 
 class Command(BaseCommand):
-    help = "Create the demo user demo/demo and the superuser admin/admin (DEBUG only; existing users kept)."
+    help = ("Create the demo user demo/demo, the superuser admin/admin and the market maker's user with its "
+            "position limits (DEBUG only; existing users and limits kept).")
 
     def handle(self, *args: object, **options: object) -> None:
         if not settings.DEBUG:
@@ -28,3 +31,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"Demo {role}: {username} / {password}")
             else:
                 self.stdout.write(f"Demo {role} {username} exists with another password; left unchanged.")
+        # Before the server starts, so the overrides are part of the matcher's start-up configuration
+        # (risk.config.worker_config); its cash is deposited by the market maker itself (it needs the
+        # matcher): exchange/marketmaker/accounts.py.
+        maker = accounts.ensure_user()
+        created = accounts.ensure_limits(maker, send=False)
+        limits = f"; position limits added for {', '.join(created)}" if created else ""
+        self.stdout.write(f"Market maker user: {maker.get_username()} (no password){limits}")

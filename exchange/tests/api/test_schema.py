@@ -17,7 +17,7 @@ def test_schema_generates_cleanly_and_covers_every_api_route(tmp_path):
     assert routes, "the API is mounted at /api/"
     for path in ("/api/submit", "/api/cancel/{order_id}", "/api/orders", "/api/book/{symbol}",
                  "/api/trades/{symbol}", "/api/ticker/{symbol}", "/api/candles/{symbol}", "/api/instruments",
-                 "/api/token"):
+                 "/api/token", "/api/orders/batch", "/api/performance/system"):
         assert f"  {path}:" in text, path
 
 

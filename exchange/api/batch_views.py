@@ -1,0 +1,124 @@
+"""POST /api/orders/batch: up to 100 orders in one request, each validated and answered on its own.
+
+    {"orders": [<a POST /api/submit body>, ...]}
+ -> 200 {"succeeded": n, "failed": m, "results": [{"index": i, "http_status": 201, "success": true,
+                                                    <POST /api/submit's result>} |
+                                                   {"index": i, "http_status": 4xx/503, "success": false,
+                                                    "code": ..., "message": ..., ...}, ...]}
+
+One bad order never fails the others: each is validated alone and gets the result or the error a
+single submit would have answered (http_status says which), in request order. The valid ones go
+to the matcher together: in the embedded mode as one batch (one journal commit), in production as
+one pipeline per shard; a repeated client_order_id within the batch is a duplicate of the first.
+
+The request as a whole fails only when it cannot be read: not signed in (401), no "orders" list
+(400 invalid_request), more than 100 (400 too_many_orders), no order budget left at all (429), or the
+matcher refusing to take any of them (503, nothing sent).
+
+Rate limit: each order takes one token of the submit budget (`OrderBudgetThrottle`, the same counter as
+POST /api/submit: 10 orders a second by default), so a batch cannot get past it. Orders beyond the
+budget left are answered `rate_limited` with `retry_after`, in request order, and not sent; invalid
+orders cost nothing. The request itself counts once toward the burst and sustained call limits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exchange.api import schemas
+from exchange.api.errors import ApiError, body
+from exchange.api.serializers import OrderRequest
+from exchange.api.throttles import BurstThrottle, OrderBudgetThrottle, SustainedThrottle
+from exchange.api.views import ERRORS, submit_outcome
+from exchange.models import Instrument
+from matching import services
+from matching.engine import OrderType, Side, STPMode, TimeInForce
+from matching.worker.bus import Unavailable
+from risk import selectors as risk_selectors
+
+MAX_ORDERS = 100
+
+
+class BatchSubmitView(APIView):
+    """POST /api/orders/batch: place up to 100 orders; per order its outcome or its error."""
+
+    throttle_classes = (OrderBudgetThrottle, BurstThrottle, SustainedThrottle)
+
+    @extend_schema(request=schemas.BatchRequest, responses={200: schemas.BatchResult, **ERRORS})
+    def post(self, request: Request) -> Response:
+        started = time.perf_counter_ns()
+        items = request.data.get("orders") if isinstance(request.data, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ApiError(400, "invalid_request", 'expected {"orders": [order, ...]} with 1 to '
+                           f"{MAX_ORDERS} orders in the shape of POST /api/submit")
+        if len(items) > MAX_ORDERS:
+            raise ApiError(400, "too_many_orders", f"at most {MAX_ORDERS} orders a batch, not {len(items)}",
+                           limit=MAX_ORDERS)
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        valid: list[tuple[int, Instrument, services.OrderSpec]] = []
+        stp_default: STPMode | None = None  # read once, and only if an order names no stp
+        for index, item in enumerate(items):
+            form = OrderRequest(data=item)
+            if not form.is_valid():
+                results[index] = failure(index, 400, "invalid_request", "the order is not valid: see fields",
+                                         fields=form.errors)
+                continue
+            data = form.validated_data
+            if "stp" not in data and stp_default is None:
+                stp_default = risk_selectors.stp_default(user_id=request.user.id)
+            valid.append((index, data["instrument"], order_spec(data, stp_default)))
+
+        throttle = OrderBudgetThrottle()
+        granted = throttle.admit(request, self, len(valid))
+        if granted < len(valid):
+            retry_after = max(1, math.ceil(throttle.wait() or 1))
+            for index, _, _ in valid[granted:]:
+                results[index] = failure(index, 429, "rate_limited", "over the order rate limit; not sent",
+                                         retry_after=retry_after)
+            valid = valid[:granted]
+
+        replies = services.order_submit_many(user_id=request.user.id, orders=[spec for _, _, spec in valid]
+                                             ) if valid else []
+        for (index, instrument, _), reply in zip(valid, replies, strict=True):
+            if isinstance(reply, Unavailable):
+                results[index] = failure(index, 503, "matcher_unavailable", f"{reply}; retry later",
+                                         retry_after=max(1, math.ceil(reply.retry_after)))
+                continue
+            try:
+                outcome = submit_outcome(reply, instrument, started)
+            except ApiError as refusal:  # the engine or the risk stage rejected the order
+                results[index] = failure(index, refusal.status_code, refusal.code, str(refusal.detail),
+                                         **refusal.extra)
+                continue
+            results[index] = {"index": index, "http_status": 201, **outcome}
+        succeeded = sum(1 for result in results if result is not None and result["success"])
+        return Response({"succeeded": succeeded, "failed": len(results) - succeeded, "results": results})
+
+
+def order_spec(data: dict[str, Any], stp_default: STPMode | None) -> services.OrderSpec:
+    """A validated OrderRequest as the service takes it (the account's stp_default if it names none)."""
+    return services.OrderSpec(
+        symbol=data["instrument"].symbol,
+        side=Side(data["side"]),
+        order_type=OrderType(data["type"]),
+        qty_lots=data["qty_lots"],
+        price_ticks=data["price_ticks"],
+        stop_price_ticks=data["stop_price_ticks"],
+        tif=TimeInForce(data["time_in_force"]),
+        expire_at=data.get("expire_at"),
+        post_only=data["post_only"],
+        stp=STPMode(data["stp"]) if "stp" in data or stp_default is None else stp_default,
+        client_order_id=data.get("client_order_id"),
+    )
+
+
+def failure(index: int, http_status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    """One order's error: the API's error shape with its index and the status a single submit gets."""
+    return {"index": index, "http_status": http_status, "success": False, **body(code, message, **extra)}
