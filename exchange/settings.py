@@ -1,6 +1,7 @@
 """Django settings. Environment variables are read only by `exchange.env.read_env`."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -70,6 +71,19 @@ TEMPLATES = [
 
 # CONN_MAX_AGE stays 0: Django advises against persistent connections under ASGI.
 DATABASES = {"default": dj_database_url.parse(ENV.database_url, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default: the projector and the market maker write while requests read. WAL lets
+    # readers go on during a write; IMMEDIATE takes the write lock up front, so two writers queue on
+    # the busy timeout instead of failing on a lock upgrade. Tests use a file too (per process): an
+    # in-memory database's shared cache locks whole tables and refuses instead of waiting.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"exchange-test-{os.getpid()}.sqlite3")
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The cache holds the API's rate-limit counters: shared by every server process through Redis in
