@@ -34,19 +34,3 @@ def _fresh_local_caches():
 
     local_cache.clear_all()
 
-
-def _read_uncommitted(sender, connection, **kwargs) -> None:
-    """The test database is SQLite in memory with a shared cache, where a read of a table that the
-    projector's thread is writing fails at once ("database table is locked") instead of waiting as
-    it would on a file. Tests read projected rows right after the orders that wrote them; with
-    read_uncommitted a read takes no table lock, so it sees the write in progress or the state
-    before it, never an error."""
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA read_uncommitted = true")
-
-
-def pytest_configure(config) -> None:
-    from django.db.backends.signals import connection_created
-
-    connection_created.connect(_read_uncommitted, dispatch_uid="tests-read-uncommitted")

@@ -148,7 +148,7 @@ async def _throttle(user: AbstractBaseUser) -> None:
     if isinstance(caches["default"], LocMemCache):  # this process's memory: nothing to wait for
         _check_throttles(user)
     else:
-        await sync_to_async(_check_throttles)(user)
+        await sync_to_async(_check_throttles)(user)  # Redis: shared by every server process
 
 
 def _check_throttles(user: AbstractBaseUser) -> None:
