@@ -12,4 +12,8 @@ from exchange.asgi_handler import get_asgi_application
 # before anything imports models.
 django_asgi_app = get_asgi_application()
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from exchange.api.gateway import OrderGateway  # noqa: E402  (after Django's setup)
+
+# POST /api/submit from programs (token, no Origin) answered before Django's machinery; the rest,
+# and whatever the gateway does not take as it stands, by Django (exchange/api/gateway.py).
+application = ProtocolTypeRouter({"http": OrderGateway(django_asgi_app)})

@@ -75,6 +75,14 @@ def _closes_only_the_request(response: HttpResponseBase) -> bool:
                for closer in response._resource_closers)
 
 
+async def send_request_finished(sender: type) -> None:
+    """What `response.close()` sends, for an answer made without a response object (the order gateway)."""
+    if _inline_safe(signals.request_finished, sender):
+        signals.request_finished.send(sender=sender)
+    else:
+        await signals.request_finished.asend(sender=sender)
+
+
 async def close_response(response: HttpResponseBase) -> None:
     """`response.close()`, which sends `request_finished`: inline when nothing in it can block."""
     if _closes_only_the_request(response) and _inline_safe(signals.request_finished, response._handler_class):

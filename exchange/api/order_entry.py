@@ -60,28 +60,12 @@ async def submit(request: HttpRequest) -> HttpResponse:
     try:
         user = await _authenticate(request, token_key)
         request.user = user
-        await _throttle(user)
-        data = _parse(request)
-        order = await _validate(data)
-        instrument = order["instrument"]
-        reply = await services.order_submit_async(
-            user_id=user.pk,
-            symbol=instrument.symbol,
-            side=Side(order["side"]),
-            order_type=OrderType(order["type"]),
-            qty_lots=order["qty_lots"],
-            price_ticks=order["price_ticks"],
-            stop_price_ticks=order["stop_price_ticks"],
-            tif=TimeInForce(order["time_in_force"]),
-            expire_at=order.get("expire_at"),
-            post_only=order["post_only"],
-            stp=STPMode(order["stp"]) if "stp" in order else await risk_selectors.astp_default(
-                user_id=user.pk),
-            client_order_id=order.get("client_order_id"),
-        )
-        return _json(views.submit_outcome(reply, instrument, started), 201)
+        await throttle(user)
+        data = parse_json(request.body) if _content_length(request) else {}
+        order = await quick_validate(data) or await sync_to_async(_full_validation)(data)
+        return json_response(await place(user, order, started), 201)
     except Exception as exc:
-        return _handle_exception(exc)
+        return error_response(exc)
 
 
 # Set by SubmitView.as_view() too; drf-spectacular and DRF's schema generator read them.
@@ -101,21 +85,27 @@ def _fast_path_token(request: HttpRequest) -> str | None:
         return None
     if api_settings.URL_FORMAT_OVERRIDE in request.GET:
         return None
-    if not _json_accepted(request.META.get("HTTP_ACCEPT", "")):
+    if not json_accepted(request.META.get("HTTP_ACCEPT", "")):
         return None
     header = request.META.get("HTTP_AUTHORIZATION")
     if header is None:
         return ""
-    parts = header.encode("iso-8859-1", "replace").split()  # as DRF's get_authorization_header
+    return token_key(header.encode("iso-8859-1", "replace"))  # as DRF's get_authorization_header
+
+
+def token_key(header: bytes) -> str | None:
+    """The key of an `Authorization: Token <key>` header; None for Basic or a malformed header (DRF
+    then says exactly what is wrong)."""
+    parts = header.split()
     if len(parts) != 2 or parts[0].lower() != b"token":
-        return None  # Basic, or a malformed header: DRF says exactly what is wrong
+        return None
     try:
         return parts[1].decode()
     except UnicodeError:
         return None
 
 
-def _json_accepted(accept: str) -> bool:
+def json_accepted(accept: str) -> bool:
     """DRF's content negotiation picks JSON, plainly (no `indent`, no other type to weigh)."""
     for media_range in accept.split(","):
         media_type, *params = media_range.split(";")
@@ -143,7 +133,7 @@ async def _authenticate(request: HttpRequest, token_key: str) -> AbstractBaseUse
     raise exceptions.NotAuthenticated()
 
 
-async def _throttle(user: AbstractBaseUser) -> None:
+async def throttle(user: AbstractBaseUser) -> None:
     """SubmitView's throttles, as DRF's check_throttles runs them (every one counts the call)."""
     if isinstance(caches["default"], LocMemCache):  # this process's memory: nothing to wait for
         _check_throttles(user)
@@ -162,27 +152,47 @@ def _check_throttles(user: AbstractBaseUser) -> None:
         raise exceptions.Throttled(max((w for w in waits if w is not None), default=None))
 
 
-def _parse(request: HttpRequest) -> Any:
-    """request.data as DRF reads it: nothing (Content-Length 0) is {}."""
+def _content_length(request: HttpRequest) -> int:
+    """As DRF reads it: nothing (Content-Length 0) is {}."""
     try:
-        length = int(request.META.get("CONTENT_LENGTH", request.META.get("HTTP_CONTENT_LENGTH", 0)))
+        return int(request.META.get("CONTENT_LENGTH", request.META.get("HTTP_CONTENT_LENGTH", 0)))
     except (ValueError, TypeError):
-        length = 0
-    if length == 0:
-        return {}
-    return JSONParser().parse(io.BytesIO(request.body), "application/json", {"encoding": "utf-8"})
+        return 0
 
 
-async def _validate(data: Any) -> dict[str, Any]:
+def parse_json(body: bytes) -> Any:
+    """DRF's JSONParser on a UTF-8 body (ParseError if it is not JSON)."""
+    return JSONParser().parse(io.BytesIO(body), "application/json", {"encoding": "utf-8"})
+
+
+async def quick_validate(data: Any) -> dict[str, Any] | None:
+    """`serializers.quick_order` with the instrument from its cache; None: OrderRequest decides."""
     symbol = data.get("symbol") if type(data) is dict else None
-    instrument = None
     if type(symbol) is str and 0 < len(symbol) <= 12:
         instrument = await lookups.ainstrument_get(symbol)
-    if instrument is not None:
-        order = serializers.quick_order(data, instrument)
-        if order is not None:
-            return order
-    return await sync_to_async(_full_validation)(data)  # errors, and the rarer fields
+        if instrument is not None:
+            return serializers.quick_order(data, instrument)
+    return None
+
+
+async def place(user: AbstractBaseUser, order: dict[str, Any], started: int) -> dict:
+    """Submit a validated order and wait for the matcher: SubmitView's 201 body (or its ApiError)."""
+    instrument = order["instrument"]
+    reply = await services.order_submit_async(
+        user_id=user.pk,
+        symbol=instrument.symbol,
+        side=Side(order["side"]),
+        order_type=OrderType(order["type"]),
+        qty_lots=order["qty_lots"],
+        price_ticks=order["price_ticks"],
+        stop_price_ticks=order["stop_price_ticks"],
+        tif=TimeInForce(order["time_in_force"]),
+        expire_at=order.get("expire_at"),
+        post_only=order["post_only"],
+        stp=STPMode(order["stp"]) if "stp" in order else await risk_selectors.astp_default(user_id=user.pk),
+        client_order_id=order.get("client_order_id"),
+    )
+    return views.submit_outcome(reply, instrument, started)
 
 
 def _full_validation(data: Any) -> dict[str, Any]:
@@ -191,12 +201,12 @@ def _full_validation(data: Any) -> dict[str, Any]:
     return form.validated_data
 
 
-def _json(data: Any, status: int, headers: dict[str, str] | None = None) -> HttpResponse:
+def json_response(data: Any, status: int, headers: dict[str, str] | None = None) -> HttpResponse:
     return HttpResponse(_renderer.render(data), status=status, content_type="application/json",
                         headers={**_HEADERS, **(headers or {})})
 
 
-def _handle_exception(exc: Exception) -> HttpResponse:
+def error_response(exc: Exception) -> HttpResponse:
     """DRF's APIView.handle_exception: 401s say how to authenticate, then the API's handler."""
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         exc.auth_header = "Token"  # the first authentication class's header
@@ -204,4 +214,4 @@ def _handle_exception(exc: Exception) -> HttpResponse:
     if answer is None:
         raise exc
     headers = {name: answer[name] for name in ("WWW-Authenticate", "Retry-After") if answer.has_header(name)}
-    return _json(answer.data, answer.status_code, headers)
+    return json_response(answer.data, answer.status_code, headers)
