@@ -199,7 +199,7 @@ def stages(args, key: str) -> None:
     from exchange.asgi import django_asgi_app
     from exchange.models import Instrument
     from matching import services
-    from matching.engine import OrderType, Side, STPMode, TimeInForce
+    from matching.engine import OrderType, Side, TimeInForce
     from risk.models import Account
 
     async def empty(request):
@@ -254,7 +254,7 @@ def stages(args, key: str) -> None:
     rows.append(("throttle: 3 rate limits (one-second windows, one caller)",
                  timed(old_throttles, n, runs), timed(lambda: order_entry._check_throttles(user), n, runs)))
     request = RequestFactory().post("/api/submit", body, content_type="application/json")
-    rows.append(("parse the JSON body", None, timed(lambda: order_entry._parse(request), n, runs)))
+    rows.append(("parse the JSON body", None, timed(lambda: order_entry.parse_json(request.body), n, runs)))
 
     def old_validate() -> None:
         lookups.INSTRUMENTS.clear()  # SubmitView read the instrument from the database every time
@@ -268,15 +268,16 @@ def stages(args, key: str) -> None:
                        .first(), n, runs),
                  None))
     services.command_bus()
-    order = {"user_id": user.pk, "symbol": "AAPL", "side": Side.BUY, "order_type": OrderType.LIMIT,
-             "qty_lots": 1, "price_ticks": 9000, "tif": TimeInForce.IOC, "stp": STPMode.CANCEL_NEWEST}
+    order = services.OrderSpec(symbol="AAPL", side=Side.BUY, order_type=OrderType.LIMIT, qty_lots=1,
+                               price_ticks=9000, tif=TimeInForce.IOC)
     rows.append(("matcher round trip (journal fsync included)",
-                 timed(lambda: services.order_submit(**order), n, runs),
-                 timed(lambda: services.order_submit_async(**order), n, runs)))
-    reply = services.order_submit(**order)
+                 timed(lambda: services.order_submit(user_id=user.pk, order=order), n, runs),
+                 timed(lambda: services.order_submit_async(user_id=user.pk, order=order), n, runs)))
+    reply = services.order_submit(user_id=user.pk, order=order)
     started = time.perf_counter_ns()
     rows.append(("answer: outcome and JSON", None,
-                 timed(lambda: order_entry._json(views.submit_outcome(reply, aapl, started), 201), n, runs)))
+                 timed(lambda: order_entry.json_response(views.submit_outcome(reply, aapl, started), 201),
+                       n, runs)))
     rows.append(("whole request in process, no HTTP", old_whole, new_whole))
     services.command_bus_stop()
     assert settings.MATCHER_FSYNC and JSONParser

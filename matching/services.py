@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time as clock
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -140,67 +140,9 @@ def command_bus_health() -> dict[str, dict]:
     return report
 
 
-def order_submit(
-    *,
-    user_id: int,
-    symbol: str,
-    side: Side,
-    order_type: OrderType,
-    qty_lots: int,
-    price_ticks: int | None = None,
-    stop_price_ticks: int | None = None,
-    tif: TimeInForce = TimeInForce.GTC,
-    expire_at: datetime | None = None,
-    post_only: bool = False,
-    stp: STPMode = STPMode.CANCEL_NEWEST,
-    client_order_id: str | None = None,
-) -> Reply:
-    """Send a new order to the matcher and wait for its outcome (raises Unavailable)."""
-    cmd = new_order(user_id=user_id, symbol=symbol, side=side, order_type=order_type, qty_lots=qty_lots,
-                    price_ticks=price_ticks, stop_price_ticks=stop_price_ticks, tif=tif, expire_at=expire_at,
-                    post_only=post_only, stp=stp, client_order_id=client_order_id)
-    return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
-
-
-async def order_submit_async(**order: Any) -> Reply:
-    """`order_submit` for an async caller (the order entry view), same arguments: awaited in the
-    caller's event loop, no thread hop (the bus's `submit_async`). Starts the bus in a thread if this
-    is the process's first order (that reads the database)."""
-    bus = _bus if _bus is not None else await sync_to_async(command_bus)()
-    return await bus.submit_async(new_order(**order), settings.MATCHER_TIMEOUT)
-
-
-def new_order(
-    *,
-    user_id: int,
-    symbol: str,
-    side: Side,
-    order_type: OrderType,
-    qty_lots: int,
-    price_ticks: int | None = None,
-    stop_price_ticks: int | None = None,
-    tif: TimeInForce = TimeInForce.GTC,
-    expire_at: datetime | None = None,
-    post_only: bool = False,
-    stp: STPMode = STPMode.CANCEL_NEWEST,
-    client_order_id: str | None = None,
-) -> NewOrder:
-    """The NewOrder command for `order_submit`'s arguments (a DAY order without expire_at expires at
-    the session's end)."""
-    if tif is TimeInForce.DAY and expire_at is None:
-        expire_at = session_end(datetime.now(UTC))
-    return NewOrder(0, user_id, symbol, side, qty_lots, price_ticks, order_type, tif, post_only,
-                    stop_price_ticks, None if expire_at is None else to_ns(expire_at), stp,
-                    client_order_id=client_order_id)
-
-
-def order_cancel(*, user_id: int, symbol: str, order_id: int) -> Reply:
-    return command_bus().submit(CancelOrder(order_id, user_id, symbol), settings.MATCHER_TIMEOUT)
-
-
 @dataclass(frozen=True, slots=True)
 class OrderSpec:
-    """One order of a batch: `new_order`'s arguments but the user's."""
+    """A new order as the web tier validated it (prices in ticks, quantities in lots), not yet a user's."""
 
     symbol: str
     side: Side
@@ -215,12 +157,39 @@ class OrderSpec:
     client_order_id: str | None = None
 
 
+def new_order(*, user_id: int, order: OrderSpec) -> NewOrder:
+    """The NewOrder command (a DAY order without expire_at expires at the session's end)."""
+    expire_at = order.expire_at
+    if order.tif is TimeInForce.DAY and expire_at is None:
+        expire_at = session_end(datetime.now(UTC))
+    return NewOrder(0, user_id, order.symbol, order.side, order.qty_lots, order.price_ticks, order.order_type,
+                    order.tif, order.post_only, order.stop_price_ticks,
+                    None if expire_at is None else to_ns(expire_at), order.stp,
+                    client_order_id=order.client_order_id)
+
+
+def order_submit(*, user_id: int, order: OrderSpec) -> Reply:
+    """Send a new order to the matcher and wait for its outcome (raises Unavailable)."""
+    return command_bus().submit(new_order(user_id=user_id, order=order), settings.MATCHER_TIMEOUT)
+
+
+async def order_submit_async(*, user_id: int, order: OrderSpec) -> Reply:
+    """`order_submit` for an async caller (the order entry view): awaited in the caller's event loop,
+    no thread hop (the bus's `submit_async`). Starts the bus in a thread if this is the process's
+    first order (that reads the database)."""
+    bus = _bus if _bus is not None else await sync_to_async(command_bus)()
+    return await bus.submit_async(new_order(user_id=user_id, order=order), settings.MATCHER_TIMEOUT)
+
+
+def order_cancel(*, user_id: int, symbol: str, order_id: int) -> Reply:
+    return command_bus().submit(CancelOrder(order_id, user_id, symbol), settings.MATCHER_TIMEOUT)
+
+
 def order_submit_many(*, user_id: int, orders: Sequence[OrderSpec]) -> list[Reply | Unavailable]:
     """Send new orders together and wait for all: per order its Reply, or Unavailable if that one was
     not answered in time. Embedded, they reach the matcher as one batch (one journal commit); over
     Redis, as one pipeline per shard. Raises Unavailable when none could be sent."""
-    names = [field.name for field in fields(OrderSpec)]
-    cmds = [new_order(user_id=user_id, **{name: getattr(o, name) for name in names}) for o in orders]
+    cmds = [new_order(user_id=user_id, order=order) for order in orders]
     return command_bus().submit_many(cmds, settings.MATCHER_TIMEOUT)
 
 

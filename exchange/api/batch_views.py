@@ -34,12 +34,12 @@ from rest_framework.views import APIView
 
 from exchange.api import schemas
 from exchange.api.errors import ApiError, body
-from exchange.api.serializers import OrderRequest
+from exchange.api.serializers import OrderRequest, order_spec
 from exchange.api.throttles import BurstThrottle, OrderBudgetThrottle, SustainedThrottle
 from exchange.api.views import ERRORS, submit_outcome
 from exchange.models import Instrument
 from matching import services
-from matching.engine import OrderType, Side, STPMode, TimeInForce
+from matching.engine import STPMode
 from matching.worker.bus import Unavailable
 from risk import selectors as risk_selectors
 
@@ -73,7 +73,8 @@ class BatchSubmitView(APIView):
             data = form.validated_data
             if "stp" not in data and stp_default is None:
                 stp_default = risk_selectors.stp_default(user_id=request.user.id)
-            valid.append((index, data["instrument"], order_spec(data, stp_default)))
+            spec = order_spec(data, stp_default or STPMode.CANCEL_NEWEST)
+            valid.append((index, data["instrument"], spec))
 
         throttle = OrderBudgetThrottle()
         granted = throttle.admit(request, self, len(valid))
@@ -100,23 +101,6 @@ class BatchSubmitView(APIView):
             results[index] = {"index": index, "http_status": 201, **outcome}
         succeeded = sum(1 for result in results if result is not None and result["success"])
         return Response({"succeeded": succeeded, "failed": len(results) - succeeded, "results": results})
-
-
-def order_spec(data: dict[str, Any], stp_default: STPMode | None) -> services.OrderSpec:
-    """A validated OrderRequest as the service takes it (the account's stp_default if it names none)."""
-    return services.OrderSpec(
-        symbol=data["instrument"].symbol,
-        side=Side(data["side"]),
-        order_type=OrderType(data["type"]),
-        qty_lots=data["qty_lots"],
-        price_ticks=data["price_ticks"],
-        stop_price_ticks=data["stop_price_ticks"],
-        tif=TimeInForce(data["time_in_force"]),
-        expire_at=data.get("expire_at"),
-        post_only=data["post_only"],
-        stp=STPMode(data["stp"]) if "stp" in data or stp_default is None else stp_default,
-        client_order_id=data.get("client_order_id"),
-    )
 
 
 def failure(index: int, http_status: int, code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from exchange.api import lookups, serializers, views
 from exchange.api.authentication import checked
 from exchange.api.errors import exception_handler
 from matching import services
-from matching.engine import OrderType, Side, STPMode, TimeInForce
+from matching.engine import STPMode
 from risk import selectors as risk_selectors
 
 _drf_view = views.SubmitView.as_view()
@@ -177,22 +177,11 @@ async def quick_validate(data: Any) -> dict[str, Any] | None:
 
 async def place(user: AbstractBaseUser, order: dict[str, Any], started: int) -> dict:
     """Submit a validated order and wait for the matcher: SubmitView's 201 body (or its ApiError)."""
-    instrument = order["instrument"]
-    reply = await services.order_submit_async(
-        user_id=user.pk,
-        symbol=instrument.symbol,
-        side=Side(order["side"]),
-        order_type=OrderType(order["type"]),
-        qty_lots=order["qty_lots"],
-        price_ticks=order["price_ticks"],
-        stop_price_ticks=order["stop_price_ticks"],
-        tif=TimeInForce(order["time_in_force"]),
-        expire_at=order.get("expire_at"),
-        post_only=order["post_only"],
-        stp=STPMode(order["stp"]) if "stp" in order else await risk_selectors.astp_default(user_id=user.pk),
-        client_order_id=order.get("client_order_id"),
-    )
-    return views.submit_outcome(reply, instrument, started)
+    default_stp = STPMode.CANCEL_NEWEST if "stp" in order else await risk_selectors.astp_default(
+        user_id=user.pk)
+    spec = serializers.order_spec(order, default_stp)
+    reply = await services.order_submit_async(user_id=user.pk, order=spec)
+    return views.submit_outcome(reply, order["instrument"], started)
 
 
 def _full_validation(data: Any) -> dict[str, Any]:

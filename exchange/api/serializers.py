@@ -17,6 +17,7 @@ from rest_framework import serializers
 from exchange.api import lookups
 from exchange.models import Instrument
 from matching.engine import MAX_UNITS, OrderType, Side, STPMode, TimeInForce
+from matching.services import OrderSpec
 
 _MAX_TEXT = 40  # no valid price or quantity needs more characters
 
@@ -178,3 +179,21 @@ class AccountSettingsRequest(serializers.Serializer):
     """PATCH /api/account: the settings a user may change."""
 
     stp_default = serializers.ChoiceField(choices=STP_MODES)
+
+
+def order_spec(data: dict[str, Any], default_stp: STPMode) -> OrderSpec:
+    """A validated order (OrderRequest's or `quick_order`'s) as the services take it; `default_stp`
+    (the account's) when it names none."""
+    return OrderSpec(
+        symbol=data["instrument"].symbol,
+        side=Side(data["side"]),
+        order_type=OrderType(data["type"]),
+        qty_lots=data["qty_lots"],
+        price_ticks=data["price_ticks"],
+        stop_price_ticks=data["stop_price_ticks"],
+        tif=TimeInForce(data["time_in_force"]),
+        expire_at=data.get("expire_at"),
+        post_only=data["post_only"],
+        stp=STPMode(data["stp"]) if "stp" in data else default_stp,
+        client_order_id=data.get("client_order_id"),
+    )

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from exchange.api import schemas
 from exchange.api.errors import ApiError, body
-from exchange.api.serializers import OrderRequest
+from exchange.api.serializers import OrderRequest, order_spec
 from exchange.api.throttles import BurstThrottle, SubmitThrottle, SustainedThrottle
 from exchange.models import Instrument
 from matching import selectors, services
@@ -28,10 +28,8 @@ from matching.engine import (
     OrderRejected,
     OrderType,
     RejectReason,
-    Side,
     StopTriggered,
     STPMode,
-    TimeInForce,
     Trade,
 )
 from matching.timestamps import to_datetime
@@ -58,23 +56,10 @@ class SubmitView(APIView):
         form = OrderRequest(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        instrument: Instrument = data["instrument"]
-        reply = services.order_submit(
-            user_id=request.user.id,
-            symbol=instrument.symbol,
-            side=Side(data["side"]),
-            order_type=OrderType(data["type"]),
-            qty_lots=data["qty_lots"],
-            price_ticks=data["price_ticks"],
-            stop_price_ticks=data["stop_price_ticks"],
-            tif=TimeInForce(data["time_in_force"]),
-            expire_at=data.get("expire_at"),
-            post_only=data["post_only"],
-            stp=STPMode(data["stp"]) if "stp" in data else risk_selectors.stp_default(
-                user_id=request.user.id),
-            client_order_id=data.get("client_order_id"),
-        )
-        return Response(submit_outcome(reply, instrument, started), status.HTTP_201_CREATED)
+        default_stp = STPMode.CANCEL_NEWEST if "stp" in data else risk_selectors.stp_default(
+            user_id=request.user.id)
+        reply = services.order_submit(user_id=request.user.id, order=order_spec(data, default_stp))
+        return Response(submit_outcome(reply, data["instrument"], started), status.HTTP_201_CREATED)
 
 
 class CancelView(APIView):

@@ -50,7 +50,7 @@ from matching.engine.events import (
     OrderRejected,
     Trade,
 )
-from matching.engine.types import OrderStatus, OrderType, Side, TimeInForce
+from matching.engine.types import OrderStatus, OrderType, Side
 from matching.models import Order
 from matching.worker.bus import Unavailable
 from matching.worker.matcher import Reply
@@ -351,9 +351,9 @@ class MarketMaker:
                 return
             reply = services.order_cancel(user_id=self.user.pk, symbol=cmd.symbol, order_id=cmd.order_id)
         else:
-            reply = services.order_submit(user_id=self.user.pk, symbol=cmd.symbol, side=cmd.side,
-                                          order_type=OrderType.LIMIT, qty_lots=cmd.qty,
-                                          price_ticks=cmd.price, tif=TimeInForce.GTC)
+            order = services.OrderSpec(symbol=cmd.symbol, side=cmd.side, order_type=OrderType.LIMIT,
+                                       qty_lots=cmd.qty, price_ticks=cmd.price)
+            reply = services.order_submit(user_id=self.user.pk, order=order)
         self._absorb(reply)
 
     def _absorb(self, reply: Reply) -> None:
