@@ -1,6 +1,7 @@
 import time
 
 import pytest
+from django.test import Client
 
 from matching.worker.metrics import METRICS
 
@@ -18,3 +19,17 @@ def reset_metrics():
         METRICS.reset()
 
     return reset
+
+
+@pytest.fixture
+def alice(embedded, django_user_model, client):
+    """A logged-in browser session (the embedded matcher running)."""
+    client.force_login(django_user_model.objects.create_user("alice", password="pw"))
+    return client
+
+
+@pytest.fixture
+def bob(embedded, django_user_model):
+    other = Client()
+    other.force_login(django_user_model.objects.create_user("bob", password="pw"))
+    return other

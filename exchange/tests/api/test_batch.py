@@ -18,19 +18,6 @@ LIFTED = {"submit": "100000/s", "burst": "100000/s", "sustained": "1000000/min"}
 
 
 @pytest.fixture
-def alice(embedded, django_user_model, client):
-    client.force_login(django_user_model.objects.create_user("alice", password="pw"))
-    return client
-
-
-@pytest.fixture
-def bob(embedded, django_user_model):
-    other = Client()
-    other.force_login(django_user_model.objects.create_user("bob", password="pw"))
-    return other
-
-
-@pytest.fixture
 def unlimited(monkeypatch):
     # the throttles read their rates once, when their classes are made: a settings override is too late
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", LIFTED)

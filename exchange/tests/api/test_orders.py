@@ -12,20 +12,6 @@ from matching.models import Order
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def alice(embedded, django_user_model, client):
-    user = django_user_model.objects.create_user("alice", password="pw")
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def bob(embedded, django_user_model):
-    other = Client()
-    other.force_login(django_user_model.objects.create_user("bob", password="pw"))
-    return other
-
-
 def submit(client, **fields):
     order = {"symbol": "AAPL", "side": "buy", "quantity": "5", "price": "100.00", **fields}
     return client.post("/api/submit", order, content_type="application/json")

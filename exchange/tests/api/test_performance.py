@@ -22,19 +22,6 @@ MATCHER_STAGES = ("matcher.queue_wait", "matcher.process", "matcher.journal_writ
                   "matcher.listeners")
 
 
-@pytest.fixture
-def alice(embedded, django_user_model, client):
-    client.force_login(django_user_model.objects.create_user("alice", password="pw"))
-    return client
-
-
-@pytest.fixture
-def bob(embedded, django_user_model):
-    other = Client()
-    other.force_login(django_user_model.objects.create_user("bob", password="pw"))
-    return other
-
-
 def submit(client, **fields):
     # stp named: the account's default is not read (that read can meet the projector's writes on SQLite)
     order = {"symbol": "AAPL", "side": "buy", "quantity": "1", "price": "100.00", "stp": "cancel_newest",
