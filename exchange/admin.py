@@ -23,6 +23,17 @@ class InstrumentAdmin(admin.ModelAdmin):
     readonly_fields = ("status", "halt_reason", "halted_until", "status_seq")
     actions = ("halt", "resume")
 
+    def save_model(self, request: HttpRequest, obj: Instrument, form: object, change: bool) -> None:
+        """Saved, then sent to the matcher as the instrument's risk configuration: a new instrument
+        gets its book there at once (through the log, so a replay sees it too), a new tick or lot size
+        its cash per tick and lot. If the matcher cannot take it now, its next start sends it."""
+        super().save_model(request, obj, form, change)
+        try:
+            risk_services.risk_limit_changed(instrument=obj, admin=request.user)
+        except (Unavailable, risk_services.RiskCommandRejected) as exc:
+            self.message_user(request, f"{obj.symbol} saved; the matcher takes it at its next start ({exc})",
+                              messages.WARNING)
+
     def has_halt_permission(self, request: HttpRequest) -> bool:
         return request.user.is_superuser or request.user.has_perm("exchange.change_instrument")
 

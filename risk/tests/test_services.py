@@ -223,3 +223,25 @@ def test_the_held_queue_in_the_admin(admin_client, alice, aapl, admin_user, djan
     assert (mine["status"], mine["filled_quantity"]) == ("filled", "100")
     account = alice.get("/api/account").json()
     assert [(p["symbol"], p["quantity"]) for p in account["positions"]] == [("AAPL", "100")]
+
+
+def test_an_instrument_added_in_the_admin_trades_at_once(admin_client, alice):
+    response = admin_client.post("/admin/exchange/instrument/add/", {
+        "symbol": "NEW", "name": "New Corp.", "tick_size": "0.05", "lot_size": "10"})
+    assert response.status_code == 302, response.content
+    resting = submit(alice, symbol="NEW", side="sell", quantity="20", price="10.05")
+    assert (resting.status_code, resting.json()["status"]) == (201, "open"), resting.json()
+    assert alice.get("/api/book/NEW").json()["asks"] == [{"price": "10.05", "quantity": "20"}]
+    matching_services.command_bus_stop()
+    audit = AuditEvent.objects.get(symbol="NEW", kind="risk_limit_set")
+    assert audit.detail["outcome"] == "applied"
+    assert audit.detail["command"]["config"]["cash_per_tick_lot"] == 5_000  # 0.05 x 10 in 0.0001 units
+
+
+def test_an_instrument_saved_while_the_matcher_is_down_is_kept_with_a_warning(admin_client, risk_matcher):
+    matching_services.command_bus().stop()  # the matcher thread ends: the bus refuses at once
+    aapl = Instrument.objects.get(symbol="AAPL")
+    response = admin_client.post(f"/admin/exchange/instrument/{aapl.pk}/change/", {
+        "symbol": "AAPL", "name": "Apple", "tick_size": "0.01", "lot_size": "1"}, follow=True)
+    assert any("saved; the matcher takes it at its next start" in m for m in messages(response))
+    assert Instrument.objects.get(symbol="AAPL").name == "Apple"
