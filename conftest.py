@@ -34,3 +34,23 @@ def _fresh_local_caches():
 
     local_cache.clear_all()
 
+
+
+@pytest.fixture
+def redis_client():
+    """The machine's Redis (127.0.0.1:6379), or the test skips loudly."""
+    from matching.tests.worker.stream_driver import redis_or_skip
+
+    client = redis_or_skip()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client):
+    """A key prefix of this test's own in that Redis, its keys deleted afterwards."""
+    from matching.tests.worker.stream_driver import delete_prefix, new_prefix
+
+    prefix = new_prefix()
+    yield prefix
+    delete_prefix(redis_client, prefix)

@@ -17,24 +17,20 @@ from marketdata.redis_cache import RedisMarketData, RedisMarketDataWriter, candl
 from marketdata.tests.test_book_cache import SYMBOLS, assert_depth_equals_engine, run
 from matching.engine import NewOrder, Side
 from matching.tests.conftest import random_commands
-from matching.tests.worker.stream_driver import delete_prefix, free_port, new_prefix, redis_or_skip
+from matching.tests.worker.stream_driver import free_port
 from matching.worker.matcher import Matcher
 
 PARAMS = {"depth_levels": 4, "trades_kept": 10, "window_ns": 120 * MINUTE_NS, "candles_kept": 6}
 
 
 @pytest.fixture
-def client():
-    client = redis_or_skip()
-    yield client
-    client.close()
+def client(redis_client):  # the root conftest's; named so for the tests below
+    return redis_client
 
 
 @pytest.fixture
-def prefix(client):
-    prefix = new_prefix()
-    yield prefix
-    delete_prefix(client, prefix)
+def prefix(redis_prefix):
+    return redis_prefix
 
 
 def assert_same(reader: RedisMarketData, cache: MarketDataCache) -> None:

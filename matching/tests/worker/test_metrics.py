@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from matching.engine import NewOrder, OrderAccepted, Side
 from matching.tests.worker.load import SYMBOLS
-from matching.tests.worker.stream_driver import REDIS_URL, delete_prefix, new_prefix, redis_or_skip
+from matching.tests.worker.stream_driver import REDIS_URL
 from matching.worker.bus import Unavailable
 from matching.worker.embedded import EmbeddedBus
 from matching.worker.matcher import Matcher, Reply
@@ -259,17 +259,8 @@ def test_submit_many_refuses_at_once_when_the_queue_cannot_take_all(tmp_path, re
 # ---- production: the runner publishes, the web side reads -------------------------------------------
 
 @pytest.fixture
-def redis_client():
-    client = redis_or_skip()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def prefix(redis_client):
-    prefix = new_prefix()
-    yield prefix
-    delete_prefix(redis_client, prefix)
+def prefix(redis_prefix):  # the root conftest's
+    return redis_prefix
 
 
 def test_the_stream_runner_publishes_its_metrics_with_its_heartbeat(redis_client, prefix):

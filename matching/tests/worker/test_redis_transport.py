@@ -28,10 +28,8 @@ from matching.tests.conftest import random_commands
 from matching.tests.worker.stream_driver import (
     REDIS_URL,
     MatcherProcess,
-    delete_prefix,
     free_port,
     new_prefix,
-    redis_or_skip,
 )
 from matching.worker.bus import Unavailable
 from matching.worker.codec import encode_command
@@ -52,17 +50,13 @@ SYMBOLS = ("AAPL", "MSFT")
 
 
 @pytest.fixture
-def client():
-    client = redis_or_skip()
-    yield client
-    client.close()
+def client(redis_client):  # the root conftest's; named so for the tests below
+    return redis_client
 
 
 @pytest.fixture
-def prefix(client):
-    prefix = new_prefix()
-    yield prefix
-    delete_prefix(client, prefix)
+def prefix(redis_prefix):
+    return redis_prefix
 
 
 class RunnerThread:
