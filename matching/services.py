@@ -52,6 +52,14 @@ def command_bus() -> CommandBus:
     return _bus
 
 
+def start_in_background() -> threading.Thread:
+    """Start this process's bus (embedded: the matcher, its projector, the market maker) on a thread
+    of its own, without waiting: for a server that wants it running before its first request."""
+    thread = threading.Thread(target=command_bus, name="command-bus-start", daemon=True)
+    thread.start()
+    return thread
+
+
 def _start_market_maker() -> None:
     """The demo market maker (DEMO_MARKET_MAKER) starts with the embedded matcher, in its own thread;
     in production it is a separate client (`manage.py runmarketmaker`)."""

@@ -8,7 +8,7 @@ cd "$ROOT"
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py collectstatic --noinput --verbosity 0
 .venv/bin/python manage.py ensure_demo_users
-# The demo market maker quotes every instrument from the first request on (DEMO_MARKET_MAKER=0: off).
+# The demo market maker quotes every instrument from the server's start (DEMO_MARKET_MAKER=0: off).
 export DEMO_MARKET_MAKER="${DEMO_MARKET_MAKER:-1}"
 echo "Serving on http://${HOST:-127.0.0.1}:${PORT:-8000}"
 exec .venv/bin/daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" exchange.asgi:application

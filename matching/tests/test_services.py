@@ -143,3 +143,11 @@ def test_market_data_survives_a_crash_with_the_projection_behind(embedded, setti
     assert market_data_seen(client) == before
     services.command_bus_stop()  # the projector has caught up meanwhile
     assert sorted(TradeRow.objects.values_list("trade_id", flat=True)) == [t.trade_id for t in trades]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_bus_can_start_before_the_first_request(embedded):
+    assert services.command_bus_health() == {}
+    services.start_in_background().join(10)
+    assert services.command_bus_health()["matcher"]["status"] == "ok"  # started, nobody asked yet
+    services.command_bus_stop()
