@@ -145,9 +145,10 @@ class EmbeddedBus:
         self._commands = metrics.throughput("matcher.commands")
         self._ack_sync = metrics.stage("bus.ack_sync")
         self._ack_async = metrics.stage("bus.ack_async")
+        self._journal_write = metrics.stage("matcher.journal_write")
+        self._journal_fsync = metrics.stage("matcher.journal_fsync")
         if matcher.journal is not None:
-            time_journal(matcher.journal, metrics.stage("matcher.journal_write"),
-                         metrics.stage("matcher.journal_fsync"))
+            time_journal(matcher.journal, self._journal_write, self._journal_fsync)
 
     def start(self) -> None:
         self._running = True
@@ -318,6 +319,8 @@ class EmbeddedBus:
             self._process_time.record(_now() - started)
             self._batch_sizes.record(len(batch))
             self._commands.add(len(batch))
+            if self.matcher.journal is not None:  # a snapshot may have started a new segment
+                time_journal(self.matcher.journal, self._journal_write, self._journal_fsync)
             self._answer([waiter for _, waiter, _ in batch], replies)
             answered = _now()
             for listener in self._listeners:

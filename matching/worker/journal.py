@@ -15,6 +15,7 @@ acknowledged commands, so it is refused (`JournalCorrupt`) and left for an opera
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import mmap
 import os
@@ -51,9 +52,11 @@ class JournalCorrupt(Exception):
 class Journal:
     """The writer side. Single-threaded; an exclusive lock keeps a second writer out."""
 
-    def __init__(self, path: str | os.PathLike, *, fsync: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike, *, fsync: bool = True, first_seq: int = 1) -> None:
+        """`first_seq`: the seq the file starts at (a segment after the first: see `Segments`)."""
         self.path = Path(path)
         self._fsync = fsync
+        self.first_seq = first_seq
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -75,6 +78,11 @@ class Journal:
     @property
     def fsync(self) -> bool:
         return self._fsync
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file (written, not necessarily durable)."""
+        return os.fstat(self._fd).st_size
 
     @property
     def last_seq(self) -> int:
@@ -147,14 +155,14 @@ class Journal:
         self.close()
 
     @staticmethod
-    def read(path: str | os.PathLike, start_seq: int = 1) -> Iterator[JournalRecord]:
-        """Records holding seqs >= start_seq (the first may begin earlier). Stops quietly at a torn
-        last record; never writes."""
+    def read(path: str | os.PathLike, start_seq: int = 1, first_seq: int = 1) -> Iterator[JournalRecord]:
+        """Records holding seqs >= start_seq (the first may begin earlier) of a file that starts at
+        `first_seq`. Stops quietly at a torn last record; never writes."""
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
                 return
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                for _end, record in _scan(path, buf):
+                for _end, record in _scan(path, buf, first_seq):
                     if record.last_seq >= start_seq:
                         yield record
 
@@ -168,10 +176,10 @@ class Journal:
         """Validate the whole file, truncate a torn tail, and return the last seq."""
         size = os.fstat(self._fd).st_size
         if size == 0:
-            return 0
-        end, last_seq = 0, 0
+            return self.first_seq - 1
+        end, last_seq = 0, self.first_seq - 1
         with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as buf:
-            for valid_end, record in _scan(self.path, buf):
+            for valid_end, record in _scan(self.path, buf, self.first_seq):
                 end, last_seq = valid_end, record.last_seq
         if end < size:
             dropped = size - end  # an unacknowledged batch cut short by a crash
@@ -236,9 +244,9 @@ class BackgroundSync:
             self._done.set()
 
 
-def _scan(path: str | os.PathLike, buf: mmap.mmap) -> Iterator[tuple[int, JournalRecord]]:
+def _scan(path: str | os.PathLike, buf: mmap.mmap, first_seq: int = 1) -> Iterator[tuple[int, JournalRecord]]:
     """Yield (end offset, record) for each valid record; stop at a torn tail, raise on corruption."""
-    off, expected, size = 0, 1, len(buf)
+    off, expected, size = 0, first_seq, len(buf)
     while off < size:
         end = _frame_end(buf, off)
         if end is None:
@@ -289,3 +297,56 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class Segments:
+    """The command log as a chain of files, so that a restart scans only what its snapshot lacks.
+
+    `path` is the segment being written. After a snapshot at seq S (everything up to S durable) the
+    matcher may retire it as `<path>.<first>-<last>` (zero-padded seqs, so names sort by seq) and start
+    a new one at S + 1. A retired segment never changes again; it was validated while written and is
+    checked again (CRC, contiguous seqs) whenever it is read. None is ever deleted: a projection that
+    lags behind the newest snapshot recovers from an older one and needs the segments after it."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def retired(self) -> list[tuple[int, int, Path]]:
+        """(first seq, last seq, file) of each retired segment, oldest first."""
+        out = []
+        for file in self.path.parent.glob(f"{self.path.name}.*-*"):
+            low, _, high = file.name[len(self.path.name) + 1 :].partition("-")
+            if low.isdigit() and high.isdigit():
+                out.append((int(low), int(high), file))
+        out.sort()
+        for (_, last, file), (first, _, _) in itertools.pairwise(out):
+            if first != last + 1:
+                raise JournalCorrupt(f"{file}: the next segment starts at seq {first}, not {last + 1}")
+        return out
+
+    def first_seq(self) -> int:
+        """The seq the segment being written starts at."""
+        retired = self.retired()
+        return retired[-1][1] + 1 if retired else 1
+
+    def open(self, *, fsync: bool = True) -> Journal:
+        return Journal(self.path, fsync=fsync, first_seq=self.first_seq())
+
+    def rotate(self, journal: Journal) -> Journal:
+        """Retire `journal` (the segment being written; nothing pending) and open the next one."""
+        first, last, fsync = journal.first_seq, journal.last_seq, journal.fsync
+        if last < first:
+            return journal  # nothing written since the last rotation
+        journal.close()
+        os.rename(self.path, self.path.with_name(f"{self.path.name}.{first:020d}-{last:020d}"))
+        if fsync:
+            fsync_dir(self.path.parent)  # the rename is durable before anything lands in the new file
+        return Journal(self.path, fsync=fsync, first_seq=last + 1)
+
+    def read(self, start_seq: int = 1) -> Iterator[JournalRecord]:
+        """Records holding seqs >= start_seq, across the segments."""
+        for first, last, file in self.retired():
+            if last >= start_seq:
+                yield from Journal.read(file, start_seq, first)
+        if self.path.exists():
+            yield from Journal.read(self.path, start_seq, self.first_seq())

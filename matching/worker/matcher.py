@@ -23,7 +23,7 @@ from typing import cast
 
 from matching.engine import AdvanceTime, AmendOrder, CancelOrder, Event, MatchingEngine, NewOrder
 from matching.worker.codec import CodecError, WorkerCommand, decode_batch, decode_command, encode_batch
-from matching.worker.journal import BackgroundSync, Journal, JournalRecord
+from matching.worker.journal import BackgroundSync, Journal, JournalRecord, Segments
 from matching.worker.snapshots import SnapshotStore
 from risk.core import AdminCommand, RiskEngine, RiskEvent, SetInstrumentRisk
 
@@ -34,6 +34,8 @@ ORDER_ID_STRIDE = 10**12
 # From this batch size on, the batch is applied while its fsync runs; below it the hand-off to
 # the sync thread costs more than the overlap saves.
 OVERLAP_FSYNC_FROM = 64
+# A new journal segment is started at the first snapshot after the current one reaches this size.
+SEGMENT_BYTES = 64 * 2**20
 
 
 @dataclass(slots=True)
@@ -76,6 +78,8 @@ class Matcher:
         self.client_order_ids: dict[tuple[int, str, str], int] = {}
         self._since_snapshot = 0
         self._syncer: BackgroundSync | None = None
+        self.segments: Segments | None = None  # set by open(): the journal's chain of files
+        self.segment_bytes = SEGMENT_BYTES
 
     @classmethod
     def open(
@@ -88,17 +92,22 @@ class Matcher:
         snapshot_every: int = 100_000,
         on_reply: Callable[[Reply], None] | None = None,
         replay_after: int | None = None,
+        segment_bytes: int = SEGMENT_BYTES,
     ) -> Matcher:
-        """A matcher keeping its journal and snapshots under `directory`, recovered to its last state."""
+        """A matcher keeping its journal and snapshots under `directory`, recovered to its last state.
+        The journal is a chain of segments, a new one started at a snapshot once the current one holds
+        `segment_bytes`, so a restart reads only the segments after its snapshot."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        segments = Segments(directory / f"shard-{shard}.journal")
         matcher = cls(
             symbols,
             shard=shard,
-            journal=Journal(directory / f"shard-{shard}.journal", fsync=fsync),
+            journal=segments.open(fsync=fsync),
             snapshots=SnapshotStore(directory / f"shard-{shard}-snapshots"),
             snapshot_every=snapshot_every,
         )
+        matcher.segments, matcher.segment_bytes = segments, segment_bytes
         try:
             matcher.recover(on_reply, replay_after)
         except BaseException:
@@ -278,6 +287,12 @@ class Matcher:
     def snapshot(self) -> None:
         if self.snapshots is not None:
             self.snapshots.save(self.seq, self.state())
+            journal = self.journal
+            if self.segments is not None and journal is not None and journal.size >= self.segment_bytes:
+                if self._syncer is not None:  # it syncs the segment being retired
+                    self._syncer.close()
+                    self._syncer = None
+                self.journal = self.segments.rotate(journal)
         self._since_snapshot = 0
 
     def _maybe_snapshot(self) -> None:
@@ -298,7 +313,9 @@ class Matcher:
                 self.restore(cast(dict, latest[1]))
         replayed = 0
         if self.journal is not None:
-            for record in Journal.read(self.journal.path, start_seq=self.seq + 1):
+            records = (Journal.read(self.journal.path, start_seq=self.seq + 1) if self.segments is None
+                       else self.segments.read(self.seq + 1))
+            for record in records:
                 for reply in self.apply_record(record):
                     replayed += 1
                     if on_reply is not None:

@@ -14,7 +14,8 @@ from matching.worker.matcher import Matcher
 
 
 def main(directory: str, seed: int) -> None:
-    matcher = Matcher.open(SYMBOLS, directory, snapshot_every=300)
+    # Small segments: kills land before, during and after rotations too.
+    matcher = Matcher.open(SYMBOLS, directory, snapshot_every=300, segment_bytes=20_000)
     print(f"recovered {matcher.seq}", flush=True)
     load, rng = LoadGenerator(seed), random.Random(seed)
     while True:

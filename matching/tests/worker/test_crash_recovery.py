@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from matching.tests.worker.load import SYMBOLS
-from matching.worker.journal import Journal
+from matching.worker.journal import Segments
 from matching.worker.matcher import Matcher
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -53,7 +53,8 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path):
         assert last_ack > recovered, f"cycle {cycle}: the driver made no progress"
         acknowledged = last_ack
 
-    records = list(Journal.read(tmp_path / "shard-0.journal"))
+    records = list(Segments(tmp_path / "shard-0.journal").read())
+    assert len(Segments(tmp_path / "shard-0.journal").retired()) > 1, "the run should have rotated"
     assert records[0].seq == 1
     assert all(later.seq == earlier.last_seq + 1 for earlier, later in itertools.pairwise(records))
     assert records[-1].last_seq >= acknowledged

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from matching.worker.journal import BackgroundSync, Journal, JournalCorrupt, JournalRecord
+from matching.worker.journal import BackgroundSync, Journal, JournalCorrupt, JournalRecord, Segments
 
 # The documented frame, built independently of the module under test.
 HEADER = struct.Struct("<IIqqI")
@@ -346,3 +346,36 @@ def test_write_then_sync_on_another_thread(tmp_path):
         syncer.wait()
         assert j.last_seq == 2
         syncer.close()
+
+
+def test_segments_rotate_and_read_as_one_log(tmp_path):
+    segments = Segments(tmp_path / "j.log")
+    j = segments.open(fsync=False)
+    assert segments.rotate(j) is j  # nothing written yet: nothing to retire
+    for seq in range(1, 4):
+        j.append(seq, seq, payload_for(seq))
+    j.commit()
+    j = segments.rotate(j)
+    assert [(first, last) for first, last, _ in segments.retired()] == [(1, 3)]
+    assert (j.first_seq, j.last_seq) == (4, 3)
+    j.append(4, 4, b"four", count=2)
+    j.commit()
+    j.close()
+    assert [(r.seq, r.last_seq) for r in segments.read()] == [(1, 1), (2, 2), (3, 3), (4, 5)]
+    assert [r.seq for r in segments.read(3)] == [3, 4]
+    assert [r.seq for r in segments.read(5)] == [4]
+    with segments.open(fsync=False) as again:  # reopened: the segment being written starts at 4
+        assert (again.first_seq, again.last_seq) == (4, 5)
+        with pytest.raises(ValueError, match="expected 6"):
+            again.append(4, 0, b"x")
+
+
+def test_a_segment_must_start_where_the_last_one_ended(tmp_path):
+    path = tmp_path / "j.log"
+    path.write_bytes(frame(1, 1, b"a"))
+    with pytest.raises(JournalCorrupt, match="has seq 1, expected seq 5"):
+        Journal(path, first_seq=5)
+    (tmp_path / "j.log.00000000000000000001-00000000000000000003").write_bytes(b"")
+    (tmp_path / "j.log.00000000000000000005-00000000000000000009").write_bytes(b"")
+    with pytest.raises(JournalCorrupt, match="starts at seq 5, not 4"):
+        Segments(path).retired()
