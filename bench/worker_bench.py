@@ -73,29 +73,39 @@ def matcher_batches(commands: list, batch: int) -> float:
     return rate
 
 
+def drive(bus: EmbeddedBus | RedisBus, commands: list, window: int) -> tuple[float, list[int]]:
+    """`window` asyncio clients (as in the web tier), each sending its next command once answered:
+    commands a second and each acknowledgement's latency (ns)."""
+    clock, latencies = time.perf_counter_ns, []
+    stream = iter(commands)
+
+    async def client() -> None:
+        for cmd in stream:
+            sent = clock()
+            await bus.submit_async(cmd, timeout=30)
+            latencies.append(clock() - sent)
+
+    async def clients() -> None:
+        try:
+            await asyncio.gather(*(client() for _ in range(window)))
+        finally:
+            if isinstance(bus, RedisBus):
+                await bus.aclose()  # its connections belong to this event loop
+
+    t0 = time.perf_counter()
+    asyncio.run(clients())
+    return len(commands) / (time.perf_counter() - t0), latencies
+
+
 def bus_in_flight(commands: list, window: int) -> tuple[float, list[int]]:
-    """`window` asyncio clients (as in the web tier), each sending its next command once answered."""
+    """The embedded bus, a fresh matcher with its journal."""
     with tempfile.TemporaryDirectory() as directory:
         bus = EmbeddedBus(Matcher.open(SYMBOLS, directory, snapshot_every=10**9), max_queue=window + 1)
         bus.start()
-        clock, latencies = time.perf_counter_ns, []
-        stream = iter(commands)
-
-        async def client() -> None:
-            for cmd in stream:
-                sent = clock()
-                await bus.submit_async(cmd, timeout=30)
-                latencies.append(clock() - sent)
-
-        async def clients() -> None:
-            await asyncio.gather(*(client() for _ in range(window)))
-
-        t0 = time.perf_counter()
-        asyncio.run(clients())
-        rate = len(commands) / (time.perf_counter() - t0)
+        result = drive(bus, commands, window)
         bus.stop()
         bus.matcher.close()
-    return rate, latencies
+    return result
 
 
 def redis_in_flight(server: RedisServer, commands: list, window: int) -> tuple[float, list[int]]:
@@ -105,25 +115,8 @@ def redis_in_flight(server: RedisServer, commands: list, window: int) -> tuple[f
     try:
         bus = RedisBus(server.url, dict.fromkeys(SYMBOLS, 0), timeout=30, shards=[0], prefix=prefix,
                        max_in_flight=window)  # each waiting client holds one connection
-        clock, latencies = time.perf_counter_ns, []
-        stream = iter(commands)
-
-        async def client() -> None:
-            for cmd in stream:
-                sent = clock()
-                await bus.submit_async(cmd, timeout=30)
-                latencies.append(clock() - sent)
-
-        async def clients() -> None:
-            try:
-                await asyncio.gather(*(client() for _ in range(window)))
-            finally:
-                await bus.aclose()
-
         try:
-            t0 = time.perf_counter()
-            asyncio.run(clients())
-            rate = len(commands) / (time.perf_counter() - t0)
+            rate, latencies = drive(bus, commands, window)
         finally:
             bus.close()
     except BaseException:
