@@ -19,8 +19,8 @@ on the matcher thread except the callers' own acknowledgement times:
     bus.ack_sync            per command: submit() -> its reply, in the caller's thread
     bus.ack_async           per command: submit_async() -> its reply, in the caller's event loop
 
-The journal's two stages time its `write` and `sync` methods, wrapped on the instance (the matcher is
-compiled and stays free of metrics code; it calls them as plain Python methods).
+The journal reports its two stages itself (`Journal.on_write`, `on_sync`), so the compiled matcher
+stays free of metrics code.
 """
 
 from __future__ import annotations
@@ -39,39 +39,14 @@ from heapq import heappop, heappush
 from matching.engine import AdvanceTime, Command
 from matching.worker.bus import Unavailable
 from matching.worker.codec import WorkerCommand
-from matching.worker.journal import Journal
 from matching.worker.matcher import Matcher, Reply
-from matching.worker.metrics import METRICS, Recorder, Registry
+from matching.worker.metrics import METRICS, Registry
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[list[Reply]], None]
 _STOP = object()
 _now = time.perf_counter_ns
-
-
-def time_journal(journal: Journal, write: Recorder, sync: Recorder) -> None:
-    """Time the journal's `write` and `sync` calls into `write` and `sync` (once per journal)."""
-    if getattr(journal, "_timed", False):
-        return
-    untimed_write, untimed_sync = journal.write, journal.sync
-
-    def timed_write() -> None:
-        started = _now()
-        try:
-            untimed_write()
-        finally:
-            write.record(_now() - started)
-
-    def timed_sync() -> None:
-        started = _now()
-        try:
-            untimed_sync()
-        finally:
-            sync.record(_now() - started)
-
-    journal.write, journal.sync = timed_write, timed_sync  # type: ignore[method-assign]
-    journal._timed = True  # type: ignore[attr-defined]
 
 
 class _LoopWaiters:
@@ -145,10 +120,9 @@ class EmbeddedBus:
         self._commands = metrics.throughput("matcher.commands")
         self._ack_sync = metrics.stage("bus.ack_sync")
         self._ack_async = metrics.stage("bus.ack_async")
-        self._journal_write = metrics.stage("matcher.journal_write")
-        self._journal_fsync = metrics.stage("matcher.journal_fsync")
         if matcher.journal is not None:
-            time_journal(matcher.journal, self._journal_write, self._journal_fsync)
+            matcher.journal.on_write = metrics.stage("matcher.journal_write").record
+            matcher.journal.on_sync = metrics.stage("matcher.journal_fsync").record
 
     def start(self) -> None:
         self._running = True
@@ -319,8 +293,6 @@ class EmbeddedBus:
             self._process_time.record(_now() - started)
             self._batch_sizes.record(len(batch))
             self._commands.add(len(batch))
-            if self.matcher.journal is not None:  # a snapshot may have started a new segment
-                time_journal(self.matcher.journal, self._journal_write, self._journal_fsync)
             self._answer([waiter for _, waiter, _ in batch], replies)
             answered = _now()
             for listener in self._listeners:

@@ -21,8 +21,9 @@ import mmap
 import os
 import struct
 import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,9 @@ class Journal:
         self._next_seq = self._last_seq + 1
         self._written_seq = self._last_seq
         self._pending: list[bytes] = []
+        # Told how long each write and each sync took (ns), for metrics; carried across rotations.
+        self.on_write: Callable[[int], None] | None = None
+        self.on_sync: Callable[[int], None] | None = None
         self._failed = False
 
     @property
@@ -109,6 +113,13 @@ class Journal:
     def write(self) -> None:
         """Write every buffered record (one write). Not durable, and `last_seq` unchanged, until
         `sync` returns; the two are apart so that the caller can apply the batch meanwhile."""
+        _timed(self._write, self.on_write)
+
+    def sync(self) -> None:
+        """Make what `write` wrote durable (fsync; may run on another thread than `write`)."""
+        _timed(self._sync, self.on_sync)
+
+    def _write(self) -> None:
         self._check_usable()
         if not self._pending:
             return
@@ -124,8 +135,7 @@ class Journal:
         self._pending.clear()
         self._written_seq = self._next_seq - 1
 
-    def sync(self) -> None:
-        """Make what `write` wrote durable (fsync; may run on another thread than `write`)."""
+    def _sync(self) -> None:
         self._check_usable()
         if self._written_seq == self._last_seq:
             return
@@ -190,6 +200,17 @@ class Journal:
             if self._fsync:
                 os.fsync(self._fd)
         return last_seq
+
+
+def _timed(step: Callable[[], None], report: Callable[[int], None] | None) -> None:
+    if report is None:
+        step()
+        return
+    started = time.perf_counter_ns()
+    try:
+        step()
+    finally:
+        report(time.perf_counter_ns() - started)
 
 
 class BackgroundSync:
@@ -341,7 +362,9 @@ class Segments:
         os.rename(self.path, self.path.with_name(f"{self.path.name}.{first:020d}-{last:020d}"))
         if fsync:
             fsync_dir(self.path.parent)  # the rename is durable before anything lands in the new file
-        return Journal(self.path, fsync=fsync, first_seq=last + 1)
+        new = Journal(self.path, fsync=fsync, first_seq=last + 1)
+        new.on_write, new.on_sync = journal.on_write, journal.on_sync
+        return new
 
     def read(self, start_seq: int = 1) -> Iterator[JournalRecord]:
         """Records holding seqs >= start_seq, across the segments."""

@@ -354,8 +354,11 @@ def test_segments_rotate_and_read_as_one_log(tmp_path):
     assert segments.rotate(j) is j  # nothing written yet: nothing to retire
     for seq in range(1, 4):
         j.append(seq, seq, payload_for(seq))
+    j.on_write, j.on_sync = (writes := []).append, (syncs := []).append
     j.commit()
+    assert len(writes) == len(syncs) == 1 and writes[0] >= 0  # each reported in ns
     j = segments.rotate(j)
+    assert (j.on_write, j.on_sync) == (writes.append, syncs.append)  # the new segment reports alike
     assert [(first, last) for first, last, _ in segments.retired()] == [(1, 3)]
     assert (j.first_seq, j.last_seq) == (4, 3)
     j.append(4, 4, b"four", count=2)
