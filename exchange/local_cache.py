@@ -1,4 +1,4 @@
-"""Small in-process caches for what every API call looks up: token -> user, symbol -> instrument,
+"""Small in-process caches for what every order looks up: symbol -> instrument,
 user -> self-trade prevention default.
 
 Each entry lives `ttl` seconds. Writes through the ORM in this process invalidate at once (signals,
@@ -7,13 +7,13 @@ elsewhere (another server process, `QuerySet.update` without a signal) can go un
 races an invalidation is not stored: `load` notes the cache's generation before reading the database
 and keeps the value only if no invalidation happened meanwhile.
 
-No Django here: callers load on a miss (sync, or async through the ORM's async API).
+No Django here: callers load on a miss.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Final
 
 MISSING: Final = object()
@@ -55,26 +55,9 @@ class LocalCache:
                 self.put(key, value, generation)
         return value
 
-    async def aload(self, key: Hashable, loader: Callable[[], Awaitable[Any]]) -> Any:
-        """`load` with an async loader."""
-        value = self.get(key)
-        if value is MISSING:
-            generation = self.generation
-            value = await loader()
-            if value is not MISSING:
-                self.put(key, value, generation)
-        return value
-
     def invalidate(self, key: Hashable) -> None:
         self.generation += 1
         self._entries.pop(key, None)
-
-    def invalidate_where(self, test: Callable[[Any], bool]) -> None:
-        """Drop every entry whose value passes `test`."""
-        self.generation += 1
-        for key, (_, value) in list(self._entries.items()):
-            if test(value):
-                self._entries.pop(key, None)
 
     def clear(self) -> None:
         self.generation += 1

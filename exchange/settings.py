@@ -40,15 +40,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "exchange.api.metrics_middleware.api_metrics",  # first: times all the server does for an /api/ call
-    "exchange.inline_middleware.SecurityMiddleware",  # Django's, no thread hops under ASGI (see the module)
-    "exchange.inline_middleware.WhiteNoiseMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as its docs require
-    "exchange.inline_middleware.SessionMiddleware",
-    "exchange.inline_middleware.CommonMiddleware",
-    "exchange.inline_middleware.CsrfViewMiddleware",
-    "exchange.inline_middleware.AuthenticationMiddleware",
-    "exchange.inline_middleware.MessageMiddleware",
-    "exchange.inline_middleware.XFrameOptionsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "exchange.urls"
@@ -93,7 +93,7 @@ if ENV.redis_url:
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ENV.redis_url}
     }
 else:
-    CACHES = {"default": {"BACKEND": "exchange.cache.LocalMemoryCache"}}  # locmem, values not pickled
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 if ENV.redis_url:
     CHANNEL_LAYERS = {
@@ -135,7 +135,7 @@ LOGOUT_REDIRECT_URL = "home"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # first, so an unauthenticated call gets 401 with "WWW-Authenticate: Token" (not a browser prompt)
-        "exchange.api.authentication.CachedTokenAuthentication",  # programs: Authorization: Token <key>
+        "rest_framework.authentication.TokenAuthentication",  # programs: Authorization: Token <key>
         "rest_framework.authentication.SessionAuthentication",  # the browser; CSRF enforced
         "rest_framework.authentication.BasicAuthentication",  # curl -u user:password
     ],

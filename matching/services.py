@@ -15,7 +15,6 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from exchange.models import Instrument
@@ -179,14 +178,6 @@ def new_order(*, user_id: int, order: OrderSpec) -> NewOrder:
 def order_submit(*, user_id: int, order: OrderSpec) -> Reply:
     """Send a new order to the matcher and wait for its outcome (raises Unavailable)."""
     return command_bus().submit(new_order(user_id=user_id, order=order), settings.MATCHER_TIMEOUT)
-
-
-async def order_submit_async(*, user_id: int, order: OrderSpec) -> Reply:
-    """`order_submit` for an async caller (the order entry view): awaited in the caller's event loop,
-    no thread hop (the bus's `submit_async`). Starts the bus in a thread if this is the process's
-    first order (that reads the database)."""
-    bus = _bus if _bus is not None else await sync_to_async(command_bus)()
-    return await bus.submit_async(new_order(user_id=user_id, order=order), settings.MATCHER_TIMEOUT)
 
 
 def order_cancel(*, user_id: int, symbol: str, order_id: int) -> Reply:

@@ -42,14 +42,6 @@ def stp_default(*, user_id: int) -> STPMode:
         Account.objects.filter(user_id=user_id).values_list("stp_default", flat=True).first()))
 
 
-async def astp_default(*, user_id: int) -> STPMode:
-    async def load() -> STPMode:
-        return _stp_mode(await Account.objects.filter(user_id=user_id).values_list(
-            "stp_default", flat=True).afirst())
-
-    return await STP_DEFAULTS.aload(user_id, load)
-
-
 def stp_default_changed(*, user_id: int) -> None:
     STP_DEFAULTS.invalidate(user_id)
 

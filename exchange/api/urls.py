@@ -2,13 +2,12 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from exchange.api import account_views, batch_views, market_views, order_views, performance_views, views
-from exchange.api.order_entry import submit as order_entry_submit
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("token", views.TokenView.as_view(), name="api-token"),
-    path("submit", order_entry_submit, name="api-submit"),  # async; SubmitView for the rest (its docstring)
+    path("submit", views.SubmitView.as_view(), name="api-submit"),
     path("cancel/<int:order_id>", views.CancelView.as_view(), name="api-cancel"),
     path("orders", order_views.OrderListView.as_view(), name="api-orders"),
     path("orders/open", order_views.OrderCancelAllView.as_view(), name="api-orders-open"),
