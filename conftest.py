@@ -26,6 +26,17 @@ def embedded(settings, tmp_path, transactional_db):
     services.command_bus_stop()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _static_root():
+    """WhiteNoise warns on every request when STATIC_ROOT is missing (collectstatic never ran): the
+    tests serve static files through their finders, so an empty folder is all it needs."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_local_caches():
     """The API's in-process caches (exchange.local_cache) start empty in every test: a rolled-back

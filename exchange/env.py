@@ -5,7 +5,7 @@
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -19,9 +19,10 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 @dataclass(frozen=True)
 class Env:
     debug: bool
-    secret_key: str
-    database_url: str
-    redis_url: str | None  # None: embedded mode with an in-memory channel layer
+    # never in a repr (Django's debug page prints settings objects): they may carry passwords
+    secret_key: str = field(repr=False)
+    database_url: str = field(repr=False)
+    redis_url: str | None = field(repr=False)  # None: embedded mode with an in-memory channel layer
     allowed_hosts: list[str]
     csrf_trusted_origins: list[str]
     cors_allowed_origins: list[str]  # other sites whose pages may call the API; none by default

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "exchange.api.metrics_middleware.api_metrics",  # first: times all the server does for an /api/ call
+    "exchange.middleware.reject_nul_bytes",  # before anything reads the path, cookies or credentials
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",  # before CommonMiddleware, as its docs require
@@ -52,6 +53,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "exchange.urls"
+# the debug page (DEBUG on) masks URLs with passwords in them too, not only Django's secret-looking names
+DEFAULT_EXCEPTION_REPORTER_FILTER = "exchange.debug.ExchangeReporterFilter"
 ASGI_APPLICATION = "exchange.asgi.application"
 
 TEMPLATES = [

@@ -5,9 +5,16 @@ from django.urls import include, path
 from exchange import views
 from exchange.api import metrics_views
 
+handler400 = "exchange.error_views.bad_request"
+handler403 = "exchange.error_views.permission_denied"
+handler404 = "exchange.error_views.page_not_found"
+handler500 = "exchange.error_views.server_error"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("health", views.health, name="health"),
+    # what browsers ask for on pages that name no icon (admin, the browsable API, Swagger)
+    path("favicon.ico", views.favicon),
     path("metrics", metrics_views.PrometheusView.as_view(), name="metrics"),  # Prometheus, staff only
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -138,9 +138,13 @@ def command_bus_stop() -> None:
 
 
 def command_bus_health() -> dict[str, dict]:
-    """Per component, for /health: nothing until this process has started its bus."""
+    """Per component, for /health. Production: every shard's heartbeat, from the first call (the
+    RedisBus is only a client). Embedded: the matcher thread once this process has started it."""
+    if _bus is None and settings.REDIS_URL:
+        command_bus()
     if _bus is None:
-        return {}
+        return {"matcher": {"status": "ok", "mode": "embedded",
+                            "detail": "not started yet: it starts with the first order"}}
     report = {"matcher": _bus.health()}
     if _projector is not None:
         report["projector"] = _projector.health()
