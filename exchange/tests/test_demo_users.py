@@ -53,7 +53,8 @@ def test_leaves_a_changed_password_alone(settings):
     assert get_user_model().objects.get(username="demo").check_password("changed")
 
 
-def test_does_nothing_without_debug(settings):
+def test_no_demo_logins_without_debug_but_the_market_maker_user(settings):
     settings.DEBUG = False
     assert "DEBUG is off" in run()
-    assert not get_user_model().objects.exists()
+    assert list(get_user_model().objects.values_list("username", flat=True)) == ["marketmaker"]
+    assert not get_user_model().objects.get().has_usable_password()
