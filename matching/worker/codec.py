@@ -6,6 +6,10 @@ shape and types and raises `CodecError` on anything else, so a malformed entry c
 the worker. A batch (one journal record per group commit) is an array of such arrays, packed
 in one call. The risk stage's admin commands (limits, halts, cash, held orders) travel the same
 way, so the log holds every input the worker's state depends on.
+
+This encoding is command format `formats.COMMAND_FORMAT`, which the journal's file header and each
+stream entry (`v`) carry; readers refuse a format they do not know (`formats.UnsupportedFormat`)
+before anything is decoded. Any change to a command's tag or fields is a new format: bump it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,13 @@ so a group commit frames, checksums and encodes once per batch rather than once 
 A crash can leave only the last write torn, so a damaged record with nothing valid after it
 is an unacknowledged tail and is dropped. Damage anywhere else would silently lose
 acknowledged commands, so it is refused (`JournalCorrupt`) and left for an operator.
+
+Each file starts with a header `<8sHH` (`formats.JOURNAL_MAGIC`, the journal format, the command
+format of its payloads), written and made durable when the file is created. A file whose header
+names a version this build does not read is refused (`formats.UnsupportedFormat`), never skipped. A
+file without the header (written before versions existed: the legacy format 0) is read if it starts
+with a valid record, never appended to (`Segments.open` retires it and starts a new segment); a file
+that starts with neither is refused.
 """
 
 from __future__ import annotations
@@ -27,11 +34,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from matching.worker.formats import (
+    COMMAND_FORMAT,
+    COMMAND_FORMATS_READ,
+    JOURNAL_FORMAT,
+    JOURNAL_FORMATS_READ,
+    JOURNAL_MAGIC,
+    LEGACY_COMMAND_FORMAT,
+    LEGACY_JOURNAL_FORMAT,
+    UnsupportedFormat,
+    check_format,
+)
+
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<IIqqI")  # payload length, crc32, first seq, first timestamp, count
 _SEQ_TS_COUNT = struct.Struct("<qqI")
 _CRC_FROM = 8  # the CRC covers the frame from the seq field to the end of the payload
+FILE_HEADER = struct.Struct("<8sHH")  # magic, journal format, command format (of every record's payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +60,7 @@ class JournalRecord:
     timestamp: int  # ns, of the first command; assigned once by the sequencer and reused on replay
     payload: bytes  # `count` encoded commands (opaque here)
     count: int = 1
+    command_format: int = COMMAND_FORMAT  # the payload's encoding, from the file header
 
     @property
     def last_seq(self) -> int:
@@ -54,10 +75,13 @@ class Journal:
     """The writer side. Single-threaded; an exclusive lock keeps a second writer out."""
 
     def __init__(self, path: str | os.PathLike, *, fsync: bool = True, first_seq: int = 1) -> None:
-        """`first_seq`: the seq the file starts at (a segment after the first: see `Segments`)."""
+        """`first_seq`: the seq the file starts at (a segment after the first: see `Segments`). A new
+        file gets the header of the current formats; an existing one is checked (`UnsupportedFormat`)."""
         self.path = Path(path)
         self._fsync = fsync
         self.first_seq = first_seq
+        self.format = JOURNAL_FORMAT  # of the file: LEGACY_JOURNAL_FORMAT for a headerless one
+        self.command_format = COMMAND_FORMAT  # of its records' payloads
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -96,6 +120,12 @@ class Journal:
     def append(self, seq: int, timestamp: int, payload: bytes, count: int = 1) -> None:
         """Buffer one record of `count` commands in memory; not durable until `commit` returns."""
         self._check_usable()
+        if self.format != JOURNAL_FORMAT or self.command_format != COMMAND_FORMAT:
+            raise ValueError(
+                f"{self.path} is in journal format {self.format} (commands {self.command_format}), not "
+                f"the current {JOURNAL_FORMAT} ({COMMAND_FORMAT}): it is read, never appended to; retire it "
+                f"and start a new file (Segments.open does)"
+            )
         if seq != self._next_seq:
             raise ValueError(f"journal append out of order: got seq {seq}, expected {self._next_seq}")
         if count < 1:
@@ -167,12 +197,16 @@ class Journal:
     @staticmethod
     def read(path: str | os.PathLike, start_seq: int = 1, first_seq: int = 1) -> Iterator[JournalRecord]:
         """Records holding seqs >= start_seq (the first may begin earlier) of a file that starts at
-        `first_seq`. Stops quietly at a torn last record; never writes."""
+        `first_seq`. Stops quietly at a torn last record; never writes. A file in a format this build
+        does not read raises `UnsupportedFormat` before any record."""
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size == 0:
                 return
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                for _end, record in _scan(path, buf, first_seq):
+                fmt = _file_format(path, buf)
+                if fmt is None:  # a header torn as the file was created: nothing was ever in it
+                    return
+                for _end, record in _scan(path, buf, first_seq, fmt):
                     if record.last_seq >= start_seq:
                         yield record
 
@@ -183,14 +217,31 @@ class Journal:
             raise RuntimeError(f"journal {self.path} failed to commit earlier; reopen it to recover")
 
     def _recover(self) -> int:
-        """Validate the whole file, truncate a torn tail, and return the last seq."""
+        """Check the file's format, validate the whole file, truncate a torn tail, and return the last
+        seq. A new file (or one without records) gets the header of the current formats."""
         size = os.fstat(self._fd).st_size
-        if size == 0:
-            return self.first_seq - 1
+        fmt: _FileFormat | None = None
         end, last_seq = 0, self.first_seq - 1
-        with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as buf:
-            for valid_end, record in _scan(self.path, buf, self.first_seq):
-                end, last_seq = valid_end, record.last_seq
+        if size:
+            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as buf:
+                fmt = _file_format(self.path, buf)
+                if fmt is not None:
+                    end = fmt.start
+                    for valid_end, record in _scan(self.path, buf, self.first_seq, fmt):
+                        end, last_seq = valid_end, record.last_seq
+        current = fmt is not None and (fmt.journal, fmt.command) == (JOURNAL_FORMAT, COMMAND_FORMAT)
+        if fmt is None or (end == fmt.start and not current):
+            # New, a header torn as the file was created, or an older header with no record after it:
+            # nothing in it was ever acknowledged, so it starts over in the current formats.
+            if size:
+                log.warning("%s: rewrote the header of a journal file without records (%d bytes)", self.path,
+                            size)
+                os.ftruncate(self._fd, 0)
+            os.write(self._fd, FILE_HEADER.pack(JOURNAL_MAGIC, JOURNAL_FORMAT, COMMAND_FORMAT))
+            if self._fsync:
+                os.fsync(self._fd)
+            return self.first_seq - 1
+        self.format, self.command_format = fmt.journal, fmt.command
         if end < size:
             dropped = size - end  # an unacknowledged batch cut short by a crash
             log.warning(
@@ -265,9 +316,43 @@ class BackgroundSync:
             self._done.set()
 
 
-def _scan(path: str | os.PathLike, buf: mmap.mmap, first_seq: int = 1) -> Iterator[tuple[int, JournalRecord]]:
-    """Yield (end offset, record) for each valid record; stop at a torn tail, raise on corruption."""
-    off, expected, size = 0, first_seq, len(buf)
+@dataclass(frozen=True, slots=True)
+class _FileFormat:
+    journal: int  # LEGACY_JOURNAL_FORMAT: a file without the header
+    command: int  # of every record's payload
+    start: int  # byte offset of the first record
+
+
+def _file_format(path: str | os.PathLike, buf: mmap.mmap) -> _FileFormat | None:
+    """The format of a (non-empty) journal file, from its first bytes; None when it holds only part of
+    a header (torn as the file was created, so nothing was ever in it). Raises `UnsupportedFormat` for
+    a version this build does not read, or a file that starts with neither a header nor a record."""
+    size, magic = len(buf), len(JOURNAL_MAGIC)
+    if size < FILE_HEADER.size and buf[: min(size, magic)] == JOURNAL_MAGIC[: min(size, magic)]:
+        return None
+    if buf[:magic] == JOURNAL_MAGIC:
+        _magic, journal, command = FILE_HEADER.unpack_from(buf, 0)
+        check_format("journal", str(path), journal, JOURNAL_FORMATS_READ)
+        check_format("command", str(path), command, COMMAND_FORMATS_READ)
+        return _FileFormat(journal, command, FILE_HEADER.size)
+    if _frame_end(buf, 0) is not None:  # from before versions: records from the first byte
+        command = check_format("command", str(path), LEGACY_COMMAND_FORMAT, COMMAND_FORMATS_READ)
+        return _FileFormat(LEGACY_JOURNAL_FORMAT, command, 0)
+    raise UnsupportedFormat(
+        f"{path}: not a journal file this build can read: it starts with neither the journal header "
+        f"{JOURNAL_MAGIC!r} nor a valid record (of a journal from before format versions). The matcher "
+        f"does not start rather than skip it: upgrade the software to a version that reads it, or restore "
+        f"data written by this version."
+    )
+
+
+def _scan(
+    path: str | os.PathLike, buf: mmap.mmap, first_seq: int = 1, fmt: _FileFormat | None = None
+) -> Iterator[tuple[int, JournalRecord]]:
+    """Yield (end offset, record) for each valid record from the format's start (the file header's
+    end); stop at a torn tail, raise on corruption."""
+    start, command_format = (0, LEGACY_COMMAND_FORMAT) if fmt is None else (fmt.start, fmt.command)
+    off, expected, size = start, first_seq, len(buf)
     while off < size:
         end = _frame_end(buf, off)
         if end is None:
@@ -285,7 +370,7 @@ def _scan(path: str | os.PathLike, buf: mmap.mmap, first_seq: int = 1) -> Iterat
             )
         if count < 1:
             raise JournalCorrupt(f"{path}: record at byte offset {off} holds {count} commands")
-        yield end, JournalRecord(seq, timestamp, buf[off + HEADER.size : end], count)
+        yield end, JournalRecord(seq, timestamp, buf[off + HEADER.size : end], count, command_format)
         off, expected = end, expected + count
 
 
@@ -351,7 +436,14 @@ class Segments:
         return retired[-1][1] + 1 if retired else 1
 
     def open(self, *, fsync: bool = True) -> Journal:
-        return Journal(self.path, fsync=fsync, first_seq=self.first_seq())
+        """The segment being written. One in an older format (a legacy file without the header) is
+        read, never appended to: it is retired as it is and a new one starts in the current formats."""
+        journal = Journal(self.path, fsync=fsync, first_seq=self.first_seq())
+        if (journal.format, journal.command_format) != (JOURNAL_FORMAT, COMMAND_FORMAT):
+            log.info("%s: journal format %d (commands %d) retired; a new segment starts in format %d (%d)",
+                     self.path, journal.format, journal.command_format, JOURNAL_FORMAT, COMMAND_FORMAT)
+            journal = self.rotate(journal)
+        return journal
 
     def rotate(self, journal: Journal) -> Journal:
         """Retire `journal` (the segment being written; nothing pending) and open the next one."""

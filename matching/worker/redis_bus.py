@@ -1,6 +1,6 @@
 """The web side of the production transport: a `CommandBus` over one Redis Stream per shard.
 
-`submit` XADDs `{c: encoded command, r: reply key}` to the command's shard stream (the durable log,
+`submit` XADDs `{v: format, c: encoded command, r: reply key}` to the command's shard stream (the durable log,
 see `stream_runner`) and BLPOPs its own reply key until the timeout. Every failure is `Unavailable`,
 raised fast: a shard whose heartbeat is missing (its runner is down) or whose queue lag is over
 `max_lag` is refused before anything is written; an unreachable Redis fails the call at once (no
@@ -41,7 +41,7 @@ from matching.worker.codec import WorkerCommand, encode_command
 from matching.worker.matcher import ORDER_ID_STRIDE, Reply
 from matching.worker.metrics import METRICS, Registry
 from matching.worker.replies import decode_reply
-from matching.worker.stream_runner import heartbeat_key, stream_key
+from matching.worker.stream_runner import entry_fields, heartbeat_key, stream_key
 from risk.core import AdjustCash, RejectHeld, ReleaseHeld, SetDefaultCash, SetInstrumentRisk, SetUserLimit
 
 DOWN_RETRY_AFTER = 5.0
@@ -170,7 +170,7 @@ class RedisBus:
                 beat = self._remember(shard, client.get(heartbeat_key(self.prefix, shard)))
             self._check(shard, beat, self.max_lag)
             key = self._reply_key()
-            client.xadd(stream_key(self.prefix, shard), {"c": payload, "r": key})
+            client.xadd(stream_key(self.prefix, shard), entry_fields(payload, key))
             remaining = deadline - time.monotonic()
             got = client.blpop([key], timeout=remaining) if remaining >= 0.01 else None
         except redis.RedisError as exc:
@@ -209,7 +209,7 @@ class RedisBus:
                     results[index] = exc
                     continue
                 key = self._reply_key()
-                pipe.xadd(stream_key(self.prefix, shard), {"c": encode_command(cmd), "r": key})
+                pipe.xadd(stream_key(self.prefix, shard), entry_fields(encode_command(cmd), key))
                 pending[key.encode()] = (index, shard)
             if pending:
                 pipe.execute()
@@ -258,7 +258,7 @@ class RedisBus:
                 beat = self._remember(shard, await client.get(heartbeat_key(self.prefix, shard)))
             self._check(shard, beat, self.max_lag)
             key = self._reply_key()
-            await client.xadd(stream_key(self.prefix, shard), {"c": payload, "r": key})
+            await client.xadd(stream_key(self.prefix, shard), entry_fields(payload, key))
             remaining = deadline - time.monotonic()
             got = await client.blpop([key], timeout=remaining) if remaining >= 0.01 else None
         except redis.RedisError as exc:

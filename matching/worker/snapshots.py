@@ -1,9 +1,12 @@
 """Periodic snapshots of the worker's state, so a restart replays only the journal's tail.
 
 A file is `snapshot-{seq:016d}.json`: the first line is the sha256 hex digest of the rest, the
-rest is the state as compact JSON. It is written to a temporary name, fsynced and renamed, so
-a crash leaves either the whole new snapshot or none of it; the digest catches later damage,
-and `latest` then falls back to an older snapshot (the journal still holds the longer tail).
+rest is compact JSON, `{"snapshot_format": N, "state": ...}` (a body without that envelope, written
+before format versions, is the state itself in format 1). It is written to a temporary name, fsynced
+and renamed, so a crash leaves either the whole new snapshot or none of it; the digest catches later
+damage, and `latest` then falls back to an older snapshot (the journal still holds the longer tail).
+An intact snapshot in a format this build does not read is never skipped: `latest` raises
+`formats.UnsupportedFormat`, and the matcher refuses to start.
 """
 
 from __future__ import annotations
@@ -15,12 +18,20 @@ import os
 import re
 from pathlib import Path
 
+from matching.worker.formats import (
+    LEGACY_SNAPSHOT_FORMAT,
+    SNAPSHOT_FORMAT,
+    SNAPSHOT_FORMATS_READ,
+    UnsupportedFormat,
+    check_format,
+)
 from matching.worker.journal import fsync_dir
 
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"snapshot-(\d{16})\.json")
 _TMP_SUFFIX = ".tmp"
+_FORMAT_KEY = "snapshot_format"
 
 
 class SnapshotStore:
@@ -35,7 +46,7 @@ class SnapshotStore:
         """Write the state as of `seq` atomically and durably, then prune old snapshots."""
         if seq < 0:
             raise ValueError(f"seq must not be negative, got {seq}")
-        body = json.dumps(state, separators=(",", ":")).encode()
+        body = json.dumps({_FORMAT_KEY: SNAPSHOT_FORMAT, "state": state}, separators=(",", ":")).encode()
         path = self.directory / f"snapshot-{seq:016d}.json"
         tmp = path.with_name(path.name + _TMP_SUFFIX)
         with open(tmp, "wb") as f:
@@ -49,7 +60,8 @@ class SnapshotStore:
 
     def latest(self, at_most: int | None = None) -> tuple[int, object] | None:
         """(seq, state) of the newest snapshot that loads intact (and is at seq <= `at_most` when
-        given); None if there is none."""
+        given); None if there is none. An intact one in a format this build does not read raises
+        `UnsupportedFormat` (never skipped for an older one)."""
         for seq, path in self._snapshots():
             if at_most is not None and seq > at_most:
                 continue
@@ -57,7 +69,9 @@ class SnapshotStore:
                 digest, newline, body = path.read_bytes().partition(b"\n")
                 if not newline or digest != hashlib.sha256(body).hexdigest().encode():
                     raise ValueError("checksum mismatch")
-                return seq, json.loads(body)
+                return seq, _state(path, json.loads(body))
+            except UnsupportedFormat:
+                raise
             except (OSError, ValueError) as exc:  # JSON and Unicode errors are ValueErrors
                 log.warning("skipping damaged snapshot %s: %s", path, exc)
         return None
@@ -72,3 +86,14 @@ class SnapshotStore:
             path.unlink(missing_ok=True)
         for path in self.directory.glob(f"snapshot-*.json{_TMP_SUFFIX}"):  # left by a crashed save
             path.unlink(missing_ok=True)
+
+
+def _state(path: Path, document: object) -> object:
+    """The state in a snapshot's body, once its format is known to be readable."""
+    if isinstance(document, dict) and _FORMAT_KEY in document:
+        check_format("snapshot", str(path), document[_FORMAT_KEY], SNAPSHOT_FORMATS_READ)
+        if set(document) != {_FORMAT_KEY, "state"}:
+            raise ValueError(f"unexpected keys in a snapshot envelope: {sorted(document)}")
+        return document["state"]
+    check_format("snapshot", str(path), LEGACY_SNAPSHOT_FORMAT, SNAPSHOT_FORMATS_READ)
+    return document  # from before format versions: the state itself

@@ -2,7 +2,8 @@
 
 The stream `{prefix}:commands:{shard}` IS the shard's durable, ordered command log (Redis runs with
 `appendonly yes` and `appendfsync always`, so an XADD is answered only once it is on disk). Web
-processes XADD `{c: encoded command, r: reply key}`; this runner is the stream's only reader:
+processes XADD `{v: command format, c: encoded command, r: reply key}`; this runner is the stream's
+only reader:
 
     XREAD BLOCK from the last applied entry id (no consumer group: one reader, its position is state)
     for each entry: seq = matcher.seq + 1, timestamp from the entry id (ms * 10^6 + sequence part,
@@ -10,6 +11,11 @@ processes XADD `{c: encoded command, r: reply key}`; this runner is the stream's
     one pipeline: RPUSH each reply to its key + EXPIRE (callers BLPOP it); then listeners see the batch
     every `snapshot_every` commands: snapshot {"stream_id", "matcher": matcher.state()}
     every `heartbeat_every` seconds: SET {prefix}:heartbeat:{shard} {seq, lag, metrics, ...} with a short TTL
+
+An entry whose `v` names a command format this build does not read (`formats.UnsupportedFormat`) is
+never skipped as undecodable: the entries before it in its batch are applied and answered, then the
+runner stops without a snapshot (recovery, or `replay_stream`, raises the same), so the shard stays
+down until software that reads it runs. An entry without `v` is the legacy format (command format 1).
 
 Seq and timestamp are pure functions of the entry's position and id and of the state before it, so
 restarting from the latest snapshot and reading on from its stream id replays exactly: the recovered
@@ -43,6 +49,13 @@ import redis
 
 from matching.engine import AdvanceTime
 from matching.worker.codec import encode_command
+from matching.worker.formats import (
+    COMMAND_FORMAT,
+    COMMAND_FORMATS_READ,
+    LEGACY_COMMAND_FORMAT,
+    UnsupportedFormat,
+    check_format,
+)
 from matching.worker.matcher import Matcher, Reply
 from matching.worker.metrics import METRICS, Registry
 from matching.worker.replies import encode_reply
@@ -82,22 +95,47 @@ def entry_timestamp(entry_id: bytes | str, previous: int) -> int:
     return max(ms * 1_000_000 + part, previous + 1)
 
 
-def apply_entry(matcher: Matcher, entry_id: bytes | str, fields: dict) -> Reply:
-    """Apply one stream entry as the next command; deterministic given the matcher's state."""
+def entry_fields(payload: bytes, reply_key: str | None = None) -> dict[Any, Any]:
+    """The fields of a command's stream entry: its format version `v`, the command `c` and, when a
+    caller waits for the reply, the list `r` to push it to."""
+    fields: dict[Any, Any] = {"v": COMMAND_FORMAT, "c": payload}
+    if reply_key is not None:
+        fields["r"] = reply_key
+    return fields
+
+
+def entry_format(stream: str, entry_id: bytes | str, fields: dict) -> int:
+    """The command format of an entry (its `v`; none: the legacy format); `UnsupportedFormat` if this
+    build does not read it."""
+    raw = fields.get(b"v")
+    version: object = LEGACY_COMMAND_FORMAT
+    if raw is not None:
+        try:
+            version = int(raw)
+        except ValueError:
+            version = raw
+    return check_format("command", f"stream {stream} entry {_text(entry_id)}", version, COMMAND_FORMATS_READ)
+
+
+def apply_entry(matcher: Matcher, entry_id: bytes | str, fields: dict, stream: str = "?") -> Reply:
+    """Apply one stream entry as the next command; deterministic given the matcher's state. An entry in
+    a command format this build does not read raises `UnsupportedFormat` (it is never skipped)."""
+    entry_format(stream, entry_id, fields)
     timestamp = entry_timestamp(entry_id, matcher.last_timestamp)
     return matcher.apply_encoded(matcher.seq + 1, timestamp, fields.get(b"c", b""))
 
 
 def replay_stream(matcher: Matcher, client: redis.Redis, stream: str, after: str = START,
                   *, count: int = 1000, on_reply: Callable[[Reply], None] | None = None) -> str:
-    """Apply every entry after `after` (exclusive) to `matcher`, sending no replies; the last id read."""
+    """Apply every entry after `after` (exclusive) to `matcher`, sending no replies; the last id read.
+    Raises `UnsupportedFormat` at an entry in a command format this build does not read."""
     last = after
     while True:
         entries = cast(list, client.xrange(stream, f"({last}" if last != START else "-", "+", count=count))
         if not entries:
             return last
         for entry_id, fields in entries:
-            reply = apply_entry(matcher, entry_id, fields)
+            reply = apply_entry(matcher, entry_id, fields, stream)
             last = _text(entry_id)
             if on_reply is not None:
                 on_reply(reply)
@@ -300,18 +338,27 @@ class StreamRunner:
         elif self.matcher.expiry_due():
             # Time passes only through the log (as in the embedded bus): an AdvanceTime entry, which
             # the next step reads and applies like any command, so replay expires the same orders.
-            self.redis.xadd(self.stream, {"c": encode_command(AdvanceTime(0))})
+            self.redis.xadd(self.stream, entry_fields(encode_command(AdvanceTime(0))))
         if time.monotonic() - self._last_heartbeat >= self.heartbeat_every:
             self.heartbeat()
         return len(entries)
 
     def _apply_batch(self, entries: list[tuple[bytes, dict]]) -> None:
+        """Apply and answer a batch; at an entry this build cannot read, apply and answer the ones
+        before it, then raise `UnsupportedFormat` (the runner stops: never skip a command)."""
+        for index, (entry_id, fields) in enumerate(entries):
+            try:
+                entry_format(self.stream, entry_id, fields)
+            except UnsupportedFormat:
+                if index:
+                    self._apply_batch(entries[:index])
+                raise
         matcher = self.matcher
         replies = []
         started = time.perf_counter_ns()
         pipe = self.redis.pipeline(transaction=False)
         for entry_id, fields in entries:
-            reply = apply_entry(matcher, entry_id, fields)
+            reply = apply_entry(matcher, entry_id, fields, self.stream)
             self.stream_id = _text(entry_id)  # position and state advance together
             self._since_snapshot += 1
             replies.append(reply)

@@ -12,6 +12,9 @@ with its projection into the database.
     runner.run()                                           (until SIGTERM/SIGINT: finish the batch, snapshot)
     projector.stop(flush=True)                             (write out what is queued), exit 0
 
+A snapshot or stream entry in a format this build does not read (`formats.UnsupportedFormat`) stops it
+with that message and a non-zero exit status (CommandError), at recovery or later: never skipped.
+
 Settings (each overridable by an option, which the tests use): MATCHER_SHARDS ({shard: [symbols]}),
 REDIS_URL, MATCHER_DATA_DIR (snapshots go to `shard-N-stream-snapshots/` under it),
 MATCHER_SNAPSHOT_EVERY, MATCHER_STREAM_PREFIX; DATABASE_URL for the projection. `--no-projection` runs
@@ -37,9 +40,10 @@ from marketdata.redis_cache import RedisMarketDataWriter, connect
 from matching.projector import Projector
 from matching.selectors import projected_seq
 from matching.worker.codec import encode_command
+from matching.worker.formats import UnsupportedFormat
 from matching.worker.matcher import Matcher
 from matching.worker.snapshots import SnapshotStore
-from matching.worker.stream_runner import StreamRunner
+from matching.worker.stream_runner import StreamRunner, entry_fields
 from risk.config import worker_config
 
 log = logging.getLogger("matching.runmatcher")
@@ -117,7 +121,7 @@ class Command(BaseCommand):
                 shards = sorted({int(s) for s in _setting("MATCHER_SHARDS") or {}} | {shard})
                 config = worker_config(symbols, shard=shards.index(shard), shards=len(shards))
                 for cmd in runner.matcher.config_changes(config):
-                    client.xadd(runner.stream, {"c": encode_command(cmd)})
+                    client.xadd(runner.stream, entry_fields(encode_command(cmd)))
             market_data = RedisMarketDataWriter(connect(redis_url), prefix)
             market_data.seed_engine(runner.matcher.engine, runner.matcher.seq)  # then only deltas follow
             if replay is not None:  # the trade list, 24h window and candles, from the projection
@@ -132,6 +136,8 @@ class Command(BaseCommand):
             runner.run()
             self.stdout.write(f"shard {shard} stopped at seq {runner.matcher.seq}")
             self.stdout.flush()
+        except UnsupportedFormat as exc:
+            raise CommandError(f"shard {shard}: {exc}") from exc
         finally:
             if projector is not None:
                 # Whatever is left unwritten (the database down past the timeout) is logged; the next

@@ -17,8 +17,9 @@ import pytest
 
 from matching.worker.journal import BackgroundSync, Journal, JournalCorrupt, JournalRecord, Segments
 
-# The documented frame, built independently of the module under test.
+# The documented frame and file header, built independently of the module under test.
 HEADER = struct.Struct("<IIqqI")
+FILE_HEADER = b"XMJOURNL" + struct.pack("<HH", 1, 1)  # magic, journal format, command format
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -33,7 +34,7 @@ def payload_for(seq: int) -> bytes:
 
 def write_log(path: Path, n: int) -> list[int]:
     """n records through the Journal; returns the byte offset where each record starts."""
-    offsets, pos = [], 0
+    offsets, pos = [], len(FILE_HEADER)
     with Journal(path, fsync=False) as j:
         for seq in range(1, n + 1):
             j.append(seq, 1000 + seq, payload_for(seq))
@@ -64,7 +65,7 @@ def test_round_trip_of_many_records_in_random_batches(tmp_path):
             j.commit()
             assert j.last_seq == seq
     assert list(Journal.read(path)) == expected
-    assert path.read_bytes() == b"".join(frame(r.seq, r.timestamp, r.payload) for r in expected)
+    assert path.read_bytes() == FILE_HEADER + b"".join(frame(r.seq, r.timestamp, r.payload) for r in expected)
 
 
 def test_seq_must_be_contiguous_from_one(tmp_path):
@@ -328,7 +329,7 @@ def test_a_record_may_hold_a_batch_of_seqs(tmp_path):
         j.append(4, 200, b"one")
         j.commit()
         assert j.last_seq == 4
-    assert path.read_bytes() == frame(1, 100, b"three", 3) + frame(4, 200, b"one")
+    assert path.read_bytes() == FILE_HEADER + frame(1, 100, b"three", 3) + frame(4, 200, b"one")
     assert [(r.seq, r.last_seq) for r in Journal.read(path, 2)] == [(1, 3), (4, 4)]  # seq 2 is inside
     assert [r.seq for r in Journal.read(path, 4)] == [4]
     with Journal(path) as again:
