@@ -27,6 +27,7 @@ class Env:
     csrf_trusted_origins: list[str]
     cors_allowed_origins: list[str]  # other sites whose pages may call the API; none by default
     api_rates: dict[str, str]  # per-user rate limits by scope (submit, burst, sustained)
+    login_failures: str  # failed logins allowed per username and per client address, e.g. 10/5min
     matcher_data_dir: Path  # the embedded matcher's journal and snapshots
     matcher_shards: dict[int, list[str]]  # shard -> symbols; empty: one shard with every instrument
     matcher_timeout: float  # seconds a request waits for the matcher before "unavailable, retry"
@@ -85,6 +86,17 @@ def parse_rates(value: str) -> dict[str, str]:
     return rates
 
 
+def parse_login_failures(value: str) -> str:
+    """`N/period` with an optional number of periods: `10/5min` is 10 in 5 minutes."""
+    count, _, period = value.partition("/")
+    periods = period.rstrip("sminhday")
+    unit = period[len(periods):]
+    periods_ok = periods == "" or (periods.isdigit() and int(periods) >= 1)
+    if not (count.isdigit() and int(count) >= 1 and periods_ok and unit in {"s", "min", "h", "day"}):
+        raise ImproperlyConfigured(f"LOGIN_FAILURES: expected N/period, e.g. 10/5min or 20/h, not {value!r}")
+    return value
+
+
 def parse_positive(name: str, value: str, kind: type[int] | type[float]) -> int | float:
     try:
         number = kind(value)
@@ -125,6 +137,7 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         csrf_trusted_origins=parse_list(get("CSRF_TRUSTED_ORIGINS", "")),
         cors_allowed_origins=parse_list(get("CORS_ALLOWED_ORIGINS", "")),
         api_rates=parse_rates(get("API_RATES", "")),
+        login_failures=parse_login_failures(get("LOGIN_FAILURES", "10/5min")),
         matcher_data_dir=Path(get("MATCHER_DATA_DIR", str(base_dir / "var" / "matcher"))),
         matcher_shards=parse_shards(get("MATCHER_SHARDS", "")),
         matcher_timeout=float(parse_positive("MATCHER_TIMEOUT", get("MATCHER_TIMEOUT", "2"), float)),

@@ -91,12 +91,18 @@ def _to_units(value: Decimal, unit: Decimal, what: str) -> int:
         try:
             units = value / unit
         except DecimalException:  # needs more digits than any valid count has, or overflows
-            raise ValueError(f"{what} {value} is not a whole multiple of {unit} within range") from None
+            raise ValueError(f"{what} {value} is not a whole multiple of {_plain(unit)} within range"
+                             ) from None
     if units != units.to_integral_value():
-        raise ValueError(f"{what} {value} is not a whole multiple of {unit}")
+        raise ValueError(f"{what} {value} is not a whole multiple of {_plain(unit)}")
     if units > MAX_UNITS:
         raise ValueError(f"{what} {value} is too large")
     return int(units)
+
+
+def _plain(unit: Decimal) -> str:
+    """A size as people write it: 0.01 (not 0.01000000), 10 (not 1E+1)."""
+    return format(unit.normalize(), "f")
 
 
 def _from_units(units: int, unit: Decimal) -> Decimal:

@@ -89,8 +89,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The cache holds the API's rate-limit counters: shared by every server process through Redis in
-# production, per process in the embedded default.
+# Django's cache: through Redis in production, per process in the embedded default. (The API's rate
+# limits keep their own budgets: exchange/api/rate_limits.py.)
 if ENV.redis_url:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ENV.redis_url}
@@ -132,6 +132,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every login (the API's token and basic auth, the login page, the admin) goes through this backend:
+# LOGIN_FAILURES failed logins per username and per client address, then 429 without hashing.
+AUTHENTICATION_BACKENDS = ["exchange.api.authentication.LoginThrottledBackend"]
+LOGIN_FAILURES = ENV.login_failures
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
@@ -140,16 +144,21 @@ REST_FRAMEWORK = {
         # first, so an unauthenticated call gets 401 with "WWW-Authenticate: Token" (not a browser prompt)
         "rest_framework.authentication.TokenAuthentication",  # programs: Authorization: Token <key>
         "rest_framework.authentication.SessionAuthentication",  # the browser; CSRF enforced
-        "rest_framework.authentication.BasicAuthentication",  # curl -u user:password
+        # curl -u user:password; 429 past the failed-login budget (exchange/api/authentication.py)
+        "exchange.api.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    # per user, as in the seed: 10 orders a second on submit; 100 a second and 1,000 a minute overall
-    "DEFAULT_THROTTLE_CLASSES": [
-        "exchange.api.throttles.BurstThrottle",
-        "exchange.api.throttles.SustainedThrottle",
-    ],
+    # per user, for every view (exchange/api/throttles.py): 10 orders a second on order entry ("submit");
+    # 100 calls a second and 1,000 a minute, for order entry and for everything else separately
+    "DEFAULT_THROTTLE_CLASSES": ["exchange.api.throttles.ApiThrottle"],
     "DEFAULT_THROTTLE_RATES": ENV.api_rates,
     "EXCEPTION_HANDLER": "exchange.api.errors.exception_handler",
+    # JSON numbers kept exact (never floats), nesting bounded; forms for the browsable API
+    "DEFAULT_PARSER_CLASSES": [
+        "exchange.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 

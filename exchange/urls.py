@@ -3,7 +3,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from exchange import views
-from exchange.api import metrics_views
+from exchange.api import authentication, metrics_views
+
+# the admin's login refuses past the failed-login budget with a message, as /accounts/login/ does
+admin.site.login_form = authentication.AdminLoginForm
 
 handler400 = "exchange.error_views.bad_request"
 handler403 = "exchange.error_views.permission_denied"
@@ -16,7 +19,7 @@ urlpatterns = [
     # what browsers ask for on pages that name no icon (admin, the browsable API, Swagger)
     path("favicon.ico", views.favicon),
     path("metrics", metrics_views.PrometheusView.as_view(), name="metrics"),  # Prometheus, staff only
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", authentication.LoginView.as_view(), name="login"),  # 429 past failed logins
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
     path("admin/", admin.site.urls),

@@ -7,6 +7,7 @@ over Redis Streams instead; callers see the same `CommandBus` either way.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time as clock
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from matching.selectors import projected_seq
 from matching.timestamps import to_ns
 from matching.worker.bus import CommandBus, Unavailable
 from matching.worker.embedded import EmbeddedBus
-from matching.worker.matcher import Matcher, Reply
+from matching.worker.matcher import ORDER_ID_STRIDE, Matcher, Reply
 from matching.worker.redis_bus import RedisBus
 from risk.config import worker_config
 from risk.core import AdminCommand
@@ -242,3 +243,29 @@ def order_amend(*, user_id: int, symbol: str, order_id: int, qty_lots: int | Non
     """Change a live order: `qty_lots` is the new total quantity (FIX style)."""
     cmd = AmendOrder(order_id, user_id, symbol, qty_lots, price_ticks, stop_price_ticks)
     return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
+
+
+def projection_wait(seq: int, *, order_id: int = 0, timeout: float | None = None) -> bool:
+    """Wait until the projection (orders, trades, balances in the ORM) holds the matcher's reply `seq`
+    of the shard that owns `order_id`, so that a read after an answer sees what the answer said.
+    True once it does; False after `timeout` (PROJECTION_WAIT_TIMEOUT, 1 s by default): the answer
+    stands either way, the projection catches up on its own. Embedded, the projector is asked to
+    write at once rather than at its next batch."""
+    # the shard's cursor as runmatcher names it (the embedded matcher is shard 0)
+    cursor = f"shard-{order_id // ORDER_ID_STRIDE}" if settings.REDIS_URL else EMBEDDED_CURSOR
+    limit = getattr(settings, "PROJECTION_WAIT_TIMEOUT", 1.0) if timeout is None else timeout
+    deadline = clock.monotonic() + limit
+    pause = 0.0005
+    while projected_seq(cursor_name=cursor) < seq:
+        left = deadline - clock.monotonic()
+        if left <= 0:
+            return False
+        projector = None if settings.REDIS_URL else _projector
+        if projector is not None:
+            # Write what is queued now, not at the end of the writer's batch interval (a no-op until the
+            # matcher thread has handed the reply over). A failure is the projector's to report (health).
+            with contextlib.suppress(Exception):
+                projector.flush(min(left, 0.1))
+        clock.sleep(min(pause, max(left, 0)))
+        pause = min(pause * 2, 0.01)
+    return True

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from exchange.api import schemas
 from exchange.api.errors import ApiError
 from exchange.api.serializers import AccountSettingsRequest
-from exchange.api.views import ERRORS
+from exchange.api.views import ERRORS, at_tick_precision
 from matching import services as matching_services
 from matching.engine.types import STPMode
 from risk import selectors, services
@@ -86,8 +86,7 @@ def position_json(position: Position) -> dict:
     return {
         "symbol": instrument.symbol,
         "quantity": str(position.qty.quantize(_places(instrument.lot_size))),
-        "average_price": None if average is None else str(
-            average.quantize(instrument.tick_size.normalize() / 10_000)),
+        "average_price": None if average is None else str(at_tick_precision(average, instrument)),
         "last_price": None if last is None else str(last),
         "market_value": _money(value),
         "realised_pnl": _money(position.realised),

@@ -35,7 +35,7 @@ from rest_framework.views import APIView
 from exchange.api import schemas
 from exchange.api.errors import ApiError, body
 from exchange.api.serializers import OrderRequest, order_spec
-from exchange.api.throttles import BurstThrottle, OrderBudgetThrottle, SustainedThrottle
+from exchange.api.throttles import OrderBudgetThrottle
 from exchange.api.views import ERRORS, submit_outcome
 from exchange.models import Instrument
 from matching import services
@@ -49,7 +49,8 @@ MAX_ORDERS = 100
 class BatchSubmitView(APIView):
     """POST /api/orders/batch: place up to 100 orders; per order its outcome or its error."""
 
-    throttle_classes = (OrderBudgetThrottle, BurstThrottle, SustainedThrottle)
+    throttle_scope = "submit"  # the order budget (exchange/api/throttles.py)...
+    throttle_per_order = True  # ...of which each order takes one token (OrderBudgetThrottle.admit)
 
     @extend_schema(request=schemas.BatchRequest, responses={200: schemas.BatchResult, **ERRORS})
     def post(self, request: Request) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -10,12 +12,12 @@ from rest_framework.views import APIView
 from exchange.api import schemas
 from exchange.api.errors import ApiError
 from exchange.api.serializers import AmendRequest
-from exchange.api.throttles import BurstThrottle, SubmitThrottle, SustainedThrottle
-from exchange.api.views import ERRORS, bounded_int
+from exchange.api.views import ERRORS, at_tick_precision, bounded_int, order_outcome, refusal
 from exchange.models import Instrument
 from matching import selectors, services
-from matching.engine import AmendRejected, OrderAmended, OrderCanceled, OrderStatus, RejectReason, Trade
+from matching.engine import AmendRejected, OrderAmended, OrderCanceled, OrderStatus, RejectReason
 from matching.models import Order
+from matching.worker.matcher import ORDER_ID_STRIDE
 
 
 class OrderListView(APIView):
@@ -44,7 +46,7 @@ LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING)
 class OrderCancelAllView(APIView):
     """DELETE /api/orders/open[?symbol=AAPL]: cancel all my open orders (of one symbol)."""
 
-    throttle_classes = (SubmitThrottle, BurstThrottle, SustainedThrottle)
+    throttle_scope = "submit"  # the order budget, for DELETE/PATCH only (exchange/api/throttles.py)
 
     @extend_schema(parameters=[OpenApiParameter("symbol", str)],
                    responses={200: schemas.CancelAllResult, **ERRORS})
@@ -52,18 +54,23 @@ class OrderCancelAllView(APIView):
         symbol = request.query_params.get("symbol")
         canceled, not_open = [], []
         user_id = request.user.id
+        last: dict[int, tuple[int, int]] = {}  # per shard: the last reply's (seq, order id)
         for order in selectors.order_list(user=request.user, symbol=symbol).filter(status__in=LIVE):
             order_id = order.order_id
             reply = services.order_cancel(user_id=user_id, symbol=order.symbol, order_id=order_id)
             done = any(isinstance(e, OrderCanceled) and e.order_id == order_id for e in reply.events)
             (canceled if done else not_open).append(order_id)
+            last[order_id // ORDER_ID_STRIDE] = max(last.get(order_id // ORDER_ID_STRIDE, (0, 0)),
+                                                    (reply.seq, order_id))
+        for seq, order_id in last.values():  # a read after this answer sees the orders canceled
+            services.projection_wait(seq, order_id=order_id)
         return Response({"success": True, "canceled": canceled, "not_open": not_open})
 
 
 class OrderDetailView(APIView):
     """GET /api/orders/{order_id}; PATCH it to amend (lower quantity keeps queue priority)."""
 
-    throttle_classes = (SubmitThrottle, BurstThrottle, SustainedThrottle)
+    throttle_scope = "submit"  # the order budget, for DELETE/PATCH only (exchange/api/throttles.py)
 
     @extend_schema(responses={200: schemas.OrderInfo, **ERRORS})
     def get(self, request: Request, order_id: int) -> Response:
@@ -71,6 +78,7 @@ class OrderDetailView(APIView):
 
     @extend_schema(request=AmendRequest, responses={200: schemas.AmendResult, **ERRORS})
     def patch(self, request: Request, order_id: int) -> Response:
+        started = time.perf_counter_ns()
         order = selectors.order_get(user=request.user, order_id=order_id)
         if order is None:
             raise ApiError(404, "not_found", "no such order of yours (a new one may take a moment to appear)")
@@ -83,16 +91,19 @@ class OrderDetailView(APIView):
             if isinstance(event, AmendRejected):
                 if event.reason == RejectReason.UNKNOWN_ORDER:
                     raise ApiError(409, "order_not_open", "the order is no longer open")
-                raise ApiError(422, str(event.reason), f"the exchange refused the amendment: {event.reason}")
+                raise refusal(event.reason, user_id=request.user.id, instrument=instrument, what="amendment",
+                              order_id=order_id)
             if isinstance(event, OrderAmended):
+                services.projection_wait(reply.seq, order_id=order_id)  # a read after this one sees it
+                pending = order.status == OrderStatus.PENDING  # an untriggered stop stays pending
+                outcome = order_outcome(reply, instrument, started, pending=pending)
+                price, stop = event.price, event.stop_price
                 return Response({
-                    "success": True,
-                    "order_id": order_id,
+                    **outcome,
                     "kept_priority": event.kept_priority,
-                    "price": None if event.price is None else str(instrument.ticks_to_price(event.price)),
+                    "price": None if price is None else str(instrument.ticks_to_price(price)),
+                    "stop_price": None if stop is None else str(instrument.ticks_to_price(stop)),
                     "quantity": str(instrument.lots_to_qty(event.qty)),
-                    "remaining_quantity": str(instrument.lots_to_qty(event.remaining)),
-                    "trades": sum(isinstance(e, Trade) for e in reply.events),
                 })
         raise ApiError(409, "order_not_open", "the order is no longer open")
 
@@ -136,7 +147,7 @@ def order_json(order: Order, instrument: Instrument) -> dict:
         "remaining_quantity": qty(order.remaining_lots),
         "canceled_quantity": qty(order.canceled_lots),
         "average_price": None if average is None else str(
-            (average * instrument.tick_size).quantize(instrument.tick_size.normalize() / 10_000)),
+            at_tick_precision(average * instrument.tick_size, instrument)),
         "reject_reason": order.reject_reason or None,
         "cancel_reason": order.cancel_reason or None,
         "created_at": order.created_at.isoformat(),

@@ -9,7 +9,13 @@ from rest_framework import serializers as s
 class Error(s.Serializer):
     code = s.CharField(help_text="machine-readable, e.g. invalid_request, post_only_would_take")
     message = s.CharField()
-    fields = s.DictField(required=False, help_text="per field, for invalid_request")
+    fields = s.DictField(required=False, help_text="per field, for invalid_request (an unknown field: "
+                                                   '"unknown field")')
+    order_id = s.IntegerField(required=False, help_text="422: the order refused (or not amended)")
+    status = s.CharField(required=False, help_text="422 for a new order: rejected (it is recorded)")
+    max_quantity = s.CharField(required=False, help_text="order_size: the largest order allowed")
+    max_position = s.CharField(required=False, help_text="position_limit: the largest position allowed")
+    price_band_pct = s.CharField(required=False, help_text="price_band: how far from the last trade price")
 
 
 class Fill(s.Serializer):
@@ -19,10 +25,13 @@ class Fill(s.Serializer):
     timestamp = s.DateTimeField()
 
 
+ORDER_OUTCOMES = ["open", "pending", "held", "partially_filled", "filled", "canceled", "expired"]
+
+
 class SubmitResult(s.Serializer):
     success = s.BooleanField()
     order_id = s.IntegerField()
-    status = s.ChoiceField(["open", "pending", "partially_filled", "filled", "canceled", "duplicate"])
+    status = s.ChoiceField([*ORDER_OUTCOMES, "duplicate"])
     duplicate = s.BooleanField(required=False)
     cancel_reason = s.CharField(allow_null=True, required=False)
     trades = Fill(many=True)
@@ -103,13 +112,19 @@ class TokenResult(s.Serializer):
 
 
 class AmendResult(s.Serializer):
+    """POST /api/submit's answer for the amended order as the amendment left it, and the new terms."""
+
     success = s.BooleanField()
     order_id = s.IntegerField()
+    status = s.ChoiceField(ORDER_OUTCOMES)
+    cancel_reason = s.CharField(allow_null=True)
+    trades = Fill(many=True, help_text="trades the amendment caused (a new price may cross)")
+    remaining_quantity = s.CharField()
+    latency_us = s.IntegerField()
     kept_priority = s.BooleanField()
     price = s.CharField(allow_null=True)
+    stop_price = s.CharField(allow_null=True)
     quantity = s.CharField(help_text="the new total quantity")
-    remaining_quantity = s.CharField()
-    trades = s.IntegerField(help_text="trades the amendment caused (a new price may cross)")
 
 
 class MyFill(s.Serializer):

@@ -1,57 +1,118 @@
-"""Rate limits per user (by IP for anonymous calls), counted in the shared cache (Redis in production)."""
+"""The API's rate limits: DRF throttles over `exchange.api.rate_limits` (atomic, shared through Redis in
+production), per caller (the user; the client address for anonymous calls).
+
+Two separate budgets per caller, so neither can use up the other:
+- order entry: the unsafe methods (POST, PATCH, DELETE) of views that declare `throttle_scope = "submit"`
+  (submit, cancel, amend, cancel-all, batch): `submit` (10 orders a second), within their own
+  `burst` and `sustained` call limits (100 a second, 1,000 a minute);
+- every other call (reads, and writes that change no order): `burst` and `sustained` of its own.
+A GET never spends the order budget. A request is counted in all its budgets at once or in none: a
+refused request costs nothing, so a client hammering into 429s is let in again as soon as the window
+has room. Rates: REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] (API_RATES), read at each request.
+
+A view that carries several orders a request (POST /api/orders/batch) also sets
+`throttle_per_order = True`: the request then only needs some order budget left, and the view takes
+one token per order with `OrderBudgetThrottle.admit`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from rest_framework.throttling import UserRateThrottle
+from rest_framework import exceptions
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+from exchange.api.authentication import THROTTLED, client_address, login_wait
+from exchange.api.rate_limits import Take, limiter, parse_rate
 
 if TYPE_CHECKING:  # DRF imports this module while its views module loads
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
-
-class SubmitThrottle(UserRateThrottle):
-    scope = "submit"
+ORDER_SCOPE = "submit"
 
 
-class BurstThrottle(UserRateThrottle):
-    scope = "burst"
+def caller(request: Request, throttle: BaseThrottle) -> str:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return f"addr:{throttle.get_ident(request)}"
 
 
-class SustainedThrottle(UserRateThrottle):
-    scope = "sustained"
+def order_entry(request: Request, view: APIView) -> bool:
+    return request.method not in SAFE_METHODS and getattr(view, "throttle_scope", None) == ORDER_SCOPE
 
 
-class OrderBudgetThrottle(SubmitThrottle):
-    """The submit budget (scope "submit": the same counter as POST /api/submit) charged per order, for
-    requests that carry several: as a view throttle it only checks that some budget is left (429
-    otherwise, before the body is read); the view then takes one token per order with `admit`."""
+def order_budget(ident: str, cost: int) -> Take | None:
+    """The caller's order budget (None: unlimited)."""
+    rate = api_settings.DEFAULT_THROTTLE_RATES.get(ORDER_SCOPE)
+    return None if rate is None else Take(f"{ORDER_SCOPE}:{ident}", parse_rate(rate), cost)
+
+
+class ApiThrottle(BaseThrottle):
+    """Every API call's budgets (see the module's docstring), taken in one atomic step."""
+
+    seconds = 0.0
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        if not self._load(request, view):
-            return True
-        return len(self.history) < self.num_requests
+        rates = api_settings.DEFAULT_THROTTLE_RATES
+        ident = caller(request, self)
+        orders = order_entry(request, view)
+        family = "orders" if orders else "calls"
+        takes = [Take(f"{scope}:{family}:{ident}", parse_rate(rates[scope]))
+                 for scope in ("burst", "sustained") if rates.get(scope) is not None]
+        if orders:  # a per-order view takes its orders' tokens itself: here only some must be left
+            budget = order_budget(ident, 0 if getattr(view, "throttle_per_order", False) else 1)
+            takes += [budget] if budget is not None else []
+        self.seconds = limiter().take_all(takes)
+        return self.seconds == 0.0
+
+    def wait(self) -> float | None:
+        return self.seconds or None
+
+
+class OrderBudgetThrottle(BaseThrottle):
+    """The order budget (scope "submit": the same counter as POST /api/submit) charged per order, for
+    requests that carry several. As a view throttle it only checks that some budget is left; the view
+    then takes one token per order with `admit`."""
+
+    seconds = 0.0
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        budget = order_budget(caller(request, self), 0)
+        self.seconds = 0.0 if budget is None else limiter().take_all([budget])
+        return self.seconds == 0.0
 
     def admit(self, request: Request, view: APIView, wanted: int) -> int:
         """Take up to `wanted` tokens now (one per order); how many were granted."""
-        if wanted <= 0 or not self._load(request, view):
-            return wanted
-        granted = max(0, min(wanted, self.num_requests - len(self.history)))
-        if granted:
-            self.history[:0] = [self.now] * granted
-            self.cache.set(self.key, self.history, self.duration)
+        budget = order_budget(caller(request, self), wanted)
+        if wanted <= 0 or budget is None:
+            return max(wanted, 0)
+        granted, self.seconds = limiter().take_up_to(budget)
         return granted
 
-    def _load(self, request: Request, view: APIView) -> bool:
-        """Read the history of the caller's key, dropping what has expired; False if not throttled."""
-        if self.rate is None:
-            return False
-        self.key = self.get_cache_key(request, view)
-        if self.key is None:
-            return False
-        self.history = self.cache.get(self.key, [])
-        self.now = self.timer()
-        while self.history and self.history[-1] <= self.now - self.duration:
-            self.history.pop()
+    def wait(self) -> float | None:
+        return self.seconds or None
+
+
+class LoginThrottle(BaseThrottle):
+    """POST /api/token: 429 with Retry-After once the username or the client address is past its
+    failed-login budget (exchange.api.authentication), before the password is checked."""
+
+    seconds = 0.0
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        data = request.data
+        username = data.get("username") if isinstance(data, Mapping) else None
+        if username is None:
+            return True  # nothing to check: the serializer refuses it
+        self.seconds = login_wait(str(username), client_address(request))
+        if self.seconds > 0:  # refused here, to say why (DRF's own refusal says only "throttled")
+            raise exceptions.Throttled(self.seconds, detail=f"{THROTTLED}.")
         return True
+
+    def wait(self) -> float | None:
+        return self.seconds or None

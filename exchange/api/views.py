@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from decimal import Decimal
 
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -13,18 +15,22 @@ from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from exchange.api import schemas
 from exchange.api.errors import ApiError, body
 from exchange.api.serializers import OrderRequest, order_spec
-from exchange.api.throttles import BurstThrottle, SubmitThrottle, SustainedThrottle
+from exchange.api.throttles import LoginThrottle
 from exchange.models import Instrument
 from matching import selectors, services
 from matching.engine import (
     CancelRejected,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
+    OrderExpired,
+    OrderReduced,
     OrderRejected,
     OrderType,
     RejectReason,
@@ -36,6 +42,7 @@ from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
 from risk import selectors as risk_selectors
 from risk.core import OrderHeld
+from risk.models import RiskLimit, UserRiskLimit
 
 ERRORS = {code: schemas.Error for code in (400, 401, 403, 404, 409, 422, 429, 503)}
 
@@ -48,7 +55,7 @@ def not_found(request: HttpRequest) -> JsonResponse:
 class SubmitView(APIView):
     """POST /api/submit: place an order; answers once the matcher has matched it (or refused it)."""
 
-    throttle_classes = (SubmitThrottle, BurstThrottle, SustainedThrottle)
+    throttle_scope = "submit"  # the order budget (exchange/api/throttles.py)
 
     @extend_schema(request=OrderRequest, responses={201: schemas.SubmitResult, **ERRORS})
     def post(self, request: Request) -> Response:
@@ -65,6 +72,8 @@ class SubmitView(APIView):
 class CancelView(APIView):
     """DELETE /api/cancel/{order_id}: cancel one of my orders (404 for anyone else's)."""
 
+    throttle_scope = "submit"  # the order budget (exchange/api/throttles.py)
+
     @extend_schema(responses={200: schemas.CancelResult, **ERRORS})
     def delete(self, request: Request, order_id: int) -> Response:
         order = selectors.order_get(user=request.user, order_id=order_id)
@@ -74,6 +83,7 @@ class CancelView(APIView):
         for event in reply.events:
             if isinstance(event, OrderCanceled) and event.order_id == order_id:
                 lots = get_object_or_404(Instrument, symbol=order.symbol).lots_to_qty(event.canceled_qty)
+                services.projection_wait(reply.seq, order_id=order_id)  # a read after this one sees it
                 return Response({"success": True, "order_id": order_id, "status": "canceled",
                                  "canceled_quantity": str(lots)})
             if isinstance(event, CancelRejected):
@@ -91,23 +101,75 @@ REJECT_MESSAGES = {
 }
 
 
+def refusal(reason: RejectReason, *, user_id: int, instrument: Instrument, what: str = "order",
+            **extra: object) -> ApiError:
+    """The 422 for a rejection by the engine or the risk stage: the reason as its code, in words, and
+    for a limit the limit itself (as configured now: `max_quantity`, `max_position`, `price_band_pct`)."""
+    message = REJECT_MESSAGES.get(reason, f"the exchange rejected the {what}: {reason}")
+    if reason in (RejectReason.ORDER_SIZE, RejectReason.POSITION_LIMIT, RejectReason.PRICE_BAND):
+        limits = risk_limits(user_id=user_id, instrument=instrument)
+        symbol = instrument.symbol
+        if reason is RejectReason.ORDER_SIZE and limits["max_order_size"] is not None:
+            largest = _quantity(instrument, limits["max_order_size"])
+            message = f"the order is larger than the largest order allowed in {symbol}: at most {largest}"
+            extra["max_quantity"] = largest
+        elif reason is RejectReason.POSITION_LIMIT and limits["max_position"] is not None:
+            largest = _quantity(instrument, limits["max_position"])
+            message = (f"with your open orders, the order could take your position in {symbol} past its "
+                       f"limit of {largest} either way")
+            extra["max_position"] = largest
+        elif reason is RejectReason.PRICE_BAND and limits["price_band_pct"] is not None:
+            band = format(limits["price_band_pct"].normalize(), "f")
+            message = (f"the price is more than {band}% from the last trade price (or the reference price "
+                       "before the first trade)")
+            extra["price_band_pct"] = band
+    return ApiError(422, str(reason), message, **extra)
+
+
+def risk_limits(*, user_id: int, instrument: Instrument) -> dict[str, Decimal | None]:
+    """The user's limits in the instrument as configured now: their override, else the instrument's."""
+    names = ("max_order_size", "max_position", "price_band_pct")
+    found: dict[str, Decimal | None] = dict.fromkeys(names)
+    found.update(RiskLimit.objects.filter(instrument=instrument).values(*names).first() or {})
+    override = UserRiskLimit.objects.filter(user_id=user_id, instrument=instrument).values(
+        "max_order_size", "max_position").first() or {}
+    found.update({name: value for name, value in override.items() if value is not None})
+    return found
+
+
+def _quantity(instrument: Instrument, value: Decimal) -> str:
+    try:
+        return str(instrument.lots_to_qty(instrument.qty_to_lots(value)))
+    except ValueError:
+        return format(value.normalize(), "f")
+
+
 def submit_outcome(reply: Reply, instrument: Instrument, started_ns: int) -> dict:
     """The seed's response: success, order_id, status, trades, remaining_quantity, latency_us."""
     if reply.duplicate:
         return {"success": True, "order_id": reply.order_id, "duplicate": True,
                 "status": "duplicate", "trades": [], "remaining_quantity": None,
                 "latency_us": (time.perf_counter_ns() - started_ns) // 1000}
+    return order_outcome(reply, instrument, started_ns)
+
+
+def order_outcome(reply: Reply, instrument: Instrument, started_ns: int, *, pending: bool = False) -> dict:
+    """The order `reply.order_id` as the reply leaves it (a new order's, or an amended one's): status,
+    the trades it made, what remains. `pending`: the order is an untriggered stop (an amendment's)."""
     order_id = reply.order_id
     state, remaining, trades, cancel_reason = "open", None, [], None
     for event in reply.events:
         if isinstance(event, OrderRejected) and event.order_id == order_id:
-            message = REJECT_MESSAGES.get(event.reason, f"the exchange rejected the order: {event.reason}")
-            raise ApiError(422, str(event.reason), message, order_id=order_id, status="rejected")
+            raise refusal(event.reason, user_id=event.owner, instrument=instrument, order_id=order_id,
+                          status="rejected")
         if isinstance(event, OrderHeld) and event.order_id == order_id:
             state, remaining = "held", event.qty
         if isinstance(event, OrderAccepted) and event.order_id == order_id:
             remaining = event.qty
             state = "pending" if event.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else "open"
+        elif isinstance(event, OrderAmended) and event.order_id == order_id:
+            remaining = event.remaining
+            state = "pending" if pending else "open" if event.remaining == event.qty else "partially_filled"
         elif isinstance(event, Trade) and order_id in (event.taker_order_id, event.maker_order_id):
             remaining = event.taker_remaining if event.taker_order_id == order_id else event.maker_remaining
             state = "filled" if remaining == 0 else "partially_filled"
@@ -117,8 +179,12 @@ def submit_outcome(reply: Reply, instrument: Instrument, started_ns: int) -> dic
                            "timestamp": _iso(event.timestamp)})
         elif isinstance(event, StopTriggered) and event.order_id == order_id:
             state = "open"
+        elif isinstance(event, OrderReduced) and event.order_id == order_id:
+            remaining = event.remaining  # a self-trade decrement: the rest stays live
         elif isinstance(event, OrderCanceled) and event.order_id == order_id:
             state, remaining, cancel_reason = "canceled", 0, str(event.reason)
+        elif isinstance(event, OrderExpired) and event.order_id == order_id:
+            state, remaining = "expired", 0
     return {
         "success": True,
         "order_id": order_id,
@@ -175,13 +241,22 @@ def _instrument(symbol: str) -> Instrument:
     return instrument
 
 
+_WHOLE = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() takes other scripts' digits and "²"
+
+
 def bounded_int(request: Request, name: str, *, default: int, top: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= top:
+    if not _WHOLE.fullmatch(raw) or not 1 <= int(raw) <= top:
         raise ApiError(400, "invalid_request", f"{name} must be a whole number from 1 to {top}")
     return int(raw)
+
+
+def at_tick_precision(price: Decimal, instrument: Instrument) -> Decimal:
+    """A price (an average, say) with as many decimals as the instrument's tick: 100.00 for 0.01."""
+    places = min(0, int(instrument.tick_size.normalize().as_tuple().exponent))
+    return price.quantize(Decimal(1).scaleb(places))
 
 
 def _level(instrument: Instrument, price: int, qty: int) -> dict[str, str]:
@@ -224,6 +299,10 @@ class TickerView(APIView):
 
 class TokenView(ObtainAuthToken):
     """POST /api/token (username, password): the user's API token, for `Authorization: Token <key>`."""
+
+    throttle_classes = (LoginThrottle,)  # 429 past the failed-login budget, before the password is hashed
+
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES  # ObtainAuthToken names DRF's own JSON parser
 
     @extend_schema(request=AuthTokenSerializer, responses={200: schemas.TokenResult, **ERRORS})
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:

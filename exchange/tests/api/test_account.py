@@ -71,7 +71,7 @@ def test_positions_valued_at_the_last_trade(embedded, alice, alice_user, django_
     Position.objects.create(user=alice_user, instrument=aapl, qty=Decimal(10), cost=Decimal("1000.0000"),
                             realised=Decimal("25.5000"), seq=3)
     before = alice.get("/api/account").json()["positions"]
-    assert before == [{"symbol": "AAPL", "quantity": "10", "average_price": "100.000000", "last_price": None,
+    assert before == [{"symbol": "AAPL", "quantity": "10", "average_price": "100.00", "last_price": None,
                        "market_value": None, "realised_pnl": "25.5000", "unrealised_pnl": None}]
     trade(django_user_model, "110.50")
     after = alice.get("/api/account").json()["positions"][0]
@@ -89,7 +89,7 @@ def test_a_short_and_a_flat_position(embedded, alice, alice_user, django_user_mo
                             realised=Decimal("-3.2500"), seq=1)
     trade(django_user_model, "90.00")
     short, flat = alice.get("/api/account").json()["positions"]
-    assert (short["quantity"], short["average_price"], short["unrealised_pnl"]) == ("-4", "100.000000",
+    assert (short["quantity"], short["average_price"], short["unrealised_pnl"]) == ("-4", "100.00",
                                                                                     "40.0000")
     assert flat == {"symbol": "ODD", "quantity": "0.0", "average_price": None, "last_price": None,
                     "market_value": "0.0000", "realised_pnl": "-3.2500", "unrealised_pnl": "0.0000"}

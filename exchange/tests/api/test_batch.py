@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from rest_framework.authtoken.models import Token
-from rest_framework.throttling import SimpleRateThrottle
 
 from matching import services
 from matching.models import Order
@@ -18,9 +17,8 @@ LIFTED = {"submit": "100000/s", "burst": "100000/s", "sustained": "1000000/min"}
 
 
 @pytest.fixture
-def unlimited(monkeypatch):
-    # the throttles read their rates once, when their classes are made: a settings override is too late
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", LIFTED)
+def unlimited(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": LIFTED}
 
 
 def order(**fields) -> dict:
