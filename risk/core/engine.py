@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from hashlib import sha256
 from typing import Any, Final, cast
 
+from matching.engine.book import OrderBook
 from matching.engine.commands import AdvanceTime, AmendOrder, CancelOrder, Command, NewOrder
 from matching.engine.engine import MatchingEngine
 from matching.engine.events import (
@@ -125,9 +126,11 @@ class RiskEngine:
     def _new(self, cmd: NewOrder, out: list) -> None:
         ts, order_id, owner, symbol = cmd.timestamp, cmd.order_id, cmd.owner, cmd.symbol
         self.ledger.account(owner)
-        if symbol not in self.engine.books:
+        book = self.engine.books.get(symbol)
+        if book is None:
             self.settle(self.engine.apply(cmd), out)  # the engine rejects the unknown symbol
             return
+        self._expire_due(book, ts, out)
         if order_id in self.ledger.orders:  # held under this id (the engine knows live ones itself)
             out.append(OrderRejected(order_id, owner, symbol, RejectReason.DUPLICATE_ORDER_ID, ts))
             return
@@ -153,6 +156,7 @@ class RiskEngine:
         self.ledger.close(self.ledger.orders[order_id])  # its own lots and cash no longer count
         cmd = copy_order(held, ts)
         out.append(HeldOrderReleased(order_id, cmd.owner, cmd.symbol, ts))
+        self._expire_due(self.engine.books[cmd.symbol], ts, out)
         verdict, reserve = self.checks.check_new(cmd, hold_rule=False)
         if isinstance(verdict, RejectReason):
             out.append(OrderRejected(order_id, cmd.owner, cmd.symbol, verdict, ts))
@@ -184,7 +188,9 @@ class RiskEngine:
 
     def _amend(self, cmd: AmendOrder, out: list) -> None:
         order_id, owner, symbol, ts = cmd.order_id, cmd.owner, cmd.symbol, cmd.timestamp
-        if symbol in self.engine.books:
+        book = self.engine.books.get(symbol)
+        if book is not None:
+            self._expire_due(book, ts, out)
             held = self.held.get(order_id)
             if held is not None and held.owner == owner and held.symbol == symbol:
                 out.append(AmendRejected(order_id, owner, symbol, RejectReason.NOT_AMENDABLE, ts))
@@ -199,6 +205,22 @@ class RiskEngine:
                     out.append(AmendRejected(order_id, owner, symbol, reason, ts))
                     return
         self.settle(self.engine.apply(cmd), out)
+
+    def _expire_due(self, book: OrderBook, ts: int, out: list) -> None:
+        """Expire the book's DAY/GTD orders due at `ts` before risk checks a command on its symbol.
+
+        The engine does this first thing on every command for the symbol, before it matches; risk's
+        checks run before the engine, so without it they would read a book and open orders that are
+        gone by the time the order runs: a market buy reserving the cost of asks that expire under it
+        (and overrunning its reservation when it walks to the dearer asks behind them), the cash and
+        lots of expiring orders still counting against the new one. The events are the ones the
+        engine would have emitted, in the same place; the engine then finds nothing left to expire.
+        """
+        expiries = book.expiries
+        if expiries and expiries[0][0] <= ts:
+            expired: list[Event] = []
+            book.expire(ts, expired)
+            self.settle(expired, out)
 
     # ---- settlement of the engine's events ----------------------------------------------------
 

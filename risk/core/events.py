@@ -11,8 +11,10 @@ so lists of events still compare as expected.
 
 Order within one command's events: `InstrumentResumed` for halts whose time is up, then the command's
 own events (a rejection, `OrderHeld`, `HeldOrderReleased` followed by the engine's events, the
-engine's events, admin acknowledgements), then `PositionUpdate`s by (owner, symbol), `AccountUpdate`s
-by owner, `RiskAlert`s by (owner, symbol), and last `InstrumentHalted` for circuit breakers tripped.
+engine's events, admin acknowledgements; for an order command, first the symbol's DAY/GTD expiries
+due at its timestamp, as in the engine's events, even when risk then refuses it), then
+`PositionUpdate`s by (owner, symbol), `AccountUpdate`s by owner, `RiskAlert`s by (owner, symbol), and
+last `InstrumentHalted` for circuit breakers tripped.
 """
 
 from __future__ import annotations
