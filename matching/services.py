@@ -245,6 +245,17 @@ def order_amend(*, user_id: int, symbol: str, order_id: int, qty_lots: int | Non
     return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
 
 
+def projection_catch_up(replies: Sequence[Reply]) -> None:
+    """`projection_wait` for the newest of these replies on each shard: once it returns, a read sees
+    what the replies said (orders, fills, the account)."""
+    newest: dict[int, tuple[int, int]] = {}  # shard -> (seq, order id) of its newest reply
+    for reply in replies:
+        shard = reply.order_id // ORDER_ID_STRIDE
+        newest[shard] = max(newest.get(shard, (0, 0)), (reply.seq, reply.order_id))
+    for seq, order_id in newest.values():
+        projection_wait(seq, order_id=order_id)
+
+
 def projection_wait(seq: int, *, order_id: int = 0, timeout: float | None = None) -> bool:
     """Wait until the projection (orders, trades, balances in the ORM) holds the matcher's reply `seq`
     of the shard that owns `order_id`, so that a read after an answer sees what the answer said.

@@ -100,6 +100,8 @@ class BatchSubmitView(APIView):
                                          **refusal.extra)
                 continue
             results[index] = {"index": index, "http_status": 201, **outcome}
+        # a read after this answer sees the orders and their fills
+        services.projection_catch_up([r for r in replies if not isinstance(r, Unavailable)])
         succeeded = sum(1 for result in results if result is not None and result["success"])
         return Response({"succeeded": succeeded, "failed": len(results) - succeeded, "results": results})
 

@@ -17,7 +17,6 @@ from exchange.models import Instrument
 from matching import selectors, services
 from matching.engine import AmendRejected, OrderAmended, OrderCanceled, OrderStatus, RejectReason
 from matching.models import Order
-from matching.worker.matcher import ORDER_ID_STRIDE
 
 
 class OrderListView(APIView):
@@ -54,16 +53,14 @@ class OrderCancelAllView(APIView):
         symbol = request.query_params.get("symbol")
         canceled, not_open = [], []
         user_id = request.user.id
-        last: dict[int, tuple[int, int]] = {}  # per shard: the last reply's (seq, order id)
+        replies = []
         for order in selectors.order_list(user=request.user, symbol=symbol).filter(status__in=LIVE):
             order_id = order.order_id
             reply = services.order_cancel(user_id=user_id, symbol=order.symbol, order_id=order_id)
             done = any(isinstance(e, OrderCanceled) and e.order_id == order_id for e in reply.events)
             (canceled if done else not_open).append(order_id)
-            last[order_id // ORDER_ID_STRIDE] = max(last.get(order_id // ORDER_ID_STRIDE, (0, 0)),
-                                                    (reply.seq, order_id))
-        for seq, order_id in last.values():  # a read after this answer sees the orders canceled
-            services.projection_wait(seq, order_id=order_id)
+            replies.append(reply)
+        services.projection_catch_up(replies)  # a read after this answer sees the orders canceled
         return Response({"success": True, "canceled": canceled, "not_open": not_open})
 
 

@@ -66,6 +66,7 @@ class SubmitView(APIView):
         default_stp = STPMode.CANCEL_NEWEST if "stp" in data else risk_selectors.stp_default(
             user_id=request.user.id)
         reply = services.order_submit(user_id=request.user.id, order=order_spec(data, default_stp))
+        services.projection_catch_up([reply])  # a read after this answer sees the order and its fills
         return Response(submit_outcome(reply, data["instrument"], started), status.HTTP_201_CREATED)
 
 

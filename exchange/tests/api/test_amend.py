@@ -117,3 +117,17 @@ def test_cancel_all_is_read_at_once(alice):
     response = alice.delete("/api/orders/open")
     assert sorted(response.json()["canceled"]) == sorted(ids)
     assert alice.get("/api/orders?status=open").json() == []
+
+
+def test_a_read_right_after_submit_sees_the_order_and_the_fill(alice, bob):
+    """Read-your-writes: the answer to a submit is also what the next read shows (order, fills, account)."""
+    rest = bob.post("/api/submit", {"symbol": "AAPL", "side": "sell", "quantity": "7", "price": "100.00"},
+                    content_type="application/json")
+    assert rest.status_code == 201
+    taken = alice.post("/api/submit", {"symbol": "AAPL", "side": "buy", "quantity": "5", "price": "100.00"},
+                       content_type="application/json").json()
+    assert taken["status"] == "filled"
+    assert alice.get(f"/api/orders/{taken['order_id']}").json()["status"] == "filled"
+    assert [p["quantity"] for p in alice.get("/api/account").json()["positions"]] == ["5"]
+    assert bob.get(f"/api/orders/{rest.json()['order_id']}").json()["remaining_quantity"] == "2"
+    assert bob.delete(f"/api/cancel/{rest.json()['order_id']}").status_code == 200  # no 404 right after
