@@ -33,7 +33,8 @@ class AccountView(APIView):
     def get(self, request: Request) -> Response:
         return Response(account_json(request.user))
 
-    @extend_schema(request=AccountSettingsRequest, responses={200: schemas.AccountInfo, **ERRORS})
+    @extend_schema(request=AccountSettingsRequest, responses={200: schemas.AccountInfo, **ERRORS},
+                   examples=schemas.ACCOUNT_EXAMPLES)
     def patch(self, request: Request) -> Response:
         form = AccountSettingsRequest(data=request.data)
         form.is_valid(raise_exception=True)

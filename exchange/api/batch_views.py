@@ -52,7 +52,8 @@ class BatchSubmitView(APIView):
     throttle_scope = "submit"  # the order budget (exchange/api/throttles.py)...
     throttle_per_order = True  # ...of which each order takes one token (OrderBudgetThrottle.admit)
 
-    @extend_schema(request=schemas.BatchRequest, responses={200: schemas.BatchResult, **ERRORS})
+    @extend_schema(request=schemas.BatchRequest, responses={200: schemas.BatchResult, **ERRORS},
+                   examples=schemas.BATCH_EXAMPLES)
     def post(self, request: Request) -> Response:
         started = time.perf_counter_ns()
         items = request.data.get("orders") if isinstance(request.data, dict) else None

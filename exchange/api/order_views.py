@@ -73,7 +73,8 @@ class OrderDetailView(APIView):
     def get(self, request: Request, order_id: int) -> Response:
         return Response(_found(selectors.order_get(user=request.user, order_id=order_id)))
 
-    @extend_schema(request=AmendRequest, responses={200: schemas.AmendResult, **ERRORS})
+    @extend_schema(request=AmendRequest, responses={200: schemas.AmendResult, **ERRORS},
+                   examples=schemas.AMEND_EXAMPLES)
     def patch(self, request: Request, order_id: int) -> Response:
         started = time.perf_counter_ns()
         order = selectors.order_get(user=request.user, order_id=order_id)

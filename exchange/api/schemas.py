@@ -3,6 +3,7 @@ the views build plain dicts; these say what shape they have."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers as s
 
 
@@ -244,3 +245,30 @@ class BatchResult(s.Serializer):
     succeeded = s.IntegerField()
     failed = s.IntegerField()
     results = BatchItemResult(many=True)
+
+
+# Request examples that succeed as they stand on the running demo (`./scripts/run.sh`: the market maker
+# quotes AAPL near 190), so Swagger's "Try it out" opens on a body that works.
+# exchange/tests/api/test_schema.py sends each one.
+def _example(name: str, value: dict, description: str = "") -> OpenApiExample:
+    return OpenApiExample(name, value=value, description=description, request_only=True)
+
+
+SUBMIT_EXAMPLES = [
+    _example("A limit buy below the market (rests)",
+             {"symbol": "AAPL", "side": "buy", "quantity": "10", "price": "180.00"}),
+    _example("A market buy (fills against the market maker)",
+             {"symbol": "AAPL", "side": "buy", "type": "market", "quantity": "5"}),
+    _example("A stop-limit sell", {"symbol": "AAPL", "side": "sell", "type": "stop_limit", "quantity": "10",
+                                   "stop_price": "175.00", "price": "174.50"}),
+    _example("The seed's shape (order_type, JSON numbers)",
+             {"symbol": "AAPL", "side": "buy", "order_type": "limit", "price": 180.5, "quantity": 10}),
+]
+BATCH_EXAMPLES = [_example("Two orders", {"orders": [
+    {"symbol": "AAPL", "side": "buy", "quantity": "10", "price": "180.00", "client_order_id": "ladder-1"},
+    {"symbol": "AAPL", "side": "buy", "quantity": "10", "price": "179.50", "client_order_id": "ladder-2"},
+]})]
+AMEND_EXAMPLES = [_example("A new price", {"price": "181.50"}),
+                  _example("A smaller total quantity (keeps its place in the queue)", {"quantity": "5"})]
+TOKEN_EXAMPLES = [_example("The demo user", {"username": "demo", "password": "demo"})]
+ACCOUNT_EXAMPLES = [_example("Self-trade prevention default", {"stp_default": "cancel_newest"})]

@@ -13,6 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -52,15 +53,17 @@ def not_found(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body("not_found", f"no API endpoint at {request.path}"), status=404)
 
 
-class SubmitView(APIView):
+class SubmitView(GenericAPIView):
     """POST /api/submit: place an order; answers once the matcher has matched it (or refused it)."""
 
     throttle_scope = "submit"  # the order budget (exchange/api/throttles.py)
+    serializer_class = OrderRequest  # also gives the browsable API its form
 
-    @extend_schema(request=OrderRequest, responses={201: schemas.SubmitResult, **ERRORS})
+    @extend_schema(request=OrderRequest, responses={201: schemas.SubmitResult, **ERRORS},
+                   examples=schemas.SUBMIT_EXAMPLES)
     def post(self, request: Request) -> Response:
         started = time.perf_counter_ns()
-        form = OrderRequest(data=request.data)
+        form = self.get_serializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         default_stp = STPMode.CANCEL_NEWEST if "stp" in data else risk_selectors.stp_default(
@@ -305,6 +308,7 @@ class TokenView(ObtainAuthToken):
 
     parser_classes = api_settings.DEFAULT_PARSER_CLASSES  # ObtainAuthToken names DRF's own JSON parser
 
-    @extend_schema(request=AuthTokenSerializer, responses={200: schemas.TokenResult, **ERRORS})
+    @extend_schema(request=AuthTokenSerializer, responses={200: schemas.TokenResult, **ERRORS},
+                   examples=schemas.TOKEN_EXAMPLES)
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
         return super().post(request, *args, **kwargs)
