@@ -150,3 +150,13 @@ def test_a_websocket_to_an_unknown_path_is_refused_not_a_500():
 
     connected, _ = async_to_sync(handshake)()
     assert connected is False
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("body", [b"", b"null", b"[]", b'{"orders": null}', b'{"orders": {}}'])
+def test_the_batch_endpoint_refuses_empty_and_odd_bodies_with_400(body, django_user_model):
+    client = Client()
+    client.force_login(django_user_model.objects.create_user("batcher", password="pw"))
+    answer = client.generic("POST", "/api/orders/batch", body, content_type="application/json")
+    assert answer.status_code == 400
+    assert answer.json()["code"] in ("invalid_request", "malformed_request")
