@@ -27,14 +27,13 @@ def embedded(settings, tmp_path, transactional_db):
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _static_root():
-    """WhiteNoise warns on every request when STATIC_ROOT is missing (collectstatic never ran): the
-    tests serve static files through their finders, so an empty folder is all it needs."""
-    from pathlib import Path
-
+def _static_root(tmp_path_factory):
+    """An empty STATIC_ROOT of the tests' own: the tests serve static files through their finders, but
+    WhiteNoise warns on every request when STATIC_ROOT is missing (collectstatic never ran), and must
+    not scan the repository's `staticfiles/` while `run.sh` may be rewriting it."""
     from django.conf import settings
 
-    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+    settings.STATIC_ROOT = tmp_path_factory.mktemp("staticfiles")
 
 
 @pytest.fixture(autouse=True)
