@@ -16,4 +16,4 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
 RUN DEBUG=false SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput --verbosity 0
 
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec uvicorn exchange.asgi:application --host 0.0.0.0 --port 8000 --lifespan off"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && exec uvicorn exchange.asgi:application --host 0.0.0.0 --port 8000 --lifespan on"]

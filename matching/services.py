@@ -1,7 +1,7 @@
 """The web tier's way to the matcher: one CommandBus per process, built from settings on first use.
 
-Daphne has no lifespan hook, so the embedded matcher thread (and the projector behind it) start
-with the first request that needs them. With REDIS_URL set, commands go to the shard processes
+The server starts it as it starts (the ASGI lifespan: exchange/lifespan.py); a server without lifespan
+events starts it with the first request that needs it. With REDIS_URL set, commands go to the shard processes
 over Redis Streams instead; callers see the same `CommandBus` either way.
 """
 
@@ -50,14 +50,6 @@ def command_bus() -> CommandBus:
                 if isinstance(_bus, EmbeddedBus):
                     _start_market_maker()
     return _bus
-
-
-def start_in_background() -> threading.Thread:
-    """Start this process's bus (embedded: the matcher, its projector, the market maker) on a thread
-    of its own, without waiting: for a server that wants it running before its first request."""
-    thread = threading.Thread(target=command_bus, name="command-bus-start", daemon=True)
-    thread.start()
-    return thread
 
 
 def _start_market_maker() -> None:

@@ -15,4 +15,4 @@ echo "Serving on http://${HOST:-127.0.0.1}:${PORT:-8000}"
 # uvicorn rather than daphne: daphne (Twisted) answers a malformed multipart body itself with a bare 400
 # before Django sees it, and uvicorn serves the same application faster (docs/PERFORMANCE.md).
 exec .venv/bin/uvicorn exchange.asgi:application --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
-    --loop uvloop --http httptools --ws websockets-sansio --lifespan off
+    --loop uvloop --http httptools --ws websockets-sansio --lifespan on

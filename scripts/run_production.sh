@@ -66,7 +66,7 @@ done
 pids+=($!)
 echo "Serving on http://${HOST:-127.0.0.1}:${PORT:-8000} with ${WEB_WORKERS:-2} web processes"
 .venv/bin/uvicorn exchange.asgi:application --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
-    --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --ws websockets-sansio --lifespan off \
+    --workers "${WEB_WORKERS:-2}" --loop uvloop --http httptools --ws websockets-sansio --lifespan on \
     --no-access-log &
 pids+=($!)
 wait -n "${pids[@]}"  # one part stopped: stop the rest

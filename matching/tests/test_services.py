@@ -146,8 +146,27 @@ def test_market_data_survives_a_crash_with_the_projection_behind(embedded, setti
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_bus_can_start_before_the_first_request(embedded):
+def test_the_bus_starts_and_stops_with_the_server(embedded):
+    """The ASGI lifespan events (uvicorn sends them) start the embedded matcher before any request and
+    stop it cleanly."""
+    from asgiref.sync import async_to_sync
+    from channels.testing import ApplicationCommunicator
+
+    from exchange.asgi import application
+
     assert "seq" not in services.command_bus_health()["matcher"]  # not started
-    services.start_in_background().join(10)
-    assert services.command_bus_health()["matcher"]["seq"] >= 0  # started, nobody asked yet
-    services.command_bus_stop()
+
+    async def run() -> tuple[dict, dict, dict]:
+        server = ApplicationCommunicator(application, {"type": "lifespan"})
+        await server.send_input({"type": "lifespan.startup"})
+        started = await server.receive_output(10)
+        health = services.command_bus_health()
+        await server.send_input({"type": "lifespan.shutdown"})
+        stopped = await server.receive_output(10)
+        return started, health, stopped
+
+    started, health, stopped = async_to_sync(run)()
+    assert started == {"type": "lifespan.startup.complete"}
+    assert health["matcher"]["seq"] >= 0  # started, nobody asked yet
+    assert stopped == {"type": "lifespan.shutdown.complete"}
+    assert "seq" not in services.command_bus_health()["matcher"]  # stopped

@@ -1,0 +1,33 @@
+"""The ASGI lifespan protocol: this process's part of the exchange starts with the server and stops
+with it (uvicorn sends lifespan events; exchange/asgi.py routes them here).
+
+Startup: the command bus (embedded default: the matcher thread recovered from its journal, its
+projector and market-data cache, the demo market maker when DEMO_MARKET_MAKER is on; production: the
+client of the shards). Shutdown: the market maker first (its quotes canceled), then the matcher, the
+projection written out and the journal closed. A server without lifespan events (daphne) starts the bus
+with the first request that needs it, and leaves it to the process's exit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from matching import services
+
+
+async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await sync_to_async(services.command_bus, thread_sensitive=False)()
+            except Exception as exc:  # the server refuses to start, saying why
+                await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await sync_to_async(services.command_bus_stop, thread_sensitive=False)()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
