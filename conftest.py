@@ -18,7 +18,7 @@ def embedded(settings, tmp_path, transactional_db):
     # a transactional test before this one may have flushed the seeded instruments
     Instrument.objects.get_or_create(symbol="AAPL", defaults={"name": "Apple Inc.", "tick_size": "0.01",
                                                               "lot_size": "1"})
-    settings.REDIS_URL = None
+    settings.EXCHANGE_MODE, settings.REDIS_URL = "embedded", None
     settings.MATCHER_DATA_DIR = tmp_path
     settings.MATCHER_FSYNC = False
     cache.clear()  # rate-limit counters of earlier tests

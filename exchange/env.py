@@ -7,6 +7,7 @@
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -16,13 +17,22 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
+class Mode(StrEnum):
+    """How the exchange runs: the settings choose it once; code asks `settings.EXCHANGE_MODE`."""
+
+    EMBEDDED = "embedded"  # one process: matcher thread, SQLite by default, in-memory channel layer
+    PRODUCTION = "production"  # matcher shards over Redis Streams, channels-redis, several web processes
+
+
 @dataclass(frozen=True)
 class Env:
     debug: bool
+    mode: Mode
     # never in a repr (Django's debug page prints settings objects): they may carry passwords
     secret_key: str = field(repr=False)
     database_url: str = field(repr=False)
-    redis_url: str | None = field(repr=False)  # None: embedded mode with an in-memory channel layer
+    redis_url: str | None = field(repr=False)  # production: the shards' command log (durable Redis)
+    redis_cache_url: str | None = field(repr=False)  # production: cache, rate limits, channel layer
     allowed_hosts: list[str]
     csrf_trusted_origins: list[str]
     cors_allowed_origins: list[str]  # other sites whose pages may call the API; none by default
@@ -33,6 +43,10 @@ class Env:
     matcher_timeout: float  # seconds a request waits for the matcher before "unavailable, retry"
     matcher_fsync: bool  # false only for throwaway runs: acknowledged orders may be lost on a crash
     matcher_snapshot_every: int  # commands between snapshots
+    matcher_stream_prefix: str  # production: the prefix of the shards' Redis keys
+    matcher_max_lag: int  # production: a shard this many commands behind is refused at once (503)
+    matcher_max_in_flight: int  # production: commands a web process may have waiting at once
+    projection_wait_timeout: float  # seconds an answer waits for the projection (read-your-writes)
     account_starting_cash: Decimal  # the simulated cash every new account opens with
     demo_market_maker: bool  # the embedded default starts the demo market maker with its matcher
     market_maker_interval: float  # seconds between the market maker's quote updates
@@ -97,6 +111,18 @@ def parse_login_failures(value: str) -> str:
     return value
 
 
+def parse_mode(value: str, redis_url: str | None) -> Mode:
+    try:
+        mode = Mode(value.lower())
+    except ValueError:
+        raise ImproperlyConfigured(f"EXCHANGE_MODE must be embedded or production, not {value!r}") from None
+    if mode is Mode.PRODUCTION and not redis_url:
+        raise ImproperlyConfigured("EXCHANGE_MODE=production needs REDIS_URL (the shards' command log)")
+    if mode is Mode.EMBEDDED and redis_url:
+        raise ImproperlyConfigured("REDIS_URL is set but EXCHANGE_MODE=embedded: unset one of them")
+    return mode
+
+
 def parse_positive(name: str, value: str, kind: type[int] | type[float]) -> int | float:
     try:
         number = kind(value)
@@ -128,11 +154,15 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
     secret_key = get("SECRET_KEY", DEV_SECRET_KEY if debug else "")
     if not secret_key:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    redis_url = get("REDIS_URL", "") or None
+    mode = parse_mode(get("EXCHANGE_MODE", Mode.PRODUCTION if redis_url else Mode.EMBEDDED), redis_url)
     return Env(
         debug=debug,
+        mode=mode,
         secret_key=secret_key,
         database_url=get("DATABASE_URL", f"sqlite:///{base_dir / 'db.sqlite3'}"),
-        redis_url=get("REDIS_URL", "") or None,
+        redis_url=redis_url,
+        redis_cache_url=get("REDIS_CACHE_URL", "") or redis_url,
         allowed_hosts=parse_list(get("ALLOWED_HOSTS", "127.0.0.1,localhost")),
         csrf_trusted_origins=parse_list(get("CSRF_TRUSTED_ORIGINS", "")),
         cors_allowed_origins=parse_list(get("CORS_ALLOWED_ORIGINS", "")),
@@ -144,6 +174,14 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         matcher_fsync=parse_bool("MATCHER_FSYNC", get("MATCHER_FSYNC", "true")),
         matcher_snapshot_every=int(
             parse_positive("MATCHER_SNAPSHOT_EVERY", get("MATCHER_SNAPSHOT_EVERY", "100000"), int)
+        ),
+        matcher_stream_prefix=get("MATCHER_STREAM_PREFIX", "exchange"),
+        matcher_max_lag=int(parse_positive("MATCHER_MAX_LAG", get("MATCHER_MAX_LAG", "10000"), int)),
+        matcher_max_in_flight=int(
+            parse_positive("MATCHER_MAX_IN_FLIGHT", get("MATCHER_MAX_IN_FLIGHT", "256"), int)
+        ),
+        projection_wait_timeout=float(
+            parse_positive("PROJECTION_WAIT_TIMEOUT", get("PROJECTION_WAIT_TIMEOUT", "1"), float)
         ),
         account_starting_cash=parse_cash("ACCOUNT_STARTING_CASH", get("ACCOUNT_STARTING_CASH", "1000000")),
         demo_market_maker=parse_bool("DEMO_MARKET_MAKER", get("DEMO_MARKET_MAKER", "false")),

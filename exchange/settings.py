@@ -6,12 +6,13 @@ from pathlib import Path
 
 import dj_database_url
 
-from exchange.env import read_env
+from exchange.env import Mode, read_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV = read_env(os.environ, base_dir=BASE_DIR)
 
 DEBUG = ENV.debug
+EXCHANGE_MODE = ENV.mode  # Mode.EMBEDDED or Mode.PRODUCTION (exchange/env.py): code asks this, once
 SECRET_KEY = ENV.secret_key
 ALLOWED_HOSTS = ENV.allowed_hosts
 CSRF_TRUSTED_ORIGINS = ENV.csrf_trusted_origins
@@ -89,27 +90,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Django's cache: through Redis in production, per process in the embedded default. (The API's rate
-# limits keep their own budgets: exchange/api/rate_limits.py.)
-if ENV.redis_url:
+# Production keeps two Redis roles apart: REDIS_URL is the shards' command log (appendonly, appendfsync
+# always: every write is on disk before it is answered); REDIS_CACHE_URL (default: REDIS_URL) holds what
+# may be lost and changes on every request: Django's cache, the API's rate limits
+# (exchange/api/rate_limits.py) and the channel layer. The embedded default keeps them in the process.
+REDIS_URL = ENV.redis_url
+REDIS_CACHE_URL = ENV.redis_cache_url
+if EXCHANGE_MODE == Mode.PRODUCTION:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ENV.redis_url}
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE_URL}
+    }
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                    "CONFIG": {"hosts": [REDIS_CACHE_URL]}},
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
-if ENV.redis_url:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [ENV.redis_url]},
-        }
-    }
-else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-# Unset: the embedded default (matcher thread, in-memory channel layer). Set: Redis Streams to matchers.
-REDIS_URL = ENV.redis_url
 
 # The matcher (matching/worker): where the embedded one keeps its journal, how symbols map to shards.
 MATCHER_DATA_DIR = ENV.matcher_data_dir
@@ -117,6 +114,10 @@ MATCHER_SHARDS = ENV.matcher_shards
 MATCHER_TIMEOUT = ENV.matcher_timeout
 MATCHER_FSYNC = ENV.matcher_fsync
 MATCHER_SNAPSHOT_EVERY = ENV.matcher_snapshot_every
+MATCHER_STREAM_PREFIX = ENV.matcher_stream_prefix
+MATCHER_MAX_LAG = ENV.matcher_max_lag
+MATCHER_MAX_IN_FLIGHT = ENV.matcher_max_in_flight
+PROJECTION_WAIT_TIMEOUT = ENV.projection_wait_timeout
 
 # Accounts (risk/): the simulated cash a new account opens with (the risk stage's SetDefaultCash).
 ACCOUNT_STARTING_CASH = ENV.account_starting_cash

@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from exchange.env import Mode
 from exchange.models import Instrument
 from marketdata.book_cache import MarketDataCache
 from marketdata.rebuild import TradeReplay, rebuild_from_trades
@@ -46,7 +47,8 @@ def command_bus() -> CommandBus:
     if _bus is None:
         with _lock:
             if _bus is None:
-                _bus = RedisBus.from_settings() if settings.REDIS_URL else _start_embedded()
+                production = settings.EXCHANGE_MODE == Mode.PRODUCTION
+                _bus = RedisBus.from_settings() if production else _start_embedded()
                 if isinstance(_bus, EmbeddedBus):
                     _start_market_maker()
     return _bus
@@ -104,10 +106,9 @@ def configure_risk(bus: EmbeddedBus, config: list[AdminCommand]) -> None:
 def market_data() -> MarketDataCache | RedisMarketData:
     """Depth, last trades and ticker as the matcher last published them (never asks the matcher)."""
     global _market_data
-    if settings.REDIS_URL:
-        if _market_data is None:
-            prefix = getattr(settings, "MATCHER_STREAM_PREFIX", "exchange")  # as runmatcher publishes
-            _market_data = RedisMarketData(connect(settings.REDIS_URL), prefix)
+    if settings.EXCHANGE_MODE == Mode.PRODUCTION:
+        if _market_data is None:  # as runmatcher publishes it
+            _market_data = RedisMarketData(connect(settings.REDIS_URL), settings.MATCHER_STREAM_PREFIX)
         return _market_data
     command_bus()  # the embedded cache lives beside the matcher thread that feeds it
     assert _market_data is not None
@@ -133,7 +134,7 @@ def command_bus_stop() -> None:
 def command_bus_health() -> dict[str, dict]:
     """Per component, for /health. Production: every shard's heartbeat, from the first call (the
     RedisBus is only a client). Embedded: the matcher thread once this process has started it."""
-    if _bus is None and settings.REDIS_URL:
+    if _bus is None and settings.EXCHANGE_MODE == Mode.PRODUCTION:
         command_bus()
     if _bus is None:
         return {"matcher": {"status": "ok", "mode": "embedded",
@@ -194,7 +195,7 @@ def matcher_metrics() -> list[dict[str, Any]]:
     embedded) and `metrics`, the summary of its `matcher.*` stages (None if it published none).
     Embedded: this process's matcher, nothing before it has started. Production: each shard's
     heartbeat, as its runner last published it (status "down" without one, "unknown" without Redis)."""
-    if not settings.REDIS_URL:
+    if settings.EXCHANGE_MODE == Mode.EMBEDDED:
         bus = _bus
         if not isinstance(bus, EmbeddedBus):
             return []
@@ -255,15 +256,16 @@ def projection_wait(seq: int, *, order_id: int = 0, timeout: float | None = None
     stands either way, the projection catches up on its own. Embedded, the projector is asked to
     write at once rather than at its next batch."""
     # the shard's cursor as runmatcher names it (the embedded matcher is shard 0)
-    cursor = f"shard-{order_id // ORDER_ID_STRIDE}" if settings.REDIS_URL else EMBEDDED_CURSOR
-    limit = getattr(settings, "PROJECTION_WAIT_TIMEOUT", 1.0) if timeout is None else timeout
+    production = settings.EXCHANGE_MODE == Mode.PRODUCTION
+    cursor = f"shard-{order_id // ORDER_ID_STRIDE}" if production else EMBEDDED_CURSOR
+    limit = settings.PROJECTION_WAIT_TIMEOUT if timeout is None else timeout
     deadline = clock.monotonic() + limit
     pause = 0.0005
     while projected_seq(cursor_name=cursor) < seq:
         left = deadline - clock.monotonic()
         if left <= 0:
             return False
-        projector = None if settings.REDIS_URL else _projector
+        projector = None if production else _projector
         if projector is not None:
             # Write what is queued now, not at the end of the writer's batch interval (a no-op until the
             # matcher thread has handed the reply over). A failure is the projector's to report (health).

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from exchange.env import Mode
 from exchange.models import Instrument
 from risk.core import (
     CASH_DECIMALS,
@@ -64,7 +65,8 @@ def cash_share(units: int, shard: int, shards: int) -> int:
 def shard_shares() -> dict[int, int]:
     """Each matcher shard's share of a new account's starting cash (cash units): one shard, shard 0,
     in the embedded default."""
-    shards = (sorted(int(s) for s in settings.MATCHER_SHARDS) if settings.REDIS_URL else []) or [0]
+    production = settings.EXCHANGE_MODE == Mode.PRODUCTION
+    shards = (sorted(int(s) for s in settings.MATCHER_SHARDS) if production else []) or [0]
     units = starting_cash_units()
     return {shard: cash_share(units, index, len(shards)) for index, shard in enumerate(shards)}
 

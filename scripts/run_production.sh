@@ -2,7 +2,9 @@
 # The production topology on this machine, without Docker (docker-compose.yml runs the same parts):
 #   PostgreSQL   DATABASE_URL (default postgres://postgres@127.0.0.1:5432/exchange; created if missing)
 #   Redis        the command log, durable: REDIS_URL, or (unset) a private redis-server started here with
-#                appendonly yes + appendfsync always on REDIS_PORT (6380), its data in $PRODUCTION_DIR/redis
+#                appendonly yes + appendfsync always on REDIS_PORT (6380), its data in $PRODUCTION_DIR/redis;
+#                and REDIS_CACHE_URL, or a second private redis-server keeping nothing on disk on
+#                REDIS_CACHE_PORT (6381): the cache, the rate limits and the channel layer
 #   2 matcher shards (MATCHER_SHARDS, default 0=AAPL,GOOGL;1=MSFT,TSLA), journals in $PRODUCTION_DIR
 #   WEB_WORKERS (2) web processes: uvicorn --workers on HOST:PORT (127.0.0.1:8000)
 #   the demo market maker (runmarketmaker)
@@ -12,7 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements.txt
 cd "$ROOT"
 
-export DEBUG=false
+export DEBUG=false EXCHANGE_MODE=production
 export SECRET_KEY="${SECRET_KEY:?set SECRET_KEY to a long random string}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/exchange}"
 export MATCHER_SHARDS="${MATCHER_SHARDS:-0=AAPL,GOOGL;1=MSFT,TSLA}"
@@ -38,6 +40,14 @@ if [ -z "${REDIS_URL:-}" ]; then
     pids+=($!)
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
     for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+if [ -z "${REDIS_CACHE_URL:-}" ]; then
+    REDIS_CACHE_PORT="${REDIS_CACHE_PORT:-6381}"
+    redis-server --port "$REDIS_CACHE_PORT" --bind 127.0.0.1 --appendonly no --save "" \
+        --logfile "$PRODUCTION_DIR/redis/redis-cache.log" &
+    pids+=($!)
+    export REDIS_CACHE_URL="redis://127.0.0.1:$REDIS_CACHE_PORT/0"
+    for _ in $(seq 50); do redis-cli -p "$REDIS_CACHE_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
 .venv/bin/python scripts/build_engine.py build

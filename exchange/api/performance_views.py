@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from exchange.api import schemas
 from exchange.api.views import ERRORS
+from exchange.env import Mode
 from matching import services
 from matching.worker.metrics import METRICS, WINDOWS
 
@@ -41,7 +42,7 @@ def system_figures() -> dict[str, Any]:
     shards = [shard_figures(entry) for entry in services.matcher_metrics()]
     own = METRICS.summary()
     return {
-        "mode": "redis" if settings.REDIS_URL else "embedded",
+        "mode": "redis" if settings.EXCHANGE_MODE == Mode.PRODUCTION else "embedded",
         "uptime_seconds": own["uptime_seconds"],
         "throughput": combined_rates([s["throughput"] for s in shards if s["throughput"] is not None]),
         "shards": shards,

@@ -5,9 +5,9 @@ the tokens taken (a sliding log), so the limit holds exactly over any window, no
 and the wait it answers is the time until its oldest token leaves the window.
 
 Two backends with one contract, chosen by the settings like the matcher's bus:
-- `RedisLimiter` (REDIS_URL set, production): one Lua script per call, so the check and the take are one
+- `RedisLimiter` (production, on REDIS_CACHE_URL): one Lua script per call, so the check and the take are one
   atomic step in Redis for every process and thread; the time is Redis' own (`TIME`), keys carry a
-  prefix (RATE_LIMIT_PREFIX, else "<MATCHER_STREAM_PREFIX>:ratelimit") and expire with their window.
+  prefix ("<MATCHER_STREAM_PREFIX>:ratelimit") and expire with their window.
   An unreachable Redis raises `Unavailable`, which the API answers 503 with Retry-After.
 - `LocalLimiter` (the embedded default, one process): the same rules in memory under a lock.
 
@@ -32,6 +32,7 @@ from django.dispatch import receiver
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from exchange.env import Mode
 from matching.worker.bus import Unavailable
 
 _RATE = re.compile(r"^(\d+)/(\d*)(s|sec|m|min|h|hour|d|day)$")
@@ -263,10 +264,9 @@ def limiter() -> Limiter:
     if _limiter is None:
         with _lock:
             if _limiter is None:
-                if settings.REDIS_URL:
-                    prefix = getattr(settings, "RATE_LIMIT_PREFIX", None) or (
-                        f"{getattr(settings, 'MATCHER_STREAM_PREFIX', 'exchange')}:ratelimit")
-                    _limiter = RedisLimiter(settings.REDIS_URL, prefix)
+                if settings.EXCHANGE_MODE == Mode.PRODUCTION:  # what may be lost: the cache's Redis
+                    prefix = f"{settings.MATCHER_STREAM_PREFIX}:ratelimit"
+                    _limiter = RedisLimiter(settings.REDIS_CACHE_URL or settings.REDIS_URL, prefix)
                 else:
                     _limiter = LocalLimiter()
     return _limiter
@@ -283,5 +283,5 @@ def reset() -> None:
 
 @receiver(setting_changed)
 def _settings_changed(setting: str, **kwargs: object) -> None:
-    if setting in {"REDIS_URL", "RATE_LIMIT_PREFIX", "MATCHER_STREAM_PREFIX"}:
+    if setting in {"EXCHANGE_MODE", "REDIS_URL", "REDIS_CACHE_URL", "MATCHER_STREAM_PREFIX"}:
         reset()

@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import Q
 
+from exchange.env import Mode
 from exchange.marketmaker import accounts
 from exchange.marketmaker.strategy import Cancel, Limits, Market, Params, Place, RestingOrder, Strategy
 from exchange.models import Instrument
@@ -432,7 +433,7 @@ _current: MarketMaker | None = None
 
 def start_if_enabled() -> MarketMaker | None:
     """The embedded default's hook: with DEMO_MARKET_MAKER on, start the market maker thread (once)."""
-    if not settings.DEMO_MARKET_MAKER or settings.REDIS_URL:
+    if not settings.DEMO_MARKET_MAKER or settings.EXCHANGE_MODE == Mode.PRODUCTION:
         return None
     return start()
 
@@ -472,13 +473,13 @@ def health() -> dict[str, Any] | None:
     maker = _current
     if maker is not None:
         return maker.health()
-    if not (settings.REDIS_URL and settings.DEMO_MARKET_MAKER):
+    if not (settings.EXCHANGE_MODE == Mode.PRODUCTION and settings.DEMO_MARKET_MAKER):
         return None
     import redis
 
     from marketdata.redis_cache import connect
 
-    prefix = getattr(settings, "MATCHER_STREAM_PREFIX", "exchange")
+    prefix = settings.MATCHER_STREAM_PREFIX
     try:
         raw = connect(settings.REDIS_URL).get(heartbeat_key(prefix))
     except redis.RedisError as exc:

@@ -34,7 +34,7 @@ def test_production_health_lists_every_shard_before_the_first_order(client, sett
     from matching import services
     from matching.tests.worker.stream_driver import REDIS_URL
 
-    settings.REDIS_URL = REDIS_URL
+    settings.EXCHANGE_MODE, settings.REDIS_URL = "production", REDIS_URL
     settings.MATCHER_SHARDS = {0: ["AAPL", "GOOGL"], 1: ["MSFT", "TSLA"]}
     settings.MATCHER_STREAM_PREFIX = redis_prefix
     services.command_bus_stop()

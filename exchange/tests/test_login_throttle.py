@@ -140,15 +140,15 @@ def test_all_paths_share_the_count(trader):
 
 
 def test_counted_in_redis_in_production(trader, settings, redis_client, redis_prefix):
-    settings.REDIS_URL = REDIS_URL
-    settings.RATE_LIMIT_PREFIX = redis_prefix
+    settings.EXCHANGE_MODE, settings.REDIS_CACHE_URL = "production", REDIS_URL
+    settings.MATCHER_STREAM_PREFIX = redis_prefix
     assert [token("trader", "wrong").status_code for _ in range(LIMIT)] == [400] * LIMIT
     assert_api_429(token("trader", "right-pw-42"))
-    assert redis_client.keys(f"{redis_prefix}:login:user:*")
+    assert redis_client.keys(f"{redis_prefix}:ratelimit:login:user:*")
 
 
 def test_redis_down_refuses_logins_with_503(trader, settings):
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.EXCHANGE_MODE, settings.REDIS_CACHE_URL = "production", "redis://127.0.0.1:1/0"
     for response in (token("trader", "right-pw-42"), basic("trader", "right-pw-42")):
         assert response.status_code == 503
         assert response.json()["code"] == "matcher_unavailable"

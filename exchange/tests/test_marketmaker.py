@@ -206,7 +206,7 @@ def test_with_the_setting_on_it_starts_with_the_matcher_and_stops_with_it(aapl, 
 
 
 def test_runmarketmaker_needs_redis(settings):
-    settings.REDIS_URL = None
+    settings.EXCHANGE_MODE, settings.REDIS_URL = "embedded", None
     with pytest.raises(CommandError, match="REDIS_URL"):
         call_command("runmarketmaker", stdout=StringIO())
 
@@ -215,6 +215,7 @@ def test_production_health_reads_the_heartbeat_runmarketmaker_publishes(settings
     from exchange.management.commands.runmarketmaker import Command
 
     settings.REDIS_URL, settings.DEMO_MARKET_MAKER = "redis://127.0.0.1:1/0", True
+    settings.EXCHANGE_MODE = "production"
     store: dict[str, bytes] = {}
 
     class FakeRedis:

@@ -56,11 +56,13 @@ def test_the_production_topology_serves_orders_on_both_shards(tmp_path):
     if shutil.which("redis-server") is None:
         pytest.skip("!!! redis-server NOT INSTALLED: the production topology script is NOT tested. !!!")
     with scratch_postgres_or_skip() as database_url:
-        web, redis_port = free_port(), free_port()
+        web, redis_port, cache_port = free_port(), free_port(), free_port()
         env = {**os.environ, "SECRET_KEY": "test-only-secret-key-for-the-topology-run",
                "DATABASE_URL": database_url, "PORT": str(web), "REDIS_PORT": str(redis_port),
-               "PRODUCTION_DIR": str(tmp_path / "production"), "MARKET_MAKER_INTERVAL": "0.5"}
-        for name in ("REDIS_URL", "MATCHER_DATA_DIR", "DEBUG", "DJANGO_SETTINGS_MODULE"):
+               "PRODUCTION_DIR": str(tmp_path / "production"), "MARKET_MAKER_INTERVAL": "0.5",
+               "REDIS_CACHE_PORT": str(cache_port)}
+        for name in ("REDIS_URL", "REDIS_CACHE_URL", "EXCHANGE_MODE", "MATCHER_DATA_DIR", "DEBUG",
+                     "DJANGO_SETTINGS_MODULE"):
             env.pop(name, None)
         log = tmp_path / "topology.log"
         with log.open("w") as out:
@@ -69,7 +71,8 @@ def test_the_production_topology_serves_orders_on_both_shards(tmp_path):
         try:
             health = wait_healthy(web, script, log)
             assert set(health["components"]["matcher"]["shards"]) == {"0", "1"}
-            manage_env = {**env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "DEBUG": "false"}
+            manage_env = {**env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "DEBUG": "false",
+                          "REDIS_CACHE_URL": f"redis://127.0.0.1:{cache_port}/0"}
             created = subprocess.run([sys.executable, "manage.py", "create_users", "--count", "1", "--prefix",
                                       "topo"], cwd=ROOT, env=manage_env, capture_output=True, text=True,
                                      timeout=60, check=True)
@@ -117,6 +120,6 @@ def test_the_production_topology_serves_orders_on_both_shards(tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(script.pid, signal.SIGKILL)
                 raise
-        leftovers = subprocess.run(["pgrep", "-f", f"--port {web}|--port {redis_port}"], capture_output=True,
-                                   text=True).stdout.split()
+        leftovers = subprocess.run(["pgrep", "-f", f"--port {web}|--port {redis_port}|--port {cache_port}"],
+                                   capture_output=True, text=True).stdout.split()
         assert leftovers == []  # nothing of the topology outlives the script

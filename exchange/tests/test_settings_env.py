@@ -168,3 +168,32 @@ def test_demo_market_maker_is_off_unless_asked():
     for name, bad in (("DEMO_MARKET_MAKER", "maybe"), ("MARKET_MAKER_INTERVAL", "0")):
         with pytest.raises(ImproperlyConfigured, match=name):
             read_env({name: bad}, base_dir=BASE_DIR)
+
+
+def test_one_explicit_mode():
+    from exchange.env import Mode
+
+    assert read_env({}, base_dir=BASE_DIR).mode is Mode.EMBEDDED
+    production = read_env({"REDIS_URL": "redis://log:6379/0"}, base_dir=BASE_DIR)
+    assert production.mode is Mode.PRODUCTION
+    assert production.redis_cache_url == "redis://log:6379/0"  # one Redis for both unless told
+    split = read_env({"EXCHANGE_MODE": "Production", "REDIS_URL": "redis://log:6379/0",
+                      "REDIS_CACHE_URL": "redis://cache:6379/0"}, base_dir=BASE_DIR)
+    assert (split.mode, split.redis_cache_url) == (Mode.PRODUCTION, "redis://cache:6379/0")
+    with pytest.raises(ImproperlyConfigured, match="needs REDIS_URL"):
+        read_env({"EXCHANGE_MODE": "production"}, base_dir=BASE_DIR)
+    with pytest.raises(ImproperlyConfigured, match="unset one"):
+        read_env({"EXCHANGE_MODE": "embedded", "REDIS_URL": "redis://log:6379/0"}, base_dir=BASE_DIR)
+    with pytest.raises(ImproperlyConfigured, match="embedded or production"):
+        read_env({"EXCHANGE_MODE": "cluster"}, base_dir=BASE_DIR)
+
+
+def test_every_matcher_setting_is_read_from_the_environment():
+    env = read_env({"MATCHER_STREAM_PREFIX": "ex2", "MATCHER_MAX_LAG": "50", "MATCHER_MAX_IN_FLIGHT": "8",
+                    "PROJECTION_WAIT_TIMEOUT": "0.5"}, base_dir=BASE_DIR)
+    assert (env.matcher_stream_prefix, env.matcher_max_lag, env.matcher_max_in_flight,
+            env.projection_wait_timeout) == ("ex2", 50, 8, 0.5)
+    example = (Path(settings.BASE_DIR) / ".env.example").read_text()
+    for name in ("EXCHANGE_MODE", "REDIS_CACHE_URL", "MATCHER_STREAM_PREFIX", "MATCHER_MAX_LAG",
+                 "MATCHER_MAX_IN_FLIGHT", "PROJECTION_WAIT_TIMEOUT"):
+        assert f"\n{name}=" in example, name

@@ -178,7 +178,7 @@ def test_an_account_sums_its_balances_on_each_shard(alice, settings):
     assert sorted(Balance.objects.filter(user=alice).values_list("shard", "seq")) == [(0, 5), (1, 3)]
 
     # what the account shows: a shard the user never traded on still holds its share of the start
-    settings.REDIS_URL, settings.MATCHER_SHARDS = "redis://unused", {0: ["AAPL"], 1: ["MSFT"], 2: ["TSLA"]}
+    settings.EXCHANGE_MODE, settings.MATCHER_SHARDS = "production", {0: ["AAPL"], 1: ["MSFT"], 2: ["TSLA"]}
     settings.ACCOUNT_STARTING_CASH = Decimal("3000.0001")
     assert shard_shares() == {0: 10_000_001, 1: 10_000_000, 2: 10_000_000}
     assert account_get(user=alice).cash == Decimal("1.0000") + Decimal("1000.0000")

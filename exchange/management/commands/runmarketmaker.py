@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from exchange.env import Mode
 from exchange.marketmaker import accounts, runner
 
 
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--leave-quotes", action="store_true", help="do not cancel the quotes on exit")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not settings.REDIS_URL:
+        if settings.EXCHANGE_MODE != Mode.PRODUCTION:
             raise CommandError("runmarketmaker needs REDIS_URL (production mode); in the embedded default "
                                "the server runs the market maker itself: DEMO_MARKET_MAKER=1")
         interval = options["interval"]
@@ -60,7 +61,7 @@ class Command(BaseCommand):
         from marketdata.redis_cache import connect
 
         client = connect(settings.REDIS_URL)
-        key = runner.heartbeat_key(getattr(settings, "MATCHER_STREAM_PREFIX", "exchange"))
+        key = runner.heartbeat_key(settings.MATCHER_STREAM_PREFIX)
         ttl = max(10, int(5 * (interval or settings.MARKET_MAKER_INTERVAL)))
 
         def publish(beat: dict[str, Any]) -> None:

@@ -294,6 +294,7 @@ def test_query_numbers_are_400_in_production_mode_too(alice, settings, redis_pre
     from matching.tests.worker.stream_driver import REDIS_URL
 
     settings.REDIS_URL, settings.MATCHER_STREAM_PREFIX = REDIS_URL, redis_prefix  # market data from Redis
+    settings.EXCHANGE_MODE = "production"
     response = alice.get(url)
     assert response.status_code == 400, response.content
     assert response.json()["code"] == "invalid_request"

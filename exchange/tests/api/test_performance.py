@@ -101,7 +101,7 @@ def test_the_middleware_times_async_requests_too(embedded):
 def test_production_mode_reads_each_shard_s_heartbeat(settings, admin_client):
     client = redis_or_skip()
     prefix = new_prefix()
-    settings.REDIS_URL = REDIS_URL
+    settings.EXCHANGE_MODE, settings.REDIS_URL = "production", REDIS_URL
     settings.MATCHER_SHARDS = {0: ["AAPL"], 1: ["MSFT"]}
     settings.MATCHER_STREAM_PREFIX = prefix
     services.command_bus_stop()  # this process's bus is built from the settings above

@@ -177,9 +177,9 @@ def test_redis_down_is_unavailable_not_an_error():
 
 
 def test_the_limiter_follows_the_settings(settings):
-    settings.REDIS_URL = None
+    settings.EXCHANGE_MODE = "embedded"
     assert isinstance(rate_limits.limiter(), LocalLimiter)
-    settings.REDIS_URL = CLOSED_PORT_URL
+    settings.EXCHANGE_MODE, settings.REDIS_CACHE_URL = "production", CLOSED_PORT_URL
     assert isinstance(rate_limits.limiter(), RedisLimiter)
     assert rate_limits.limiter() is rate_limits.limiter()
 
@@ -258,16 +258,16 @@ def test_reads_flooding_into_429s_leave_order_entry_alone(alice, rates):
 
 
 def test_production_mode_counts_in_redis(alice, settings, redis_client, redis_prefix):
-    settings.REDIS_URL = REDIS_URL
-    settings.RATE_LIMIT_PREFIX = redis_prefix
+    settings.EXCHANGE_MODE, settings.REDIS_CACHE_URL = "production", REDIS_URL
+    settings.MATCHER_STREAM_PREFIX = redis_prefix
     # cancels of unknown orders: the order budget, and no matcher needed to answer them
     answers = [alice.delete(f"/api/cancel/{n}").status_code for n in range(1, 12)]
     assert answers == [404] * 10 + [429]
-    assert redis_client.keys(f"{redis_prefix}:submit:user:*")  # the order budget, in Redis
+    assert redis_client.keys(f"{redis_prefix}:ratelimit:submit:user:*")  # the order budget, in Redis
 
 
 def test_redis_down_is_503_with_retry_after(alice, settings):
-    settings.REDIS_URL = CLOSED_PORT_URL
+    settings.EXCHANGE_MODE, settings.REDIS_CACHE_URL = "production", CLOSED_PORT_URL
     for response in (submit(alice), alice.get("/api/orders"),
                      alice.post("/api/orders/batch", {"orders": [order()]}, content_type="application/json")):
         assert response.status_code == 503
