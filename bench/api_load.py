@@ -208,14 +208,15 @@ def production(scratch: str) -> Iterator[dict | None]:
         matcher = subprocess.Popen([sys.executable, "manage.py", "runmatcher", "--shard", "0"], cwd=ROOT,
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert matcher.stdout is not None
+        output = matcher.stdout
         said = []
-        for line in matcher.stdout:
+        for line in output:
             said.append(line)
             if " recovered at seq " in line:
                 break
         else:
             raise RuntimeError("runmatcher exited before it recovered: " + "".join(said[-20:]))
-        threading.Thread(target=lambda: [None for _ in matcher.stdout], daemon=True).start()  # drain it
+        threading.Thread(target=lambda: [None for _ in output], daemon=True).start()  # drain it
         yield env
     finally:
         if matcher is not None:

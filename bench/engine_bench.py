@@ -133,7 +133,9 @@ class StreamBuilder:
                                  timestamp=order_id),
                         ("M", symbol, side, 0, qty, order_id))
         else:
-            best = opposite.best().price
+            level = opposite.best()
+            assert level is not None  # the side has levels (checked above)
+            best = level.price
             price = best + rng.randint(0, 3) if side is Side.BUY else best - rng.randint(0, 3)
             self._apply(NewOrder(order_id, owner, symbol, side, qty, price, timestamp=order_id),
                         ("L", symbol, side, price, qty, order_id))
@@ -169,10 +171,10 @@ def ours(commands: list) -> tuple[Callable, Callable]:
                 apply(cmd)
                 record(clock() - t0)
             return 0.0, latencies
-        t0 = time.perf_counter()
+        start = time.perf_counter()
         for cmd in commands:
             apply(cmd)
-        return time.perf_counter() - t0, latencies
+        return time.perf_counter() - start, latencies
 
     def final() -> dict:
         books = state["engine"].books
@@ -235,7 +237,7 @@ def cython_ob(ops: list[Op]) -> tuple[Callable, Callable]:
         # Its ids are str(global counter) assigned at Order creation: translate up front.
         base = module._order_counter
         theirs: dict[int, str] = {}
-        stream = []
+        stream: list[tuple[str, str, object, int, int | str]] = []  # cancels: no side, their order id
         for op, symbol, side, price, qty, order_id in ops:
             if op == "C":
                 stream.append((op, symbol, None, 0, theirs[order_id]))
@@ -246,13 +248,13 @@ def cython_ob(ops: list[Op]) -> tuple[Callable, Callable]:
         latencies: list[int] = []
         clock, record = time.perf_counter_ns, latencies.append
         start = time.perf_counter()
-        for op, symbol, side, price, arg in stream:
+        for op, symbol, their_side, price, arg in stream:
             if timed:
                 t0 = clock()
             if op == "L":
-                books[symbol].add_limit_order(Order(side, arg, price))
+                books[symbol].add_limit_order(Order(their_side, arg, price))
             elif op == "M":
-                books[symbol].add_market_order(Order(side, arg))
+                books[symbol].add_market_order(Order(their_side, arg))
             else:
                 books[symbol].cancel_order(arg)
             if timed:

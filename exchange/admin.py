@@ -5,6 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from exchange.models import Instrument
+from exchange.users import signed_in_user
 from matching.worker.bus import Unavailable
 from risk import services as risk_services
 
@@ -29,7 +30,7 @@ class InstrumentAdmin(admin.ModelAdmin):
         its cash per tick and lot. If the matcher cannot take it now, its next start sends it."""
         super().save_model(request, obj, form, change)
         try:
-            risk_services.risk_limit_changed(instrument=obj, admin=request.user)
+            risk_services.risk_limit_changed(instrument=obj, admin=signed_in_user(request))
         except (Unavailable, risk_services.RiskCommandRejected) as exc:
             self.message_user(request, f"{obj.symbol} saved; the matcher takes it at its next start ({exc})",
                               messages.WARNING)
@@ -41,12 +42,12 @@ class InstrumentAdmin(admin.ModelAdmin):
     def halt(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
         reason = f"halted by {request.user.get_username()}"
         self._each(request, queryset, "Halt", lambda symbol: risk_services.halt_instrument(
-            symbol=symbol, reason=reason, admin=request.user))
+            symbol=symbol, reason=reason, admin=signed_in_user(request)))
 
     @admin.action(description="Resume trading in selected instruments", permissions=["halt"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
         self._each(request, queryset, "Resume", lambda symbol: risk_services.resume_instrument(
-            symbol=symbol, admin=request.user))
+            symbol=symbol, admin=signed_in_user(request)))
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Instrument], what: str,
               send: Callable[[str], object]) -> None:

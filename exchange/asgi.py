@@ -21,7 +21,7 @@ from marketdata.routing import websocket_urlpatterns  # noqa: E402
 register_with_twisted()  # "422 Unprocessable Entity", not "422 Unknown Status", under daphne
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
-    "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+    "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
     "lifespan": lifespan_app,  # the matcher and the market maker start and stop with the server
 })
 

@@ -110,7 +110,10 @@ def _from_units(units: int, unit: Decimal) -> Decimal:
         raise TypeError(f"expected an int, not {type(units).__name__}")
     if abs(units) > MAX_UNITS:
         raise ValueError(f"{units} is out of range")
-    places = min(0, unit.normalize().as_tuple().exponent)  # 0.01000000 -> -2, 1.00000000 -> 0
+    exponent = unit.normalize().as_tuple().exponent  # 0.01000000 -> -2, 1.00000000 -> 0
+    if not isinstance(exponent, int):  # "n", "N" or "F": a NaN or an infinity has no places
+        raise ValueError(f"{unit} is not a finite unit")
+    places = min(0, exponent)
     with localcontext() as ctx:
         ctx.prec = _EXACT_DIGITS
         ctx.traps[Inexact] = True

@@ -26,10 +26,10 @@ import threading
 import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -37,7 +37,6 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from matching.engine import (
     AmendRejected,
     CancelRejected,
-    Event,
     NewOrder,
     OrderAccepted,
     OrderAmended,
@@ -114,11 +113,22 @@ class _Rows:
             self.changed[order_id] = order
         return order
 
-    def record(self, reply: Reply, kind: str, event: Event, order_id: int, owner: int, **extra: Any) -> None:
+    def record(self, reply: Reply, kind: str, event: _Audited, order_id: int, owner: int,
+               **extra: Any) -> None:
         detail = {**_plain_fields(event), **extra}
         symbol = event.symbol[:SYMBOL_MAX_LENGTH]  # a rejected unknown symbol may be longer; detail keeps it
         self.audit.append(AuditEvent(seq=reply.seq, kind=kind, order_id=order_id, user_id=owner,
                                      symbol=symbol, detail=detail, at=to_datetime(event.timestamp)))
+
+
+class _Audited(Protocol):
+    """What an audit row takes from an event besides its fields (every order event has them)."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def timestamp(self) -> int: ...
 
 
 def _collect(replies: Sequence[Reply]) -> _Rows:
@@ -137,7 +147,8 @@ def _collect(replies: Sequence[Reply]) -> _Rows:
 
 def _load_orders(replies: Sequence[Reply]) -> dict[int, Order]:
     """Existing rows of the orders these replies change (orders new in this batch are not looked up)."""
-    new, wanted = set(), set()
+    new: set[int] = set()
+    wanted: set[int] = set()
     for reply in replies:
         released = isinstance(reply.command, ReleaseHeld)  # its OrderAccepted is for a held row
         for event in reply.events:
@@ -145,8 +156,8 @@ def _load_orders(replies: Sequence[Reply]) -> dict[int, Order]:
                 new.add(event.order_id)
             elif type(event) is TradeEvent:
                 wanted.update((event.taker_order_id, event.maker_order_id))
-            elif hasattr(event, "order_id"):
-                wanted.add(event.order_id)
+            elif (order_id := getattr(event, "order_id", None)) is not None:
+                wanted.add(order_id)
     return Order.objects.in_bulk(wanted - new, field_name="order_id")
 
 
@@ -162,7 +173,7 @@ def _save(rows: _Rows, shard: int) -> None:
 # ---- are several times slower here); portable SQL, values adapted by the model's own fields
 
 
-def _insert(model: type[models.Model], objs: list[models.Model]) -> None:
+def _insert(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     columns = [f for f in model._meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
@@ -170,15 +181,21 @@ def _insert(model: type[models.Model], objs: list[models.Model]) -> None:
     _execute_many(sql, objs, columns)
 
 
-def _update(model: type[models.Model], objs: list[models.Model], names: Sequence[str]) -> None:
-    columns = [model._meta.get_field(name) for name in names]
+def _update(model: type[models.Model], objs: Sequence[models.Model], names: Sequence[str]) -> None:
+    columns = [_column(model, name) for name in names]
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
     sql = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
     _execute_many(sql, objs, [*columns, model._meta.pk])
 
 
-def _execute_many(sql: str, objs: list[models.Model], columns: list[models.Field]) -> None:
+def _column(model: type[models.Model], name: str) -> models.Field:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.concrete, name  # a column of the model's table
+    return field
+
+
+def _execute_many(sql: str, objs: Sequence[models.Model], columns: list[models.Field]) -> None:
     if not objs:
         return
     db = connections[DEFAULT_DB_ALIAS]
@@ -365,7 +382,7 @@ def _units(value: object) -> int | None:
 
 def _plain_fields(record: Any) -> dict[str, Any]:
     """An event's or command's fields as JSON values (enums as their strings)."""
-    names = record._fields if isinstance(record, tuple) else [f.name for f in fields(record)]
+    names = [f.name for f in fields(record)] if is_dataclass(record) else record._fields  # or a NamedTuple
     return {name: _plain(getattr(record, name)) for name in names}
 
 

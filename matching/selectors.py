@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
 from matching.engine.types import OrderStatus
 from matching.models import Order, ProjectionCursor, Trade
 
 
-def order_list(*, user: AbstractBaseUser, status: OrderStatus | None = None,
+def order_list(*, user: User, status: OrderStatus | None = None,
                symbol: str | None = None) -> QuerySet[Order]:  # fmt: skip
     """The user's orders, newest first, optionally of one status and/or symbol."""
     orders = Order.objects.filter(user=user)
@@ -20,12 +20,12 @@ def order_list(*, user: AbstractBaseUser, status: OrderStatus | None = None,
     return orders.order_by("-created_seq")
 
 
-def order_get(*, user: AbstractBaseUser, order_id: int) -> Order | None:
+def order_get(*, user: User, order_id: int) -> Order | None:
     """The user's order; None if it does not exist or belongs to someone else (answer 404 alike)."""
     return Order.objects.filter(user=user, order_id=order_id).first()
 
 
-def order_get_by_client_id(*, user: AbstractBaseUser, symbol: str, client_order_id: str) -> Order | None:
+def order_get_by_client_id(*, user: User, symbol: str, client_order_id: str) -> Order | None:
     """Client order ids are unique per user and symbol (retries are always for the same symbol)."""
     return Order.objects.filter(user=user, symbol=symbol, client_order_id=client_order_id).first()
 
@@ -35,7 +35,7 @@ def trade_list(*, symbol: str, limit: int) -> QuerySet[Trade]:
     return Trade.objects.filter(symbol=symbol).order_by("-trade_id")[:limit]
 
 
-def fill_list(*, user: AbstractBaseUser, symbol: str | None = None) -> QuerySet[Trade]:
+def fill_list(*, user: User, symbol: str | None = None) -> QuerySet[Trade]:
     """Trades in which the user took or made liquidity (or both, a self-trade), newest first."""
     fills = Trade.objects.filter(Q(taker_user=user) | Q(maker_user=user))
     if symbol is not None:

@@ -108,6 +108,7 @@ def market_data() -> MarketDataCache | RedisMarketData:
     global _market_data
     if settings.EXCHANGE_MODE == Mode.PRODUCTION:
         if _market_data is None:  # as runmatcher publishes it
+            assert settings.REDIS_URL is not None  # production mode has one (exchange/env.py)
             _market_data = RedisMarketData(connect(settings.REDIS_URL), settings.MATCHER_STREAM_PREFIX)
         return _market_data
     command_bus()  # the embedded cache lives beside the matcher thread that feeds it

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from exchange.users import signed_in_user
 from matching.admin import OrderAdmin
 from matching.engine.types import OrderStatus
 from matching.worker.bus import Unavailable
@@ -92,11 +93,11 @@ class RiskLimitAdmin(_CommandAdmin):
 
     def save_model(self, request: HttpRequest, obj: RiskLimit, form: forms.Form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        services.risk_limit_changed(instrument=obj.instrument, admin=request.user)
+        services.risk_limit_changed(instrument=obj.instrument, admin=signed_in_user(request))
 
     def delete_model(self, request: HttpRequest, obj: RiskLimit) -> None:
         super().delete_model(request, obj)
-        services.risk_limit_changed(instrument=obj.instrument, admin=request.user)
+        services.risk_limit_changed(instrument=obj.instrument, admin=signed_in_user(request))
 
 
 @admin.register(UserRiskLimit)
@@ -112,11 +113,11 @@ class UserRiskLimitAdmin(_CommandAdmin):
 
     def save_model(self, request: HttpRequest, obj: UserRiskLimit, form: forms.Form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        services.user_limit_changed(user=obj.user, instrument=obj.instrument, admin=request.user)
+        services.user_limit_changed(user=obj.user, instrument=obj.instrument, admin=signed_in_user(request))
 
     def delete_model(self, request: HttpRequest, obj: UserRiskLimit) -> None:
         super().delete_model(request, obj)
-        services.user_limit_changed(user=obj.user, instrument=obj.instrument, admin=request.user)
+        services.user_limit_changed(user=obj.user, instrument=obj.instrument, admin=signed_in_user(request))
 
 
 class _ProjectedAdmin(_StaffViewAdmin):
@@ -175,7 +176,7 @@ class AccountAdmin(_ProjectedAdmin):
         if request.method == "POST" and form.is_valid():
             user, amount = form.cleaned_data["username"], form.cleaned_data["amount"]
             try:
-                reply = services.adjust_cash(user=user, amount=amount, admin=request.user)
+                reply = services.adjust_cash(user=user, amount=amount, admin=signed_in_user(request))
             except NOT_TAKEN as exc:
                 self.message_user(request, f"Not done: {exc}", messages.ERROR)
             else:
@@ -235,7 +236,7 @@ class HeldOrderAdmin(_ProjectedAdmin):
         ok = []
         for order_id in queryset.values_list("order_id", flat=True):
             try:
-                service(order_id=order_id, admin=request.user)
+                service(order_id=order_id, admin=signed_in_user(request))
             except NOT_TAKEN as exc:
                 self.message_user(request, f"#{order_id}: {exc}", messages.ERROR)
             else:
@@ -261,7 +262,7 @@ class RiskAlertAdmin(_ProjectedAdmin):
     @admin.action(description="Acknowledge selected alerts", permissions=["acknowledge"])
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[RiskAlert]) -> None:
         count = services.alerts_acknowledge(alert_ids=list(queryset.values_list("pk", flat=True)),
-                                            admin=request.user)
+                                            admin=signed_in_user(request))
         self.message_user(request, f"Acknowledged {count} alert(s).")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal, localcontext
 from enum import Enum
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -29,17 +30,17 @@ _NON_NEGATIVE = MinValueValidator(Decimal(0))
 _PCT = (MinValueValidator(Decimal(0)), MaxValueValidator(Decimal(100)))
 
 
-def _quantity(help_text: str, **options: object) -> models.DecimalField:
+def _quantity(help_text: str, **options: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=20, decimal_places=8, validators=[_NON_NEGATIVE],
                                help_text=help_text, **options)
 
 
-def _pct(help_text: str, **options: object) -> models.DecimalField:
+def _pct(help_text: str, **options: Any) -> models.DecimalField:
     return models.DecimalField(max_digits=5, decimal_places=2, validators=list(_PCT), help_text=help_text,
                                **options)
 
 
-def _money(**options: object) -> models.DecimalField:
+def _money(**options: Any) -> models.DecimalField:
     # 4 places: risk.core.CASH_DECIMALS
     return models.DecimalField(max_digits=20, decimal_places=4, **options)
 

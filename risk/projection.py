@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
@@ -131,7 +131,10 @@ def _write_positions(updates: dict[tuple[int, str], tuple[int, PositionUpdate]],
     _upsert(Position, rows, ("user_id", "instrument_id"))
 
 
-def _upsert(model: type[Balance] | type[Position], rows: dict[tuple, dict], keys: tuple[str, ...]) -> None:
+_Row = TypeVar("_Row", Balance, Position)
+
+
+def _upsert(model: type[_Row], rows: dict[tuple, dict], keys: tuple[str, ...]) -> None:
     """Update each row whose seq is older; insert the missing ones (a row created meanwhile, e.g. an
     account by its owner's settings, is then updated)."""
     def older(key: tuple) -> QuerySet:

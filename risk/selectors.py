@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -15,7 +15,7 @@ from risk.config import shard_shares, units_to_cash
 from risk.models import Account, Balance, Position
 
 
-def account_get(*, user: AbstractBaseUser) -> Account:
+def account_get(*, user: User) -> Account:
     """The user's account: what the shards reported (the sum of the user's balances), plus the share
     of the starting cash that each shard the user has not traded on yet still holds (all of it, for
     a user who never traded; the embedded default has one shard). Returned unsaved."""
@@ -26,7 +26,7 @@ def account_get(*, user: AbstractBaseUser) -> Account:
     return account
 
 
-def position_list(*, user: AbstractBaseUser) -> QuerySet[Position]:
+def position_list(*, user: User) -> QuerySet[Position]:
     """Every instrument the user has traded, flat ones included (their realised P&L stays)."""
     return Position.objects.filter(user=user).select_related("instrument").order_by("instrument__symbol")
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -52,15 +52,15 @@ class RiskCommandRejected(Exception):
         self.detail = event.detail
 
 
-def risk_limit_changed(*, instrument: Instrument, admin: AbstractBaseUser | None = None) -> Reply:
+def risk_limit_changed(*, instrument: Instrument, admin: User | None = None) -> Reply:
     """Send the instrument's risk configuration as the database now has it (no `RiskLimit`: no limits)."""
     limit = RiskLimit.objects.filter(instrument=instrument).first()
     cmd = SetInstrumentRisk(instrument_risk(instrument, limit))
     return _send(cmd, Kind.RISK_LIMIT_SET, admin, symbol=instrument.symbol)
 
 
-def user_limit_changed(*, user: AbstractBaseUser, instrument: Instrument,
-                       admin: AbstractBaseUser | None = None) -> Reply:
+def user_limit_changed(*, user: User, instrument: Instrument,
+                       admin: User | None = None) -> Reply:
     """Send the user's override for the instrument as the database now has it (none: removed)."""
     override = UserRiskLimit.objects.filter(user=user, instrument=instrument).first()
     if override is None:
@@ -70,28 +70,28 @@ def user_limit_changed(*, user: AbstractBaseUser, instrument: Instrument,
     return _send(SetUserLimit(limit), Kind.USER_LIMIT_SET, admin, user=user, symbol=instrument.symbol)
 
 
-def halt_instrument(*, symbol: str, reason: str, admin: AbstractBaseUser | None = None) -> Reply:
+def halt_instrument(*, symbol: str, reason: str, admin: User | None = None) -> Reply:
     """Stop new orders and amends on `symbol` until resumed (cancels stay allowed)."""
     return _send(HaltInstrument(symbol, reason), Kind.HALT, admin, symbol=symbol)
 
 
-def resume_instrument(*, symbol: str, admin: AbstractBaseUser | None = None) -> Reply:
+def resume_instrument(*, symbol: str, admin: User | None = None) -> Reply:
     return _send(ResumeInstrument(symbol), Kind.RESUME, admin, symbol=symbol)
 
 
-def release_held_order(*, order_id: int, admin: AbstractBaseUser) -> Reply:
+def release_held_order(*, order_id: int, admin: User) -> Reply:
     """Send a held order on to the book (risk checks it again first)."""
     order = Order.objects.filter(order_id=order_id).select_related("user").first()
     return _send(ReleaseHeld(order_id), Kind.HELD_RELEASE, admin, order=order, order_id=order_id)
 
 
-def reject_held_order(*, order_id: int, admin: AbstractBaseUser) -> Reply:
+def reject_held_order(*, order_id: int, admin: User) -> Reply:
     """Refuse a held order: its owner sees it rejected (held_rejected), its cash is released."""
     order = Order.objects.filter(order_id=order_id).select_related("user").first()
     return _send(RejectHeld(order_id), Kind.HELD_REJECT, admin, order=order, order_id=order_id)
 
 
-def adjust_cash(*, user: AbstractBaseUser, amount: Decimal, admin: AbstractBaseUser) -> Reply:
+def adjust_cash(*, user: User, amount: Decimal, admin: User) -> Reply:
     """Deposit (amount > 0) or withdraw (< 0); a withdrawal below what open orders reserve is refused."""
     units = cash_to_units(amount)
     if units == 0:
@@ -99,7 +99,7 @@ def adjust_cash(*, user: AbstractBaseUser, amount: Decimal, admin: AbstractBaseU
     return _send(AdjustCash(user.pk, units), Kind.CASH_ADJUST, admin, user=user, amount=str(amount))
 
 
-def account_set_stp_default(*, user: AbstractBaseUser, stp: STPMode) -> Account:
+def account_set_stp_default(*, user: User, stp: STPMode) -> Account:
     """The user's own setting (not the matcher's): self-trade prevention for orders that name none."""
     try:
         return _set_stp_default(user, stp)
@@ -107,7 +107,7 @@ def account_set_stp_default(*, user: AbstractBaseUser, stp: STPMode) -> Account:
         selectors.stp_default_changed(user_id=user.pk)  # the orders' cached default (risk.selectors)
 
 
-def _set_stp_default(user: AbstractBaseUser, stp: STPMode) -> Account:
+def _set_stp_default(user: User, stp: STPMode) -> Account:
     if Account.objects.filter(user=user).update(stp_default=stp.value):
         return Account.objects.get(user=user)
     try:
@@ -118,13 +118,13 @@ def _set_stp_default(user: AbstractBaseUser, stp: STPMode) -> Account:
         return Account.objects.get(user=user)
 
 
-def alerts_acknowledge(*, alert_ids: list[int], admin: AbstractBaseUser) -> int:
+def alerts_acknowledge(*, alert_ids: list[int], admin: User) -> int:
     return RiskAlert.objects.filter(pk__in=alert_ids, acknowledged=False).update(acknowledged=True,
                                                                                   acknowledged_by=admin)
 
 
-def _send(cmd: AdminCommand, kind: str, admin: AbstractBaseUser | None, *,
-          user: AbstractBaseUser | None = None, symbol: str = "", order: Order | None = None,
+def _send(cmd: AdminCommand, kind: str, admin: User | None, *,
+          user: User | None = None, symbol: str = "", order: Order | None = None,
           order_id: int = 0, **detail: Any) -> Reply:
     reply = command_bus().submit(cmd, timeout=settings.MATCHER_TIMEOUT)
     rejected = next((e for e in reply.events if isinstance(e, AdminRejected)), None)

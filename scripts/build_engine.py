@@ -28,6 +28,7 @@ IMPORTED_PACKAGES = ("matching", "risk")  # every package the compiled modules i
 
 # Loaded by path, not imported: importing the package would refuse a stale build before we fix it.
 _spec = importlib.util.spec_from_file_location("engine_compiled", ENGINE / "compiled.py")
+assert _spec is not None and _spec.loader is not None  # a .py file path always has a source loader
 compiled = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(compiled)
 COMPILED_MODULES, STAMP, source_digest = compiled.COMPILED_MODULES, compiled.STAMP, compiled.source_digest
@@ -54,6 +55,9 @@ def compile_into(target: Path) -> None:
             shutil.copytree(ROOT / package, work / package,
                             ignore=shutil.ignore_patterns("*.so", "__pycache__", "tests", "migrations"))
         sources = [f"{name}.py" for name in COMPILED_MODULES]
+        # mypy's defaults: mypy looks for a config file up from its working directory, and one above
+        # the scratch directory (its Django plugin, say) must not change what mypyc checks.
+        (work / "mypy.ini").write_text("[mypy]\n")
         setup = (
             "from mypyc.build import mypycify\n"
             "from setuptools import setup\n"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Lint, then run the tests; arguments go to pytest (e.g. ./scripts/test.sh -k instruments -n auto).
+# Lint, type-check, then run the tests; arguments go to pytest (e.g. ./scripts/test.sh -k instruments -n auto).
 # Without arguments the engine's tests run twice: interpreted, then compiled by mypyc (as served).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements.txt requirements-dev.txt requirements-bench.txt
 cd "$ROOT"
 .venv/bin/ruff check .
+.venv/bin/mypy  # what it checks and how: [tool.mypy] in pyproject.toml
 if [ "$#" -eq 0 ]; then
     echo "== engine tests, interpreted"
     .venv/bin/python scripts/build_engine.py clean

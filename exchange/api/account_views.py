@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from exchange.api import schemas
 from exchange.api.errors import ApiError
 from exchange.api.serializers import AccountSettingsRequest
 from exchange.api.views import ERRORS, at_tick_precision
+from exchange.users import signed_in_user
 from matching import services as matching_services
 from matching.engine.types import STPMode
 from risk import selectors, services
@@ -31,15 +32,16 @@ class AccountView(APIView):
 
     @extend_schema(responses={200: schemas.AccountInfo, **ERRORS})
     def get(self, request: Request) -> Response:
-        return Response(account_json(request.user))
+        return Response(account_json(signed_in_user(request)))
 
     @extend_schema(request=AccountSettingsRequest, responses={200: schemas.AccountInfo, **ERRORS},
                    examples=schemas.ACCOUNT_EXAMPLES)
     def patch(self, request: Request) -> Response:
         form = AccountSettingsRequest(data=request.data)
         form.is_valid(raise_exception=True)
-        services.account_set_stp_default(user=request.user, stp=STPMode(form.validated_data["stp_default"]))
-        return Response(account_json(request.user))
+        user = signed_in_user(request)
+        services.account_set_stp_default(user=user, stp=STPMode(form.validated_data["stp_default"]))
+        return Response(account_json(user))
 
 
 class UserPositionsView(APIView):
@@ -47,7 +49,7 @@ class UserPositionsView(APIView):
 
     @extend_schema(responses={200: schemas.PositionInfo(many=True), **ERRORS})
     def get(self, request: Request, user_id: int) -> Response:
-        me = request.user
+        me = signed_in_user(request)
         user = me if user_id == me.pk else None
         if user is None and me.is_staff:
             user = get_user_model().objects.filter(pk=user_id).first()
@@ -56,7 +58,7 @@ class UserPositionsView(APIView):
         return Response(positions_json(user))
 
 
-def account_json(user: AbstractBaseUser) -> dict:
+def account_json(user: User) -> dict:
     account = selectors.account_get(user=user)
     return {
         "user_id": user.pk,
@@ -69,7 +71,7 @@ def account_json(user: AbstractBaseUser) -> dict:
     }
 
 
-def positions_json(user: AbstractBaseUser) -> list[dict]:
+def positions_json(user: User) -> list[dict]:
     return [position_json(position) for position in selectors.position_list(user=user)]
 
 
@@ -97,7 +99,9 @@ def position_json(position: Position) -> dict:
 
 def _places(unit: Decimal) -> Decimal:
     """The quantum of a multiple of `unit`: 0.01 for 0.01, 1 for 1 and 10 (never an exponent form)."""
-    return Decimal(1).scaleb(min(0, unit.normalize().as_tuple().exponent))
+    exponent = unit.normalize().as_tuple().exponent
+    assert isinstance(exponent, int), unit  # a tick or lot size: finite (a NaN's exponent is a letter)
+    return Decimal(1).scaleb(min(0, exponent))
 
 
 def _money(amount: Decimal | None) -> str | None:

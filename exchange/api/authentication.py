@@ -27,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.authentication import BasicScheme
@@ -63,7 +63,7 @@ class LoginThrottledBackend(ModelBackend):
     """Django's ModelBackend behind the failed-login budgets (see the module's docstring)."""
 
     def authenticate(self, request: HttpRequest | None, username: str | None = None,
-                     password: str | None = None, **kwargs: Any) -> AbstractBaseUser | None:
+                     password: str | None = None, **kwargs: Any) -> User | None:
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
         if username is None or password is None:
@@ -90,10 +90,10 @@ class BasicAuthentication(authentication.BasicAuthentication):
 class BasicAuthenticationScheme(BasicScheme):
     """Documented in the OpenAPI schema as DRF's basic auth is."""
 
-    target_class = BasicAuthentication
+    target_class = "exchange.api.authentication.BasicAuthentication"
 
 
-class LoginFormMixin:
+class LoginFormMixin(AuthenticationForm):
     """A login form that refuses past the failed-login budget with a clear message, before any
     password is checked; `refusal` is then (HTTP status, Retry-After seconds) for the view."""
 
@@ -129,9 +129,9 @@ class LoginView(auth_views.LoginView):
 
     authentication_form = LoginForm
 
-    def form_invalid(self, form: LoginForm) -> HttpResponse:
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
         response = super().form_invalid(form)
-        if form.refusal is not None:
+        if isinstance(form, LoginFormMixin) and form.refusal is not None:
             response.status_code = form.refusal[0]
             response["Retry-After"] = str(form.refusal[1])
         return response

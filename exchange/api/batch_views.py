@@ -38,6 +38,7 @@ from exchange.api.serializers import OrderRequest, order_spec
 from exchange.api.throttles import OrderBudgetThrottle
 from exchange.api.views import ERRORS, submit_outcome
 from exchange.models import Instrument
+from exchange.users import signed_in_user
 from matching import services
 from matching.engine import STPMode
 from matching.worker.bus import Unavailable
@@ -56,6 +57,7 @@ class BatchSubmitView(APIView):
                    examples=schemas.BATCH_EXAMPLES)
     def post(self, request: Request) -> Response:
         started = time.perf_counter_ns()
+        user_id = signed_in_user(request).pk
         items = request.data.get("orders") if isinstance(request.data, dict) else None
         if not isinstance(items, list) or not items:
             raise ApiError(400, "invalid_request", 'expected {"orders": [order, ...]} with 1 to '
@@ -74,7 +76,7 @@ class BatchSubmitView(APIView):
                 continue
             data = form.validated_data
             if "stp" not in data and stp_default is None:
-                stp_default = risk_selectors.stp_default(user_id=request.user.id)
+                stp_default = risk_selectors.stp_default(user_id=user_id)
             spec = order_spec(data, stp_default or STPMode.CANCEL_NEWEST)
             valid.append((index, data["instrument"], spec))
 
@@ -87,7 +89,7 @@ class BatchSubmitView(APIView):
                                          retry_after=retry_after)
             valid = valid[:granted]
 
-        replies = services.order_submit_many(user_id=request.user.id, orders=[spec for _, _, spec in valid]
+        replies = services.order_submit_many(user_id=user_id, orders=[spec for _, _, spec in valid]
                                              ) if valid else []
         for (index, instrument, _), reply in zip(valid, replies, strict=True):
             if isinstance(reply, Unavailable):

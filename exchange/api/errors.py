@@ -60,10 +60,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
                         status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.APIException):
         headers = {}
-        if getattr(exc, "auth_header", None):  # set by DRF on 401s: how to authenticate
-            headers["WWW-Authenticate"] = exc.auth_header
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(math.ceil(exc.wait))
+        auth_header = getattr(exc, "auth_header", None)  # set by DRF on 401s: how to authenticate
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)  # Throttled's (not in DRF's stubs)
+        if isinstance(exc, exceptions.Throttled) and wait is not None:
+            headers["Retry-After"] = str(math.ceil(wait))
         code = _CODES.get(type(exc), str(exc.default_code))
         return Response(body(code, str(exc.detail)), exc.status_code, headers=headers)
     return None

@@ -9,6 +9,7 @@ below 0.1 µs). Each shard is a `shard` label; the web process's own stages have
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
@@ -29,7 +30,7 @@ class PrometheusText(BaseRenderer):
     charset = "utf-8"
 
     def render(self, data: Any, accepted_media_type: str | None = None,
-               renderer_context: dict | None = None) -> bytes:
+               renderer_context: Mapping[str, Any] | None = None) -> bytes:
         if isinstance(data, dict):  # an error (401, 403, 429): its code and message
             data = f"# {data.get('code', 'error')}: {data.get('message', '')}\n"
         return str(data).encode()

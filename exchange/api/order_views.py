@@ -14,6 +14,7 @@ from exchange.api.errors import ApiError
 from exchange.api.serializers import AmendRequest
 from exchange.api.views import ERRORS, at_tick_precision, bounded_int, order_outcome, refusal
 from exchange.models import Instrument
+from exchange.users import signed_in_user
 from matching import selectors, services
 from matching.engine import AmendRejected, OrderAmended, OrderCanceled, OrderStatus, RejectReason
 from matching.models import Order
@@ -33,7 +34,7 @@ class OrderListView(APIView):
         symbol = request.query_params.get("symbol")
         limit = bounded_int(request, "limit", default=100, top=500)
         wanted = None if status is None else OrderStatus(status)
-        orders = selectors.order_list(user=request.user, status=wanted, symbol=symbol)[:limit]
+        orders = selectors.order_list(user=signed_in_user(request), status=wanted, symbol=symbol)[:limit]
         instruments = {i.symbol: i for i in Instrument.objects.all()}
         return Response([order_json(order, instruments[order.symbol]) for order in orders
                          if order.symbol in instruments])
@@ -51,10 +52,12 @@ class OrderCancelAllView(APIView):
                    responses={200: schemas.CancelAllResult, **ERRORS})
     def delete(self, request: Request) -> Response:
         symbol = request.query_params.get("symbol")
-        canceled, not_open = [], []
-        user_id = request.user.id
+        canceled: list[int] = []
+        not_open: list[int] = []
+        user = signed_in_user(request)
+        user_id = user.pk
         replies = []
-        for order in selectors.order_list(user=request.user, symbol=symbol).filter(status__in=LIVE):
+        for order in selectors.order_list(user=user, symbol=symbol).filter(status__in=LIVE):
             order_id = order.order_id
             reply = services.order_cancel(user_id=user_id, symbol=order.symbol, order_id=order_id)
             done = any(isinstance(e, OrderCanceled) and e.order_id == order_id for e in reply.events)
@@ -71,25 +74,26 @@ class OrderDetailView(APIView):
 
     @extend_schema(responses={200: schemas.OrderInfo, **ERRORS})
     def get(self, request: Request, order_id: int) -> Response:
-        return Response(_found(selectors.order_get(user=request.user, order_id=order_id)))
+        return Response(_found(selectors.order_get(user=signed_in_user(request), order_id=order_id)))
 
     @extend_schema(request=AmendRequest, responses={200: schemas.AmendResult, **ERRORS},
                    examples=schemas.AMEND_EXAMPLES)
     def patch(self, request: Request, order_id: int) -> Response:
         started = time.perf_counter_ns()
-        order = selectors.order_get(user=request.user, order_id=order_id)
+        user = signed_in_user(request)
+        order = selectors.order_get(user=user, order_id=order_id)
         if order is None:
             raise ApiError(404, "not_found", "no such order of yours (a new one may take a moment to appear)")
         form = AmendRequest(data=request.data)
         form.is_valid(raise_exception=True)
         instrument = Instrument.objects.get(symbol=order.symbol)
-        reply = services.order_amend(user_id=request.user.id, symbol=order.symbol, order_id=order_id,
+        reply = services.order_amend(user_id=user.pk, symbol=order.symbol, order_id=order_id,
                                      **form.to_units(instrument))
         for event in reply.events:
             if isinstance(event, AmendRejected):
                 if event.reason == RejectReason.UNKNOWN_ORDER:
                     raise ApiError(409, "order_not_open", "the order is no longer open")
-                raise refusal(event.reason, user_id=request.user.id, instrument=instrument, what="amendment",
+                raise refusal(event.reason, user_id=user.pk, instrument=instrument, what="amendment",
                               order_id=order_id)
             if isinstance(event, OrderAmended):
                 services.projection_wait(reply.seq, order_id=order_id)  # a read after this one sees it
@@ -112,7 +116,7 @@ class OrderByClientIdView(APIView):
 
     @extend_schema(responses={200: schemas.OrderInfo, **ERRORS})
     def get(self, request: Request, symbol: str, client_order_id: str) -> Response:
-        return Response(_found(selectors.order_get_by_client_id(user=request.user, symbol=symbol,
+        return Response(_found(selectors.order_get_by_client_id(user=signed_in_user(request), symbol=symbol,
                                                                 client_order_id=client_order_id)))
 
 
@@ -161,9 +165,10 @@ class FillListView(APIView):
                    responses={200: schemas.MyFill(many=True), **ERRORS})
     def get(self, request: Request) -> Response:
         limit = bounded_int(request, "limit", default=100, top=500)
-        fills = selectors.fill_list(user=request.user, symbol=request.query_params.get("symbol"))[:limit]
+        user = signed_in_user(request)
+        fills = selectors.fill_list(user=user, symbol=request.query_params.get("symbol"))[:limit]
         instruments = {i.symbol: i for i in Instrument.objects.all()}
-        mine = request.user.id
+        mine = user.pk
         out = []
         for fill in fills:
             instrument = instruments[fill.symbol]

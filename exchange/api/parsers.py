@@ -89,7 +89,8 @@ class JSONParser(parsers.JSONParser):
 
     def parse(self, stream: IO[bytes] | None, media_type: str | None = None,
               parser_context: Mapping[str, Any] | None = None) -> Any:
-        encoding = parsers.get_encoding(parser_context or {})
+        # DRF 3.18's own (a supported text charset, else ParseError); djangorestframework-stubs 3.16 lack it
+        encoding = parsers.get_encoding(parser_context or {})  # type: ignore[attr-defined]
         raw = b"" if stream is None else stream.read()
         try:
             return loads(raw.decode(encoding))

@@ -266,7 +266,9 @@ def limiter() -> Limiter:
             if _limiter is None:
                 if settings.EXCHANGE_MODE == Mode.PRODUCTION:  # what may be lost: the cache's Redis
                     prefix = f"{settings.MATCHER_STREAM_PREFIX}:ratelimit"
-                    _limiter = RedisLimiter(settings.REDIS_CACHE_URL or settings.REDIS_URL, prefix)
+                    url = settings.REDIS_CACHE_URL or settings.REDIS_URL
+                    assert url is not None  # production mode has one (exchange/env.py refuses it without)
+                    _limiter = RedisLimiter(url, prefix)
                 else:
                     _limiter = LocalLimiter()
     return _limiter

@@ -10,7 +10,8 @@ from rest_framework import serializers as s
 class Error(s.Serializer):
     code = s.CharField(help_text="machine-readable, e.g. invalid_request, post_only_would_take")
     message = s.CharField()
-    fields = s.DictField(required=False, help_text="per field, for invalid_request (an unknown field: "
+    # DRF's serializer metaclass takes declared fields off the class: no clash with `Serializer.fields`.
+    fields = s.DictField(required=False, help_text="per field, for invalid_request (an unknown field: "  # type: ignore[assignment]
                                                    '"unknown field")')
     order_id = s.IntegerField(required=False, help_text="422: the order refused (or not amended)")
     status = s.CharField(required=False, help_text="422 for a new order: rejected (it is recorded)")
@@ -106,6 +107,11 @@ class OrderInfo(s.Serializer):
     cancel_reason = s.CharField(allow_null=True)
     created_at = s.DateTimeField()
     updated_at = s.DateTimeField()
+
+
+class Ping(s.Serializer):
+    pong = s.BooleanField()
+    username = s.CharField()
 
 
 class TokenResult(s.Serializer):
@@ -237,7 +243,7 @@ class BatchItemResult(s.Serializer):
     code = s.CharField(required=False,
                        help_text="errors: invalid_request, rate_limited, matcher_unavailable, or the reason")
     message = s.CharField(required=False)
-    fields = s.DictField(required=False, help_text="per field, for invalid_request")
+    fields = s.DictField(required=False, help_text="per field, for invalid_request")  # type: ignore[assignment]  # as in Error
     retry_after = s.IntegerField(required=False, help_text="seconds (rate_limited, matcher_unavailable)")
 
 

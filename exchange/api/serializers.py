@@ -14,7 +14,8 @@ import difflib
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, ClassVar
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.http import QueryDict
 from django.utils import timezone
@@ -26,6 +27,9 @@ from exchange.models import Instrument
 from matching.engine import MAX_UNITS, OrderType, Side, STPMode, TimeInForce
 from matching.services import OrderSpec
 from matching.timestamps import to_datetime
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 _MAX_TEXT = 40  # no valid price or quantity needs more characters
 # Digits and at most one point, a digit on each side; a leading "-" is read (and refused as not
@@ -45,7 +49,7 @@ class DecimalText(serializers.Field):
     """A plain decimal as a string, or a JSON number without an exponent; returned as a Decimal
     made from its text, never from a float."""
 
-    default_error_messages: ClassVar[dict[str, str]] = {
+    default_error_messages: ClassVar[dict[str, StrOrPromise]] = {
         "invalid": 'must be a plain decimal number, e.g. "101.25" (digits and one point; no exponent, '
                    "sign or spaces)",
         "too_long": f"must have at most {_MAX_TEXT} characters",
@@ -89,7 +93,7 @@ def _unknown(name: str, known: set[str]) -> str:
     return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
-def _choices(enum: type) -> list[str]:
+def _choices(enum: type[Enum]) -> list[str]:
     return [member.value for member in enum]
 
 
@@ -142,6 +146,7 @@ class OrderRequest(KnownFieldsOnly):
                 try:
                     attrs[key] = None if value is None else _units(convert, value, name)
                 except serializers.ValidationError as exc:
+                    assert isinstance(exc.detail, dict)  # _units names the field
                     errors = {**exc.detail, **errors}  # a shape error on the field says more
         if errors:
             raise serializers.ValidationError(errors)

@@ -7,6 +7,7 @@ urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("token", views.TokenView.as_view(), name="api-token"),
+    path("ping", views.PingView.as_view(), name="api-ping"),
     path("submit", views.SubmitView.as_view(), name="api-submit"),
     path("cancel/<int:order_id>", views.CancelView.as_view(), name="api-cancel"),
     path("orders", order_views.OrderListView.as_view(), name="api-orders"),

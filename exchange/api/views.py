@@ -24,6 +24,7 @@ from exchange.api.errors import ApiError, body
 from exchange.api.serializers import OrderRequest, order_spec
 from exchange.api.throttles import LoginThrottle
 from exchange.models import Instrument
+from exchange.users import signed_in_user
 from matching import selectors, services
 from matching.engine import (
     CancelRejected,
@@ -66,9 +67,9 @@ class SubmitView(GenericAPIView):
         form = self.get_serializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        default_stp = STPMode.CANCEL_NEWEST if "stp" in data else risk_selectors.stp_default(
-            user_id=request.user.id)
-        reply = services.order_submit(user_id=request.user.id, order=order_spec(data, default_stp))
+        user_id = signed_in_user(request).pk
+        default_stp = STPMode.CANCEL_NEWEST if "stp" in data else risk_selectors.stp_default(user_id=user_id)
+        reply = services.order_submit(user_id=user_id, order=order_spec(data, default_stp))
         services.projection_catch_up([reply])  # a read after this answer sees the order and its fills
         return Response(submit_outcome(reply, data["instrument"], started), status.HTTP_201_CREATED)
 
@@ -80,10 +81,11 @@ class CancelView(APIView):
 
     @extend_schema(responses={200: schemas.CancelResult, **ERRORS})
     def delete(self, request: Request, order_id: int) -> Response:
-        order = selectors.order_get(user=request.user, order_id=order_id)
+        user = signed_in_user(request)
+        order = selectors.order_get(user=user, order_id=order_id)
         if order is None:
             raise ApiError(404, "not_found", "no such order of yours (it may take a moment to appear)")
-        reply = services.order_cancel(user_id=request.user.id, symbol=order.symbol, order_id=order_id)
+        reply = services.order_cancel(user_id=user.pk, symbol=order.symbol, order_id=order_id)
         for event in reply.events:
             if isinstance(event, OrderCanceled) and event.order_id == order_id:
                 lots = get_object_or_404(Instrument, symbol=order.symbol).lots_to_qty(event.canceled_qty)
@@ -135,9 +137,12 @@ def risk_limits(*, user_id: int, instrument: Instrument) -> dict[str, Decimal | 
     names = ("max_order_size", "max_position", "price_band_pct")
     found: dict[str, Decimal | None] = dict.fromkeys(names)
     found.update(RiskLimit.objects.filter(instrument=instrument).values(*names).first() or {})
-    override = UserRiskLimit.objects.filter(user_id=user_id, instrument=instrument).values(
-        "max_order_size", "max_position").first() or {}
-    found.update({name: value for name, value in override.items() if value is not None})
+    overridable = ("max_order_size", "max_position")
+    override = UserRiskLimit.objects.filter(user_id=user_id, instrument=instrument).values_list(
+        *overridable).first()
+    if override is not None:
+        found.update({name: value for name, value in zip(overridable, override, strict=True)
+                      if value is not None})
     return found
 
 
@@ -267,6 +272,15 @@ def _level(instrument: Instrument, price: int, qty: int) -> dict[str, str]:
     return {"price": str(instrument.ticks_to_price(price)), "quantity": str(instrument.lots_to_qty(qty))}
 
 
+class PingView(APIView):
+    """GET /api/ping: a cheap authenticated call, to check a token and time a round trip (the API's floor:
+    authentication, rate limits and the framework, nothing else)."""
+
+    @extend_schema(responses={200: schemas.Ping, **ERRORS})
+    def get(self, request: Request) -> Response:
+        return Response({"pong": True, "username": request.user.get_username()})
+
+
 class InstrumentListView(APIView):
     """GET /api/instruments: every instrument with its tick and lot size and trading status."""
 
@@ -306,7 +320,8 @@ class TokenView(ObtainAuthToken):
 
     throttle_classes = (LoginThrottle,)  # 429 past the failed-login budget, before the password is hashed
 
-    parser_classes = api_settings.DEFAULT_PARSER_CLASSES  # ObtainAuthToken names DRF's own JSON parser
+    # ObtainAuthToken names DRF's own JSON parser. (APISettings imports the classes; its stubs say strings.)
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES  # type: ignore[assignment]
 
     @extend_schema(request=AuthTokenSerializer, responses={200: schemas.TokenResult, **ERRORS},
                    examples=schemas.TOKEN_EXAMPLES)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from exchange.models import Instrument
@@ -30,7 +30,7 @@ MAX_POSITION_LOTS = 20_000  # its position limit in every instrument (the seeded
 FUNDING = Decimal(10_000_000)  # deposited once, on top of the starting cash every account opens with
 
 
-def ensure_user() -> AbstractBaseUser:
+def ensure_user() -> User:
     """The `marketmaker` user, created without a usable password if missing."""
     users = get_user_model().objects
     user, created = users.get_or_create(username=USERNAME)
@@ -40,17 +40,17 @@ def ensure_user() -> AbstractBaseUser:
     return user
 
 
-def missing_limits(user: AbstractBaseUser) -> list[Instrument]:
+def missing_limits(user: User) -> list[Instrument]:
     have = set(UserRiskLimit.objects.filter(user=user).values_list("instrument_id", flat=True))
     return [i for i in Instrument.objects.order_by("symbol") if i.pk not in have]
 
 
-def create_limit(user: AbstractBaseUser, instrument: Instrument) -> UserRiskLimit:
+def create_limit(user: User, instrument: Instrument) -> UserRiskLimit:
     return UserRiskLimit.objects.create(user=user, instrument=instrument,
                                         max_position=instrument.lots_to_qty(MAX_POSITION_LOTS))
 
 
-def ensure_limits(user: AbstractBaseUser, *, send: bool) -> list[str]:
+def ensure_limits(user: User, *, send: bool) -> list[str]:
     """Create the overrides the user lacks; with `send`, each goes to the running matcher in the
     transaction that wrote it (raises `Unavailable` or `RiskCommandRejected`, leaving no row).
     Returns the symbols created."""
@@ -68,12 +68,12 @@ def ensure_limits(user: AbstractBaseUser, *, send: bool) -> list[str]:
     return created
 
 
-def is_funded(user: AbstractBaseUser) -> bool:
+def is_funded(user: User) -> bool:
     return AuditEvent.objects.filter(kind=AuditEvent.AdminKind.CASH_ADJUST, user=user,
                                      detail__outcome="applied").exists()
 
 
-def ensure_funded(user: AbstractBaseUser) -> bool:
+def ensure_funded(user: User) -> bool:
     """Deposit `FUNDING` unless a deposit for the user was applied before; whether this one did."""
     if is_funded(user):
         return False

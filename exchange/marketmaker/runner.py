@@ -352,17 +352,16 @@ class MarketMaker:
                 return
             reply = services.order_cancel(user_id=self.user.pk, symbol=cmd.symbol, order_id=cmd.order_id)
         else:
-            order = services.OrderSpec(symbol=cmd.symbol, side=cmd.side, order_type=OrderType.LIMIT,
-                                       qty_lots=cmd.qty, price_ticks=cmd.price)
-            reply = services.order_submit(user_id=self.user.pk, order=order)
+            spec = services.OrderSpec(symbol=cmd.symbol, side=cmd.side, order_type=OrderType.LIMIT,
+                                      qty_lots=cmd.qty, price_ticks=cmd.price)
+            reply = services.order_submit(user_id=self.user.pk, order=spec)
         self._absorb(reply)
 
     def _absorb(self, reply: Reply) -> None:
         """Fold what a reply says about its own orders and positions into its view."""
         me, seq = self.user.pk, reply.seq
         for event in reply.events:
-            kind = type(event)
-            if kind is Trade:
+            if isinstance(event, Trade):
                 if event.maker_owner == me:
                     self._update(event.maker_order_id, event.maker_remaining, seq)
                 if event.taker_owner == me:
@@ -370,21 +369,21 @@ class MarketMaker:
                 continue
             if getattr(event, "owner", None) != me:
                 continue
-            if kind is OrderAccepted:
+            if isinstance(event, OrderAccepted):
                 if event.order_type == OrderType.LIMIT and event.price is not None:
                     self.orders[event.order_id] = OwnOrder(event.symbol, event.side, event.price,
                                                            event.qty, seq)
-            elif kind is OrderHeld and event.price is not None:
+            elif isinstance(event, OrderHeld) and event.price is not None:
                 self.orders[event.order_id] = OwnOrder(event.symbol, event.side, event.price, event.qty, seq)
-            elif kind is OrderReduced:
+            elif isinstance(event, OrderReduced):
                 self._update(event.order_id, event.remaining, seq)
-            elif kind is OrderCanceled or kind is OrderExpired:
+            elif isinstance(event, OrderCanceled | OrderExpired):
                 self._drop(event.order_id)
-            elif kind is OrderRejected or kind is CancelRejected:
+            elif isinstance(event, OrderRejected | CancelRejected):
                 self._drop(event.order_id)
                 self.heartbeat.rejected += 1
-                self.heartbeat.last_error = f"{event.symbol}: {kind.__name__} {event.reason}"
-            elif kind is PositionUpdate:
+                self.heartbeat.last_error = f"{event.symbol}: {type(event).__name__} {event.reason}"
+            elif isinstance(event, PositionUpdate):
                 self.positions[event.symbol] = (event.qty, seq)
 
     def _update(self, order_id: int, remaining: int, seq: int) -> None:
@@ -480,6 +479,7 @@ def health() -> dict[str, Any] | None:
     from marketdata.redis_cache import connect
 
     prefix = settings.MATCHER_STREAM_PREFIX
+    assert settings.REDIS_URL is not None  # production mode has one (exchange/env.py refuses it without)
     try:
         raw = connect(settings.REDIS_URL).get(heartbeat_key(prefix))
     except redis.RedisError as exc:

@@ -5,6 +5,8 @@ is refused with 429 and Retry-After (a message on the login pages) and no passwo
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -45,16 +47,16 @@ def trader(django_user_model):
     return django_user_model.objects.create_user("trader", password="right-pw-42")
 
 
-def token(username: str, password: str, **extra: str):
+def token(username: str, password: str, **extra: Any):
     return Client().post("/api/token", {"username": username, "password": password}, **extra)
 
 
-def basic(username: str, password: str, **extra: str):
+def basic(username: str, password: str, **extra: Any):
     credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
     return Client().get("/api/instruments", HTTP_AUTHORIZATION=f"Basic {credentials}", **extra)
 
 
-def page(username: str, password: str, path: str = "/accounts/login/", **extra: str):
+def page(username: str, password: str, path: str = "/accounts/login/", **extra: Any):
     client = Client()
     return client, client.post(path, {"username": username, "password": password}, **extra)
 
@@ -132,8 +134,9 @@ def test_only_failures_count(trader):
 
 
 def test_all_paths_share_the_count(trader):
+    attempts: list[Callable[[str, str], object]] = [token, basic, lambda u, p: page(u, p)[1]]
     for n in range(LIMIT):
-        [token, basic, lambda u, p: page(u, p)[1]][n % 3]("trader", "wrong")
+        attempts[n % 3]("trader", "wrong")
     assert_api_429(token("trader", "right-pw-42"))
     assert_api_429(basic("trader", "right-pw-42"))
     assert page("trader", "right-pw-42")[1].status_code == 429

@@ -17,6 +17,7 @@ from exchange.marketmaker.strategy import Market
 from exchange.models import Instrument
 from matching import services
 from matching.models import AuditEvent, Order
+from matching.projector import Projector
 from matching.worker.bus import Unavailable
 from risk.models import Position, RiskLimit, UserRiskLimit
 
@@ -45,25 +46,41 @@ def aapl(embedded):
 
 
 @pytest.fixture
-def maker(aapl):
-    """This process's market maker without its thread: the test calls step(). A clock that only moves
-    when told, so the fair value moves only when a test wants it to.
+def clock() -> list[int]:
+    """The market maker's clock (ns): it only moves when told, so the fair value moves only when a test
+    wants it to."""
+    return [0]
+
+
+@pytest.fixture
+def maker(aapl, clock):
+    """This process's market maker without its thread: the test calls step(), on `clock`.
 
     The projector's writer thread is stopped: `project()` writes what is queued, in the test's thread.
     The test database (in-memory SQLite, shared cache) fails a read that meets a write at once, where a
     file database waits, so a writer thread would fail steps at random here."""
     services.command_bus()
-    services._projector.stop(flush=True)
-    now = [0]
-    mm = runner.start(thread=False, symbols=["AAPL"], seed=5, clock=lambda: now[0])
-    mm.now = now
+    projector().stop(flush=True)
+    mm = runner.start(thread=False, symbols=["AAPL"], seed=5, clock=lambda: clock[0])
     yield mm
     runner.stop()
     project()
 
 
+def projector() -> Projector:
+    writer = services._projector
+    assert writer is not None  # the embedded matcher is running
+    return writer
+
+
 def project() -> None:
-    services._projector.flush()
+    projector().flush()
+
+
+def health() -> dict:
+    report = runner.health()
+    assert report is not None
+    return report
 
 
 @pytest.fixture
@@ -95,7 +112,7 @@ def wanted(mm: runner.MarketMaker, position: int) -> tuple[list, list]:
     return bids, asks
 
 
-def test_a_step_quotes_both_sides_a_buy_fills_and_the_next_step_requotes(maker, alice):
+def test_a_step_quotes_both_sides_a_buy_fills_and_the_next_step_requotes(maker, alice, clock):
     assert maker.step() is True
     seq = services.command_bus().health()["seq"]
     first = book(alice, seq)
@@ -114,7 +131,7 @@ def test_a_step_quotes_both_sides_a_buy_fills_and_the_next_step_requotes(maker, 
     project()
     assert Position.objects.filter(user=accounts.ensure_user(), qty=-40).exists()
 
-    maker.now[0] += 10**9  # a second later: one step of the walk
+    clock[0] += 10**9  # a second later: one step of the walk
     assert maker.step() is True
     assert maker.positions["AAPL"][0] == -40  # learned from the projection: the fill was not its reply
     second = book(alice, services.command_bus().health()["seq"])
@@ -198,7 +215,7 @@ def test_with_the_setting_on_it_starts_with_the_matcher_and_stops_with_it(aapl, 
     maker = runner.current()
     assert maker is not None
     # (a step may fail on the test database's table locks, see `maker`: the next one recovers)
-    assert wait_for(lambda: maker.heartbeat.quotes_live >= 10 and runner.health()["status"] == "ok")
+    assert wait_for(lambda: maker.heartbeat.quotes_live >= 10 and health()["status"] == "ok")
     services.command_bus_stop()
     assert runner.current() is None
     assert not any(t.name == "marketmaker" for t in threading.enumerate())
@@ -232,10 +249,10 @@ def test_production_health_reads_the_heartbeat_runmarketmaker_publishes(settings
     beat = runner.Heartbeat(running=True, last_quote_at=time.time(), steps=3, quotes_live=40)
     publish(beat.as_dict(1.0))
     assert list(store) == ["exchange:marketmaker:heartbeat"]
-    assert runner.health()["status"] == "ok" and runner.health()["quotes_live"] == 40
-    beat.last_quote_at -= 60  # nothing quoted for a minute
+    assert health()["status"] == "ok" and health()["quotes_live"] == 40
+    beat.last_quote_at = time.time() - 60  # nothing quoted for a minute
     publish(beat.as_dict(1.0))
-    assert runner.health()["status"] == "degraded"
+    assert health()["status"] == "degraded"
     settings.DEMO_MARKET_MAKER = False  # not part of this deployment: not reported
     assert runner.health() is None
 

@@ -131,7 +131,9 @@ def test_ticker_rolls_over_24h_of_engine_time():
     def feed(replies: list[Reply]) -> None:
         nonlocal now
         cache.apply(replies)
-        now = max([now] + [r.command.timestamp for r in replies])
+        stamps = [r.command.timestamp for r in replies if r.command is not None]
+        assert len(stamps) == len(replies)
+        now = max([now, *stamps])
         for reply in replies:
             seen_trades = (e for e in reply.events if isinstance(e, Trade))
             for trade in seen_trades:
@@ -225,7 +227,9 @@ def test_readers_never_see_a_torn_snapshot(tmp_path):
     bus = EmbeddedBus(Matcher.open(SYMBOLS, tmp_path, fsync=False), max_batch=64)
     bus.subscribe(cache)
     bus.start()
-    stop, problems, seqs = threading.Event(), [], [set() for _ in range(3)]
+    stop = threading.Event()
+    problems: list[tuple] = []
+    seqs: list[set[int]] = [set() for _ in range(3)]
 
     def reader(i: int) -> None:
         last = dict.fromkeys(SYMBOLS, 0)

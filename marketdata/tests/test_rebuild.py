@@ -4,6 +4,8 @@ projection's cursor plus the trades replayed after it, equals a cache that never
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import DatabaseError
 
@@ -21,7 +23,7 @@ from matching.worker.matcher import Matcher, Reply
 pytestmark = pytest.mark.django_db
 
 SCALE = 7 * MINUTE_NS + 13 * 10**9  # ~21 engine minutes a command on average: ~44 days in 3000
-PARAMS = {"trades_kept": 15, "candles_kept": 40}
+PARAMS: dict[str, Any] = {"trades_kept": 15, "candles_kept": 40}
 
 
 def history(seed: int, n: int, scale: int = SCALE, quiet_ns: int = 0) -> tuple[Matcher, list[Reply]]:

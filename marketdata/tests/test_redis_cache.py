@@ -7,6 +7,7 @@ without Redis the tests skip loudly.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import msgpack
 import pytest
@@ -20,7 +21,8 @@ from matching.tests.conftest import random_commands
 from matching.tests.worker.stream_driver import free_port
 from matching.worker.matcher import Matcher
 
-PARAMS = {"depth_levels": 4, "trades_kept": 10, "window_ns": 120 * MINUTE_NS, "candles_kept": 6}
+PARAMS: dict[str, Any] = {"depth_levels": 4, "trades_kept": 10, "window_ns": 120 * MINUTE_NS,
+                          "candles_kept": 6}
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from matching.engine import (
     AmendOrder,
     BookDelta,
     CancelOrder,
+    Command,
     MatchingEngine,
     NewOrder,
     OrderAccepted,
@@ -65,7 +66,9 @@ def accounting_errors(log, book):
     OrderCanceled, OrderExpired and OrderReduced, remaining from the live order in the book
     (0 when the order is gone). Assumes order ids are not reused in one log.
     """
-    qty, filled, gone = {}, defaultdict(int), defaultdict(int)
+    qty: dict[int, int] = {}
+    filled: defaultdict[int, int] = defaultdict(int)
+    gone: defaultdict[int, int] = defaultdict(int)
     for e in log:
         if isinstance(e, OrderAccepted | OrderAmended):
             qty[e.order_id] = e.qty
@@ -87,7 +90,7 @@ def accounting_errors(log, book):
 
 def book_errors(book):
     """Inconsistencies between the book's queries: crossed book, level2 vs level3 mismatch."""
-    errors = []
+    errors: list[tuple] = []
     bid, ask = book.best_bid(), book.best_ask()
     if bid is not None and ask is not None and bid >= ask:
         errors.append(("crossed", bid, ask))
@@ -188,7 +191,7 @@ def h(engine):
     return Harness(engine)
 
 
-def random_commands(seed: int, n: int, symbols=(SYM,), ids_start: int = 1):
+def random_commands(seed: int, n: int, symbols=(SYM,), ids_start: int = 1) -> list[Command]:
     """A reproducible mixed stream: limits, markets, stops, IOC/FOK/DAY, post-only, every STP
     mode, cancels, amends and AdvanceTime, on a narrow price band so much of it trades.
     Order ids are never reused. Uses only random.Random(seed), so it is the same in any process."""
@@ -197,7 +200,9 @@ def random_commands(seed: int, n: int, symbols=(SYM,), ids_start: int = 1):
     from matching.engine import STPMode, TimeInForce
 
     rnd = random.Random(seed)
-    cmds, ids, ts = [], [], 0
+    cmds: list[Command] = []
+    ids: list[tuple[int, int, str]] = []
+    ts = 0
     next_id = ids_start
     for _ in range(n):
         ts += rnd.randint(1, 5)

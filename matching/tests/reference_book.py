@@ -62,6 +62,12 @@ class RefOrder:
     stp: STPMode
     timestamp: int
 
+    @property
+    def limit(self) -> int:
+        """The price of a resting order (only limit orders rest)."""
+        assert self.price is not None, self
+        return self.price
+
 
 def _valid_units(value: object) -> bool:
     return type(value) is int and 0 < value <= MAX_UNITS
@@ -87,11 +93,11 @@ class ReferenceBook:
 
     def prices(self, side: Side) -> list[int]:
         """Distinct resting prices of one side, best first."""
-        distinct = {o.price for o in self.resting if o.side is side}
+        distinct = {o.limit for o in self.resting if o.side is side}
         return sorted(distinct, reverse=(side is Side.BUY))
 
     def best(self, side: Side) -> int | None:
-        prices = [o.price for o in self.resting if o.side is side]
+        prices = [o.limit for o in self.resting if o.side is side]
         if not prices:
             return None
         return max(prices) if side is Side.BUY else min(prices)
@@ -169,7 +175,7 @@ class ReferenceBook:
             # Same price, not more quantity: shrink in place, keep the queue position.
             order.qty, order.remaining = new_qty, new_remaining
             out.append(self._amended(order, True, ts))
-            out.append(self._delta(order.side, order.price))
+            out.append(self._delta(order.side, order.limit))
             return out
         # Loses priority: out of the book, then in again as a new arrival (may trade first).
         replacement = RefOrder(order.order_id, order.owner, order.side, order.order_type, new_price, new_qty,
@@ -237,13 +243,13 @@ class ReferenceBook:
             reason = CancelReason.IOC
         else:
             self.resting.append(order)
-            out.append(self._delta(order.side, order.price))
+            out.append(self._delta(order.side, order.limit))
             return
         out.append(OrderCanceled(order.order_id, order.owner, self.symbol, order.remaining, reason, ts))
 
     def _makers_in_reach(self, taker: RefOrder) -> list[RefOrder]:
         side = _opposite(taker.side)
-        return [o for o in self.in_priority_order(side) if self.crosses(taker.side, taker.price, o.price)]
+        return [o for o in self.in_priority_order(side) if self.crosses(taker.side, taker.price, o.limit)]
 
     def _fok_fillable(self, taker: RefOrder) -> bool:
         """Walk the makers in priority order and count what would really fill."""
@@ -320,7 +326,7 @@ class ReferenceBook:
     def _take_out(self, order: RefOrder, out: list) -> None:
         """Remove a resting order (cancel, or the old copy of an amended order)."""
         self.resting.remove(order)
-        out.append(self._delta(order.side, order.price))
+        out.append(self._delta(order.side, order.limit))
 
     def _delta(self, side: Side, price: int) -> BookDelta:
         """The level's new aggregate quantity (0: the level is gone)."""

@@ -6,10 +6,12 @@ import pytest
 from matching.engine import (
     AdvanceTime,
     BookDelta,
+    Event,
     MatchingEngine,
     NewOrder,
     OrderExpired,
     OrderType,
+    Side,
     StopTriggered,
     STPMode,
     TimeInForce,
@@ -23,9 +25,9 @@ SYMBOLS = ("T", "U")
 @pytest.mark.parametrize("seed", range(8))
 def test_random_stream_invariants(seed):
     eng = MatchingEngine(SYMBOLS)
-    l2 = {s: {BUY: {}, SELL: {}} for s in SYMBOLS}  # level 2 rebuilt from BookDeltas only
+    l2: dict[str, dict[Side, dict[int, int]]] = {s: {BUY: {}, SELL: {}} for s in SYMBOLS}  # from deltas only
     next_trade = dict.fromkeys(SYMBOLS, 1)
-    log = {s: [] for s in SYMBOLS}
+    log: dict[str, list[Event]] = {s: [] for s in SYMBOLS}
     for cmd in random_commands(seed, 1500, SYMBOLS):
         events = eng.apply(cmd)
         for e in events:
@@ -52,7 +54,7 @@ def test_random_stream_invariants(seed):
 
 def test_stream_exercises_the_interesting_paths():
     eng = MatchingEngine(SYMBOLS)
-    seen = set()
+    seen: set[str] = set()
     for cmd in random_commands(0, 3000, SYMBOLS):
         seen.update(type(e).__name__ for e in eng.apply(cmd))
     assert {"Trade", "StopTriggered", "OrderExpired", "OrderReduced", "OrderAmended", "AmendRejected"} <= seen

@@ -19,8 +19,10 @@ Default run: a few seconds. `HYPOTHESIS_PROFILE=nightly` runs the long profile r
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -269,6 +271,7 @@ class EngineVersusModel(RuleBasedStateMachine):
             orders = level3[name]
             for a, b in pairwise(orders):
                 assert a.side is side and b.side is side
+                assert a.price is not None and b.price is not None, "only limit orders rest"
                 if side is Side.BUY:
                     assert a.price >= b.price, f"bids out of price order: {a.price} before {b.price}"
                 else:
@@ -334,7 +337,8 @@ else:
 def _both(commands: list) -> list[list]:
     """Run commands through engine and model; they must agree; return the engine's events."""
     engine, model = MatchingEngine([SYMBOL]), ReferenceBook(SYMBOL)
-    steps = {NewOrder: model.submit, CancelOrder: model.cancel, AmendOrder: model.amend}
+    steps: dict[type, Callable[[Any], list]] = {NewOrder: model.submit, CancelOrder: model.cancel,
+                                                 AmendOrder: model.amend}
     results = []
     for cmd in commands:
         got, want = engine.apply(cmd), steps[type(cmd)](cmd)

@@ -33,6 +33,7 @@ def traded(django_user_model):
     feed = Feed()
     ask = feed.order(alice, Side.SELL, 5, 100, client_order_id="ask-1")
     bid = feed.order(bob, Side.BUY, 2, 100)
+    assert ask is not None and bid is not None
     return alice, bob, Order.objects.get(pk=ask.pk), Order.objects.get(pk=bid.pk)
 
 
@@ -73,6 +74,7 @@ def test_order_and_trade_admin_lists_load(admin_client, traded):
 def test_audit_admin_is_read_only(admin_client, traded):
     alice, _, ask, _ = traded
     event = AuditEvent.objects.filter(order_id=ask.order_id).first()
+    assert event is not None
     response = admin_client.get(AUDIT, {"kind__exact": "accepted", "user__id__exact": alice.pk, "q": "alice"})
     assert response.status_code == 200
     assert b"accepted" in response.content

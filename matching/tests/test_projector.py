@@ -27,6 +27,7 @@ from matching.models import AuditEvent, Order, ProjectionCursor, Trade
 from matching.projector import Projector
 from matching.tests.conftest import SYM, random_commands
 from matching.tests.worker.load import SYMBOLS, LoadGenerator
+from matching.worker.codec import WorkerCommand
 from matching.worker.embedded import EmbeddedBus
 from matching.worker.matcher import Matcher, Reply
 from risk.config import units_to_cash
@@ -193,7 +194,8 @@ def test_amend_changes_quantity_and_price(feed, users):
     ask = fresh(ask)
     assert (ask.price_ticks, ask.qty_lots, ask.remaining_lots) == (103, 8, 5)
     assert kinds(ask) == ["accepted", "partially_filled", "amended", "amended", "amend_rejected"]
-    assert AuditEvent.objects.filter(kind="amended").first().detail["kept_priority"] is True
+    amended = AuditEvent.objects.filter(kind="amended").first()
+    assert amended is not None and amended.detail["kept_priority"] is True
 
 
 def test_duplicate_client_order_id_makes_no_rows(feed, users):
@@ -358,7 +360,7 @@ def test_held_orders_accounts_and_positions_are_projected(django_user_model):
     alice, bob = (django_user_model.objects.create_user(name).pk for name in ("alice", "bob"))
     matcher, projector, replies = Matcher(["AAPL"]), Projector(), []
 
-    def apply(*cmds: object) -> list[Reply]:
+    def apply(*cmds: WorkerCommand) -> list[Reply]:
         out = [matcher.apply(matcher.seq + 1, matcher.seq + 1, cmd) for cmd in cmds]
         replies.extend(out)
         return out
@@ -395,7 +397,9 @@ def check_projection(matcher: Matcher, events: list) -> None:
     """Every order's row against its trades and the engine's live state; trades and audit complete."""
     trade_events = [e for e in events if type(e) is TradeEvent]
     assert Trade.objects.count() == len(trade_events)
-    filled, notional, filled_in_rows = defaultdict(int), defaultdict(int), defaultdict(int)
+    filled: defaultdict[int, int] = defaultdict(int)
+    notional: defaultdict[int, int] = defaultdict(int)
+    filled_in_rows: defaultdict[int, int] = defaultdict(int)
     for t in trade_events:
         for order_id in (t.taker_order_id, t.maker_order_id):
             filled[order_id] += t.qty

@@ -9,6 +9,7 @@ from matching import services
 from matching.engine import NewOrder, OrderAccepted, Side, Trade
 from matching.models import Order
 from matching.models import Trade as TradeRow
+from matching.worker.embedded import EmbeddedBus
 
 
 def buy(user, qty=5, price=10_000, coid=None):
@@ -49,6 +50,7 @@ def test_health_is_503_once_the_matcher_has_failed(embedded, django_user_model, 
 
     alice = django_user_model.objects.create_user("alice")
     bus = services.command_bus()
+    assert isinstance(bus, EmbeddedBus) and bus.matcher.journal is not None
     bus.submit(buy(alice), timeout=5)
     bus.matcher.journal.close()  # the next group commit fails: the matcher stops taking commands
     with pytest.raises(Unavailable):
@@ -97,7 +99,9 @@ def test_market_data_survives_a_restart(embedded, settings, tmp_path, django_use
     assert before["ticker"]["volume_24h"] == str(sum(t.qty for t in trades))
     assert sum(c["trades"] for c in before["1d"]) == len(trades)
     services.command_bus_stop()
-    snapshot_seq, _ = SnapshotStore(tmp_path / "shard-0-snapshots").latest()
+    latest = SnapshotStore(tmp_path / "shard-0-snapshots").latest()
+    assert latest is not None
+    snapshot_seq = latest[0]
     assert 2 < snapshot_seq < last.seq  # trades on both sides of the last snapshot
 
     assert market_data_seen(client) == before  # a new process: rebuilt from the Trade rows
@@ -122,7 +126,9 @@ def test_market_data_survives_a_crash_with_the_projection_behind(embedded, setti
     client.force_login(alice)
     bus = services.command_bus()
     trades = trade_a_little(bus, alice, bob, 3)
-    services._projector.flush(timeout=5)
+    writer = services._projector
+    assert writer is not None
+    writer.flush(timeout=5)
     projected = TradeRow.objects.count()
     assert projected == len(trades) > 0
 
@@ -134,7 +140,7 @@ def test_market_data_survives_a_crash_with_the_projection_behind(embedded, setti
         trades += trade_a_little(bus, alice, bob, 3)
         before = market_data_seen(client)
     finally:
-        services._projector.stop(flush=False)  # the process dies: what the projector had queued is lost
+        writer.stop(flush=False)  # the process dies: what the projector had queued is lost
         services.command_bus_stop()
         monkeypatch.undo()
     assert len(before["trades"]) == len(trades) > projected

@@ -44,7 +44,7 @@ from matching.worker.metrics import METRICS, Registry
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[list[Reply]], None]
+Listener = Callable[[list[Reply]], object]  # what it returns is ignored
 _STOP = object()
 _now = time.perf_counter_ns
 
@@ -198,7 +198,7 @@ class EmbeddedBus:
         if len(self._items) + len(cmds) > self.max_queue:
             raise Unavailable("the matcher queue is full")
         now = _now()
-        items = [(cmd, Future(), now) for cmd in cmds]
+        items: list[tuple[WorkerCommand, Future[Reply], int]] = [(cmd, Future(), now) for cmd in cmds]
         self._items.extend(items)  # one C call under the GIL: the matcher thread sees all or none
         if not self._wakeup.is_set():
             self._wakeup.set()

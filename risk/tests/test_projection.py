@@ -102,6 +102,7 @@ def test_risk_alerts_are_written_once(alice):
     apply_risk_alert(event, seq=7)
     apply_risk_alert(event, seq=7)
     alert = Alert.objects.get()
+    assert alert.instrument is not None
     assert (alert.seq, alert.user, alert.instrument.symbol) == (7, alice, "AAPL")
     assert alert.kind == "reservation_overrun"
     assert alert.detail == "fills cost 12 more than reserved" and not alert.acknowledged
@@ -162,6 +163,7 @@ def test_flat_position_has_no_average_price():
 
 def test_average_price_is_exact_beyond_floats():
     odd = position("3", "100.0000")
+    assert odd.average_price is not None
     assert odd.average_price.quantize(Decimal("0.000001")) == Decimal("33.333333")
     big = position("123456789.12345678", "98765432109876.5432")
     # the product has 30 significant digits: more than the default context keeps

@@ -12,7 +12,9 @@ from django.test import Client
 
 from exchange.models import Instrument
 from matching import services as matching_services
+from matching.engine import OrderRejected
 from matching.models import AuditEvent, Order
+from matching.worker.embedded import EmbeddedBus
 from risk import services
 from risk.config import worker_config
 from risk.core import AccountUpdate, AdminApplied, HeldOrderReleased
@@ -55,6 +57,13 @@ def form(limit: RiskLimit, **changes: str) -> dict[str, str]:
 
 def messages(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def stop_the_matcher() -> None:
+    """The matcher thread ends: the bus refuses at once."""
+    bus = matching_services.command_bus()
+    assert isinstance(bus, EmbeddedBus)
+    bus.stop()
 
 
 def test_a_changed_limit_applies_to_the_next_order(admin_client, admin_user, alice, aapl):
@@ -109,7 +118,8 @@ def test_halt_and_resume_from_the_instrument_admin(admin_client, admin_user, ali
     response = admin_client.post("/admin/exchange/instrument/", {"action": "resume",
                                                                  "_selected_action": [aapl.pk]})
     assert any("not_halted" in m for m in messages(response))
-    assert AuditEvent.objects.filter(kind="resume").last().detail["outcome"] == "rejected"
+    resumed = AuditEvent.objects.filter(kind="resume").last()
+    assert resumed is not None and resumed.detail["outcome"] == "rejected"
 
 
 def test_deposit_and_a_refused_withdrawal(admin_client, admin_user, alice, django_user_model):
@@ -148,7 +158,7 @@ def test_held_orders_are_released_or_rejected(alice, admin_user, aapl):
     released = services.release_held_order(order_id=first_id, admin=admin_user)
     assert any(isinstance(e, HeldOrderReleased) and e.order_id == first_id for e in released.events)
     rejected = services.reject_held_order(order_id=second_id, admin=admin_user)
-    assert [e.reason for e in rejected.events if type(e).__name__ == "OrderRejected"] == ["held_rejected"]
+    assert [e.reason for e in rejected.events if isinstance(e, OrderRejected)] == ["held_rejected"]
     with pytest.raises(services.RiskCommandRejected, match="unknown_held_order"):
         services.release_held_order(order_id=second_id, admin=admin_user)
     kinds = list(AuditEvent.objects.filter(actor=admin_user, order_id__in=[first_id, second_id])
@@ -157,7 +167,7 @@ def test_held_orders_are_released_or_rejected(alice, admin_user, aapl):
 
 
 def test_an_unavailable_matcher_is_an_error_message(admin_client, aapl):
-    matching_services.command_bus().stop()  # the matcher thread ends: the bus refuses at once
+    stop_the_matcher()
     limit = aapl.risk_limit
     response = admin_client.post(f"{LIMITS}{limit.pk}/change/", form(limit, max_order_size="7"))
     assert response.status_code == 302
@@ -239,7 +249,7 @@ def test_an_instrument_added_in_the_admin_trades_at_once(admin_client, alice):
 
 
 def test_an_instrument_saved_while_the_matcher_is_down_is_kept_with_a_warning(admin_client, risk_matcher):
-    matching_services.command_bus().stop()  # the matcher thread ends: the bus refuses at once
+    stop_the_matcher()
     aapl = Instrument.objects.get(symbol="AAPL")
     response = admin_client.post(f"/admin/exchange/instrument/{aapl.pk}/change/", {
         "symbol": "AAPL", "name": "Apple", "tick_size": "0.01", "lot_size": "1"}, follow=True)

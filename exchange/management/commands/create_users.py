@@ -11,7 +11,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
+from django.db import models, transaction
 from rest_framework.authtoken.models import Token
 
 
@@ -32,8 +32,9 @@ class Command(BaseCommand):
             raise CommandError("--count must be at least 1")
         users = get_user_model()
         names = [f"{prefix}{n}" for n in range(1, count + 1)]
-        max_length = users._meta.get_field(users.USERNAME_FIELD).max_length
-        if len(names[-1]) > max_length:
+        username = users._meta.get_field(users.USERNAME_FIELD)
+        max_length = username.max_length if isinstance(username, models.Field) else None
+        if max_length is not None and len(names[-1]) > max_length:
             raise CommandError(f"usernames longer than {max_length} characters")
         with transaction.atomic():
             existing = set(users.objects.filter(**{f"{users.USERNAME_FIELD}__in": names})

@@ -60,6 +60,7 @@ class Command(BaseCommand):
     def _publisher(interval: float | None) -> Any:
         from marketdata.redis_cache import connect
 
+        assert settings.REDIS_URL is not None  # production mode (checked in handle) has one
         client = connect(settings.REDIS_URL)
         key = runner.heartbeat_key(settings.MATCHER_STREAM_PREFIX)
         ttl = max(10, int(5 * (interval or settings.MARKET_MAKER_INTERVAL)))

@@ -39,3 +39,10 @@ def test_a_user_deactivated_elsewhere_is_refused_at_once(robot, django_user_mode
     refused = post(key)
     assert refused.status_code == 401
     assert refused.json()["code"] == "not_authenticated"
+
+
+def test_ping_answers_who_is_asking(robot):
+    _, key = robot
+    answer = Client().get("/api/ping", HTTP_AUTHORIZATION=f"Token {key}")
+    assert answer.json() == {"pong": True, "username": "robot"}
+    assert Client().get("/api/ping").status_code == 401

@@ -9,6 +9,7 @@ from rest_framework.authtoken.models import Token
 
 from matching import services
 from matching.models import Order
+from matching.worker.embedded import EmbeddedBus
 from matching.worker.metrics import METRICS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -140,6 +141,7 @@ def test_login_required_and_tokens_work(embedded, django_user_model):
 
 def test_matcher_down_is_503_for_the_batch(alice):
     bus = services.command_bus()
+    assert isinstance(bus, EmbeddedBus) and bus.matcher.journal is not None
     bus.matcher.journal.close()  # the next group commit fails: the matcher stops
     first = batch(alice, [order(), order(price="101.00")])
     assert first.status_code == 200  # taken, then failed: each order says so

@@ -8,6 +8,7 @@ from django.test import Client
 
 from matching import services
 from matching.models import Order
+from matching.worker.embedded import EmbeddedBus
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -111,6 +112,7 @@ def test_login_required(embedded, client):
 
 def test_matcher_down_is_503_with_retry_after(alice):
     bus = services.command_bus()
+    assert isinstance(bus, EmbeddedBus) and bus.matcher.journal is not None
     bus.matcher.journal.close()  # the next group commit fails: the matcher stops
     submit(alice)
     response = submit(alice)

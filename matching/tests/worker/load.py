@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import random
 
-from matching.engine import CancelOrder, Command, MatchingEngine, NewOrder, OrderType, Side, TimeInForce
+from matching.engine import CancelOrder, MatchingEngine, NewOrder, OrderType, Side, TimeInForce
+from matching.worker.codec import WorkerCommand
 
 SYMBOLS = ("AAPL", "MSFT")
 
@@ -21,9 +22,10 @@ class LoadGenerator:
         self.client_ids = 0
         self.prefix = f"s{seed}-"  # distinct client order ids per seed, so a new run's are new
 
-    def batch(self, engine: MatchingEngine, size: int) -> list[Command]:
+    def batch(self, engine: MatchingEngine, size: int) -> list[WorkerCommand]:
         """The next `size` commands given the books as they are now."""
-        rng, out = self.rng, []
+        rng = self.rng
+        out: list[WorkerCommand] = []
         for _ in range(size):
             symbol = rng.choice(self.symbols)
             owner = rng.randint(1, self.owners)

@@ -13,7 +13,14 @@ from matching.engine import (
     STPMode,
     TimeInForce,
 )
-from matching.worker.codec import CodecError, decode_batch, decode_command, encode_batch, encode_command
+from matching.worker.codec import (
+    CodecError,
+    WorkerCommand,
+    decode_batch,
+    decode_command,
+    encode_batch,
+    encode_command,
+)
 
 COMMANDS = [
     NewOrder(7, 3, "AAPL", Side.SELL, 12, 10_050, OrderType.STOP_LIMIT, TimeInForce.GTD, False, 10_000,
@@ -61,7 +68,7 @@ def test_encoding_something_else_is_refused():
 
 
 def test_batch_round_trip_and_a_bad_entry_spoils_only_itself():
-    cmds = [CancelOrder(7, 1, "AAPL", 5), AdvanceTime(9), CancelOrder(8, 2, "MSFT", 6)]
+    cmds: list[WorkerCommand] = [CancelOrder(7, 1, "AAPL", 5), AdvanceTime(9), CancelOrder(8, 2, "MSFT", 6)]
     assert decode_batch(encode_batch(cmds)) == cmds
     entries = msgpack.unpackb(encode_batch(cmds))
     entries[1] = [99]

@@ -30,7 +30,9 @@ def run_until_killed(directory: Path, seed: int, lifetime: float) -> tuple[int, 
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    assert proc.stdout is not None
+    output = proc.stdout
+    reader = threading.Thread(target=lambda: lines.extend(output), daemon=True)
     reader.start()
     deadline = time.monotonic() + 30
     while not lines and time.monotonic() < deadline:  # wait until it has recovered
@@ -62,11 +64,11 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path):
     full_replay = Matcher(SYMBOLS)
     for record in records:
         full_replay.apply_record(record)
-    recovered = Matcher.open(SYMBOLS, tmp_path)  # latest snapshot + the journal's tail
+    reopened = Matcher.open(SYMBOLS, tmp_path)  # latest snapshot + the journal's tail
     try:
         assert any(tmp_path.glob("shard-0-snapshots/snapshot-*.json")), "the run should have snapshotted"
-        assert recovered.seq == full_replay.seq == records[-1].last_seq
-        assert recovered.state_hash() == full_replay.state_hash()
-        assert recovered.client_order_ids == full_replay.client_order_ids
+        assert reopened.seq == full_replay.seq == records[-1].last_seq
+        assert reopened.state_hash() == full_replay.state_hash()
+        assert reopened.client_order_ids == full_replay.client_order_ids
     finally:
-        recovered.close()
+        reopened.close()

@@ -20,7 +20,7 @@ import pytest
 from matching.engine import NewOrder, OrderAccepted, Side
 from matching.tests.worker.load import SYMBOLS
 from matching.tests.worker.stream_driver import REDIS_URL, MatcherProcess
-from matching.worker.codec import encode_command
+from matching.worker.codec import WorkerCommand, encode_command
 from matching.worker.formats import (
     COMMAND_FORMAT,
     JOURNAL_FORMAT,
@@ -53,8 +53,15 @@ def order(owner: int = 1, price: int = 100, side: Side = Side.BUY, coid: str | N
     return NewOrder(0, owner, "AAPL", side, 1, price, client_order_id=coid)
 
 
-def batches() -> list[list[NewOrder]]:
-    return [[order(1, 100 + i), order(2, 100 + i, Side.SELL)] for i in range(5)] + [[order(3, 90, coid="x")]]
+def batches() -> list[list[WorkerCommand]]:
+    pairs: list[list[WorkerCommand]] = [[order(1, 100 + i), order(2, 100 + i, Side.SELL)] for i in range(5)]
+    return [*pairs, [order(3, 90, coid="x")]]
+
+
+def latest_snapshot(store: SnapshotStore) -> tuple[int, dict]:
+    latest = store.latest()
+    assert latest is not None and isinstance(latest[1], dict), latest
+    return latest[0], latest[1]
 
 
 def refused_by(exc: pytest.ExceptionInfo | BaseException | None, where: str, kind: str, found: object
@@ -294,7 +301,7 @@ def test_the_matcher_recovers_from_current_and_legacy_snapshots_and_refuses_unkn
     first.snapshot()
     first.close()
     store = SnapshotStore(tmp_path / "shard-0-snapshots")
-    seq, state = store.latest()
+    seq, state = latest_snapshot(store)
     assert seq == 11
 
     def reopened() -> dict:
@@ -350,7 +357,8 @@ def test_the_bus_writes_the_command_format_and_the_runner_serves_it(redis_client
     try:
         reply = bus.submit(order(coid="a"), timeout=5)
         assert reply.seq == 1 and isinstance(reply.events[0], OrderAccepted)
-        assert [r.seq for r in bus.submit_many([order(coid="b"), order(coid="c")], timeout=5)] == [2, 3]
+        replies = bus.submit_many([order(coid="b"), order(coid="c")], timeout=5)
+        assert [r.seq if isinstance(r, Reply) else r for r in replies] == [2, 3]
     finally:
         bus.close()
         serving.stop()
@@ -427,7 +435,7 @@ def test_a_stream_runner_refuses_a_snapshot_of_an_unknown_version(redis_client, 
     finally:
         bus.close()
         first.stop()  # snapshots on the way out
-    seq, state = SnapshotStore(tmp_path).latest()
+    seq, state = latest_snapshot(SnapshotStore(tmp_path))
     assert seq == 1 and state["format"] == "stream-runner/1"
     path = tmp_path / "snapshot-0000000000000001.json"
     legacy_snapshot(path, state)

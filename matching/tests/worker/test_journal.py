@@ -109,10 +109,19 @@ def test_read_from_a_start_seq(tmp_path):
 
 
 def test_commit_is_one_write_and_one_fsync_and_append_does_no_io(tmp_path, monkeypatch):
-    calls = []
+    calls: list[str] = []
     real_write, real_fsync = os.write, os.fsync
-    monkeypatch.setattr(os, "write", lambda fd, data: calls.append("write") or real_write(fd, data))
-    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
+
+    def write(fd: int, data: bytes) -> int:
+        calls.append("write")
+        return real_write(fd, data)
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(os, "fsync", fsync)
     with Journal(tmp_path / "j.log") as j:
         calls.clear()  # creating the file fsyncs its directory
         for seq in range(1, 501):
@@ -125,7 +134,7 @@ def test_commit_is_one_write_and_one_fsync_and_append_does_no_io(tmp_path, monke
 
 
 def test_fsync_false_writes_without_fsync(tmp_path, monkeypatch):
-    fsyncs = []
+    fsyncs: list[int] = []
     monkeypatch.setattr(os, "fsync", fsyncs.append)
     path = tmp_path / "j.log"
     with Journal(path, fsync=False) as j:
@@ -225,7 +234,7 @@ def test_read_yields_the_intact_prefix_before_raising(tmp_path):
     data = bytearray(path.read_bytes())
     data[offsets[3] + HEADER.size] ^= 0xFF  # payload of seq 4
     path.write_bytes(bytes(data))
-    got = []
+    got: list[int] = []
     with pytest.raises(JournalCorrupt, match="expected seq 4"):
         got.extend(r.seq for r in Journal.read(path))
     assert got == [1, 2, 3]
@@ -297,6 +306,7 @@ def test_kill_9_never_loses_a_committed_record(tmp_path):
             stderr=subprocess.PIPE,
             text=True,
         )
+        assert child.stdout is not None and child.stderr is not None
         first = child.stdout.readline()  # the child is up and has committed at least once
         assert first, child.stderr.read()
         time.sleep(rnd.uniform(0.0, 0.15))
@@ -355,7 +365,9 @@ def test_segments_rotate_and_read_as_one_log(tmp_path):
     assert segments.rotate(j) is j  # nothing written yet: nothing to retire
     for seq in range(1, 4):
         j.append(seq, seq, payload_for(seq))
-    j.on_write, j.on_sync = (writes := []).append, (syncs := []).append
+    writes: list[int] = []
+    syncs: list[int] = []
+    j.on_write, j.on_sync = writes.append, syncs.append
     j.commit()
     assert len(writes) == len(syncs) == 1 and writes[0] >= 0  # each reported in ns
     j = segments.rotate(j)

@@ -99,7 +99,9 @@ def wait_for_progress(load: Load, before: int, timeout: float = 10) -> None:
 
 def replayed_of(proc: MatcherProcess) -> int:
     line = next(line for line in proc.lines if " recovered at seq " in line)
-    return int(re.search(r", (\d+) replayed\)", line)[1])
+    found = re.search(r", (\d+) replayed\)", line)
+    assert found is not None, line
+    return int(found[1])
 
 
 def test_kill_9_loses_nothing_acknowledged(tmp_path):
@@ -161,8 +163,10 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path):
     for reply in acked:  # every acknowledged command is in the log, at its seq, with the same outcome
         assert replies[reply.seq - 1] == reply
 
-    seq, state = SnapshotStore(data / "shard-0-stream-snapshots").latest()
-    assert seq == replay.seq
+    latest = SnapshotStore(data / "shard-0-stream-snapshots").latest()
+    assert latest is not None
+    seq, state = latest
+    assert seq == replay.seq and isinstance(state, dict)
     restored = Matcher(SYMBOLS)
     restored.restore(state["matcher"])
     assert restored.state_hash() == replay.state_hash()

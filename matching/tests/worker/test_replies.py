@@ -62,7 +62,7 @@ from risk.core import (
     UserLimit,
 )
 
-EVENTS = [
+EVENTS: list[Event | RiskEvent] = [
     OrderAccepted(1, 2, "AAPL", Side.BUY, OrderType.STOP_LIMIT, 10_050, 7, 99),
     OrderAccepted(1, 2, "AAPL", Side.SELL, OrderType.MARKET, None, 7, 99),
     OrderRejected(3, 4, "MSFT", RejectReason.POST_ONLY_WOULD_TAKE, 100),

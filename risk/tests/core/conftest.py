@@ -105,10 +105,12 @@ class Harness:
     def cash(self, owner):
         """(cash, reserved) of an account."""
         account = self.risk.account(owner)
+        assert account is not None, owner
         return account.cash, account.reserved
 
     def available(self, owner):
         account = self.risk.account(owner)
+        assert account is not None, owner
         return account.cash - account.reserved
 
     def position(self, owner, symbol=SYM):
@@ -124,7 +126,7 @@ def ledger_errors(risk: RiskEngine) -> list:
     """Everything that must hold between commands: each account's reserved is the sum of its orders'
     reservations, none negative; open lots match the orders; risk's orders are exactly the engine's
     live orders (same remaining) plus the held ones."""
-    errors = []
+    errors: list[tuple] = []
     ledger = risk.ledger
     reserved: dict[int, int] = {}
     open_lots: dict[tuple, list[int]] = {}

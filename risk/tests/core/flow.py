@@ -128,9 +128,9 @@ class Flow:
                 return HaltInstrument(symbol, "test", timestamp=ts)
             return ResumeInstrument(symbol, timestamp=ts)
         if kind < 95:
-            limit = UserLimit(owner, symbol, max_position=None if aux % 3 == 0 else 5 + aux % 40,
-                              max_order_qty=None if aux % 4 else 4 + aux % 12)
-            return SetUserLimit(limit, timestamp=ts)
+            user_limit = UserLimit(owner, symbol, max_position=None if aux % 3 == 0 else 5 + aux % 40,
+                                   max_order_qty=None if aux % 4 else 4 + aux % 12)
+            return SetUserLimit(user_limit, timestamp=ts)
         return SetInstrumentRisk(aapl_config(max_position=10 + aux % 30, price_band_bps=200 + aux % 1_000),
                                  timestamp=ts)
 

@@ -181,7 +181,9 @@ def test_orders_resting_before_risk_wrapped_the_engine_still_settle():
     risk.apply(SetDefaultCash(10_000, timestamp=3))
     events = risk.apply(NewOrder(3, 1, SYM, BUY, 3, 100, timestamp=4))
     assert [t.qty for t in of(events, Trade)] == [3]
-    assert (risk.account(1).cash, risk.account(7).cash) == (9_700, 10_300)  # 7 opened at first sight
+    buyer, seller = risk.account(1), risk.account(7)
+    assert buyer is not None and seller is not None  # 7 opened at first sight
+    assert (buyer.cash, seller.cash) == (9_700, 10_300)
     assert of(risk.apply(CancelOrder(2, 8, SYM, 5)), OrderCanceled)
     engine_state, risk_state = json.loads(json.dumps(engine.state())), json.loads(json.dumps(risk.state()))
     restored = RiskEngine.from_state(risk_state, MatchingEngine.from_state(engine_state))

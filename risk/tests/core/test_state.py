@@ -43,7 +43,7 @@ def through_json(risk: RiskEngine) -> RiskEngine:
 def test_restored_from_json_continues_like_the_uninterrupted_run(seed):
     commands, events, final = recorded_run(seed, 1_500)
     risk = new_engines()
-    restored_with = set()
+    restored_with: set[str] = set()
     for i, cmd in enumerate(commands):
         if i and i % 150 == 0:
             state = risk.state()
