@@ -1,16 +1,26 @@
-"""ASGI entry point: `uvicorn exchange.asgi:application` (scripts/run.sh), or any ASGI server."""
+"""ASGI entry point: `uvicorn exchange.asgi:application` (scripts/run.sh), or any ASGI server.
+
+HTTP goes to Django's WSGI handler in a fixed pool of WEB_THREADS threads (a2wsgi): one hand-off per
+request, then Django's synchronous stack (middleware, DRF's views, the ORM) runs whole in one thread,
+keeping its database connection between requests. Django's ASGI handler instead runs each request's
+synchronous parts in a thread of their own and crosses between the event loop and threads at every
+middleware that is not async-capable (WhiteNoise, our own), several times a request: measured, about
+twice the server's CPU per request (docs/PERFORMANCE.md). WebSockets (Channels) and the lifespan
+events stay async in the event loop.
+"""
 
 import os
 import sys
 
+from a2wsgi import WSGIMiddleware
 from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
-from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange.settings")
 
 # Sets Django up before anything below imports models.
-django_asgi_app = get_asgi_application()
+django_wsgi_app = get_wsgi_application()
 
 from django.conf import settings  # noqa: E402
 
@@ -20,7 +30,9 @@ from marketdata.routing import websocket_urlpatterns  # noqa: E402
 
 register_with_twisted()  # "422 Unprocessable Entity", not "422 Unknown Status", under daphne
 application = ProtocolTypeRouter({
-    "http": django_asgi_app,
+    # the stubs type a WSGI app's result as bytes; Django's handler returns an iterable response
+    "http": WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS),  # type: ignore[arg-type]
+    # Channels' stubs want its own URL pattern type; Django's re_path is what its routing docs use
     "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
     "lifespan": lifespan_app,  # the matcher and the market maker start and stop with the server
 })

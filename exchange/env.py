@@ -47,6 +47,7 @@ class Env:
     matcher_max_lag: int  # production: a shard this many commands behind is refused at once (503)
     matcher_max_in_flight: int  # production: commands a web process may have waiting at once
     projection_wait_timeout: float  # seconds an answer waits for the projection (read-your-writes)
+    web_threads: int  # threads per web process serving HTTP (each keeps its database connection)
     account_starting_cash: Decimal  # the simulated cash every new account opens with
     demo_market_maker: bool  # the embedded default starts the demo market maker with its matcher
     market_maker_interval: float  # seconds between the market maker's quote updates
@@ -183,6 +184,7 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         projection_wait_timeout=float(
             parse_positive("PROJECTION_WAIT_TIMEOUT", get("PROJECTION_WAIT_TIMEOUT", "1"), float)
         ),
+        web_threads=int(parse_positive("WEB_THREADS", get("WEB_THREADS", "8"), int)),
         account_starting_cash=parse_cash("ACCOUNT_STARTING_CASH", get("ACCOUNT_STARTING_CASH", "1000000")),
         demo_market_maker=parse_bool("DEMO_MARKET_MAKER", get("DEMO_MARKET_MAKER", "false")),
         market_maker_interval=float(

@@ -73,8 +73,11 @@ TEMPLATES = [
     },
 ]
 
-# CONN_MAX_AGE stays 0: Django advises against persistent connections under ASGI.
-DATABASES = {"default": dj_database_url.parse(ENV.database_url, conn_health_checks=True)}
+# Persistent connections: HTTP requests run in a fixed pool of WEB_THREADS threads (exchange/asgi.py), so
+# each thread keeps one connection (checked before reuse) instead of opening one per request, which cost
+# more than the rest of a simple read. (Django's ASGI handler would use a new thread per request.)
+WEB_THREADS = ENV.web_threads
+DATABASES = {"default": dj_database_url.parse(ENV.database_url, conn_max_age=600, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default: the projector and the market maker write while requests read. WAL lets
     # readers go on during a write; IMMEDIATE takes the write lock up front, so two writers queue on

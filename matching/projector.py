@@ -414,6 +414,8 @@ class Projector:
         self._queued = 0  # replies ever queued
         self._done = 0  # replies ever written (or skipped as already projected)
         self._flush_to = 0  # a flush() is waiting until _done reaches this
+        self._flush_seq = 0  # a wait_written() is waiting until written_seq reaches this
+        self.written_seq = 0  # the newest reply seq written (or found already projected)
         self._stopping = False
         self._abandon = threading.Event()
         self._thread: threading.Thread | None = None
@@ -462,6 +464,17 @@ class Projector:
                 unwritten = target - self._done
                 raise TimeoutError(f"projector {self.cursor_name}: {unwritten} replies still unwritten")
 
+    def wait_written(self, seq: int, timeout: float) -> bool:
+        """Block until the reply `seq` is written, asking the writer to write it at once rather than
+        at the end of its batch interval (it may not even be queued yet); False after `timeout`."""
+        if self._thread is None or not self._thread.is_alive():
+            self._write_here()
+            return self.written_seq >= seq
+        with self._cond:
+            self._flush_seq = max(self._flush_seq, seq)
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self.written_seq >= seq, timeout)
+
     def health(self) -> dict:
         return {
             "status": "ok" if self.failure is None else "failing",
@@ -480,6 +493,7 @@ class Projector:
                     return
                 with self._cond:
                     self._done += len(batch)
+                    self.written_seq = max(self.written_seq, batch[-1].seq)
                     self._cond.notify_all()
         finally:
             connections.close_all()  # this thread's connections only
@@ -494,7 +508,8 @@ class Projector:
             return [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_max))]
 
     def _batch_ready(self) -> bool:
-        return len(self._queue) >= self.batch_max or self._stopping or self._flush_to > self._done
+        return (len(self._queue) >= self.batch_max or self._stopping or self._flush_to > self._done
+                or (bool(self._queue) and self._queue[-1].seq >= self._flush_seq > self.written_seq))
 
     def _write_until_done(self, batch: list[Reply]) -> bool:
         """Write the batch, retrying with backoff on any error; False if abandoned by stop()."""
@@ -528,3 +543,4 @@ class Projector:
                 raise
             with self._cond:
                 self._done += len(batch)
+                self.written_seq = max(self.written_seq, batch[-1].seq)

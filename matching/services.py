@@ -7,7 +7,6 @@ over Redis Streams instead; callers see the same `CommandBus` either way.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time as clock
 from collections.abc import Sequence
@@ -257,21 +256,20 @@ def projection_wait(seq: int, *, order_id: int = 0, timeout: float | None = None
     stands either way, the projection catches up on its own. Embedded, the projector is asked to
     write at once rather than at its next batch."""
     # the shard's cursor as runmatcher names it (the embedded matcher is shard 0)
-    production = settings.EXCHANGE_MODE == Mode.PRODUCTION
-    cursor = f"shard-{order_id // ORDER_ID_STRIDE}" if production else EMBEDDED_CURSOR
     limit = settings.PROJECTION_WAIT_TIMEOUT if timeout is None else timeout
+    projector = _projector
+    if settings.EXCHANGE_MODE == Mode.EMBEDDED and projector is not None:  # this process writes it
+        try:
+            return projector.wait_written(seq, limit)
+        except Exception:  # a failing write is the projector's to report (/health); the answer stands
+            return False
+    cursor = f"shard-{order_id // ORDER_ID_STRIDE}"  # as runmatcher names the shard's cursor
     deadline = clock.monotonic() + limit
     pause = 0.0005
     while projected_seq(cursor_name=cursor) < seq:
         left = deadline - clock.monotonic()
         if left <= 0:
             return False
-        projector = None if production else _projector
-        if projector is not None:
-            # Write what is queued now, not at the end of the writer's batch interval (a no-op until the
-            # matcher thread has handed the reply over). A failure is the projector's to report (health).
-            with contextlib.suppress(Exception):
-                projector.flush(min(left, 0.1))
-        clock.sleep(min(pause, max(left, 0)))
+        clock.sleep(min(pause, left))
         pause = min(pause * 2, 0.01)
     return True
