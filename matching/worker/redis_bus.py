@@ -1,54 +1,92 @@
 """The web side of the production transport: a `CommandBus` over one Redis Stream per shard.
 
-`submit` XADDs `{v: format, c: encoded command, r: reply key}` to the command's shard stream (the durable log,
-see `stream_runner`) and BLPOPs its own reply key until the timeout. Every failure is `Unavailable`,
-raised fast: a shard whose heartbeat is missing (its runner is down) or whose queue lag is over
-`max_lag` is refused before anything is written; an unreachable Redis fails the call at once (no
-client-side retries, which could append a command twice); a reply that does not come in time fails at
-the deadline. The command may still be applied after a timeout: retrying with the same
-client_order_id is safe.
+Callers never touch Redis themselves. Per bus (one per web process) two threads do, each on one
+connection of its own:
 
-A present heartbeat is trusted for `check_every` seconds per shard and process, so the check costs
-one GET per half second, not one per command; a missing one is read again on every call (a restarted
-runner is used at once), and a timeout or connection error forgets the cached heartbeat.
+    caller (a thread: submit, submit_many; or an event loop: submit_async)
+        registers a waiter under a request id (a lock, or a future of its loop), queues
+        (shard, encoded command, request id) and waits until its deadline
+    sender thread: takes whatever callers queued since its last round trip; GETs the heartbeats of
+        the shards among them that are not fresh (one MGET); refuses the commands of shards that are
+        down or overloaded; sends the others as one pipeline, MULTI, then per command
+        XADD {prefix}:commands:{shard} {v: format, c: command, r: this bus's reply list, i: request id},
+        then EXEC (one round trip, one fsync in Redis, in queue order, so in order per shard; the
+        transaction makes the runner, blocked in XREAD, wake to all of them rather than the first)
+    reply reader thread: BLMPOP on this bus's reply list {prefix}:reply:{token}, up to 1024 replies a
+        round trip; each is `[request id, encoded reply]` (`replies.address`): the waiter registered
+        under that id gets the encoded reply (decoded by the caller); a reply nobody waits for (its
+        caller timed out) is dropped. Sync callers are woken by their lock, each event loop once per
+        batch (one call_soon_threadsafe for all of its callers in it)
 
-`submit_many` sends several commands in one pipeline of XADDs (in order within each shard) and
-collects their replies on one connection. Callers' acknowledgement times go to the metrics registry
-(`bus.ack_sync`, `bus.ack_async`, as in the embedded bus); `heartbeats()` returns what each shard's
-runner last published, its metrics summary included.
+So a bus holds two connections (three with `health()`'s), whatever the number of callers, and
+commands of concurrent callers share round trips and fsyncs. The matcher (`stream_runner`) pushes a
+batch's replies for this bus with one RPUSH per 128 and renews the list's expiry (60 s), so the list
+of a process that died goes away by itself.
+
+Every failure is `Unavailable`, raised fast: a shard whose heartbeat is missing (its runner is
+down) or whose queue lag is over `max_lag` is refused before anything is written; more than
+`max_in_flight` callers waiting on this bus are refused at once; an unreachable Redis fails the call
+when the sender meets it (no client-side retries, which could append a command twice); a reply that
+does not come in time fails at the deadline (a command whose caller gave up before the sender took
+it is not sent). The command may still be applied after a timeout: retrying with the same
+client_order_id is safe. A present heartbeat is trusted for `check_every` seconds per shard and
+process, so the check costs one GET per half second, not one per command; a missing one is read
+again for every round trip (a restarted runner is used at once), and a timeout or connection error
+forgets the cached heartbeat.
+
+Callers' acknowledgement times go to the metrics registry (`bus.ack_sync`, `bus.ack_async`, as in the
+embedded bus), the sender's round trips to `bus.send` and `bus.send_batch` (commands per pipeline);
+`heartbeats()` returns what each shard's runner last published, its metrics summary included.
+Needs Redis 7 (BLMPOP).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import logging
+import os
 import threading
 import time
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from heapq import heappop, heappush
 from typing import Any
 
 import redis
-import redis.asyncio as aredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from matching.engine import AdvanceTime
+from matching.engine import AdvanceTime, AmendOrder, CancelOrder, NewOrder
 from matching.worker.bus import Unavailable
-from matching.worker.codec import WorkerCommand, encode_command
+from matching.worker.codec import CodecError, WorkerCommand, encode_command
 from matching.worker.matcher import ORDER_ID_STRIDE, Reply
 from matching.worker.metrics import METRICS, Registry
-from matching.worker.replies import decode_reply
+from matching.worker.replies import decode_reply, unaddress
 from matching.worker.stream_runner import entry_fields, heartbeat_key, stream_key
 from risk.core import AdjustCash, RejectHeld, ReleaseHeld, SetDefaultCash, SetInstrumentRisk, SetUserLimit
 
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis-py packs in Python then
+    _pack_command = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
 DOWN_RETRY_AFTER = 5.0
 BUSY_RETRY_AFTER = 1.0
+READ_BLOCK = 1.0  # seconds a BLMPOP waits for replies before it asks again
+READ_COUNT = 1024  # replies taken per round trip at most
+SEND_COUNT = 4096  # commands per pipeline at most
+_ORDER_COMMANDS = frozenset((NewOrder, CancelOrder, AmendOrder))  # routed by their own symbol
+_perf = time.perf_counter_ns
 
 
-def symbol_shards(shards: Mapping[int | str, Iterable[str]]) -> dict[str, int]:
+def symbol_shards(shards: Mapping[Any, Iterable[str]]) -> dict[str, int]:
     """{shard: [symbols]} (the MATCHER_SHARDS setting) -> {symbol: shard}; a symbol on two shards is
     an error."""
     out: dict[str, int] = {}
@@ -58,6 +96,389 @@ def symbol_shards(shards: Mapping[int | str, Iterable[str]]) -> dict[str, int]:
                 raise ValueError(f"{symbol} is assigned to shards {out[symbol]} and {shard}")
             out[symbol] = int(shard)
     return out
+
+
+def _unreachable(exc: BaseException) -> Unavailable:
+    return Unavailable(f"the command stream is unreachable: {exc}", DOWN_RETRY_AFTER)
+
+
+def _check(shard: int, beat: dict | None, max_lag: int) -> None:
+    if not isinstance(beat, dict):
+        raise Unavailable(f"matcher shard {shard} is down (no heartbeat)", DOWN_RETRY_AFTER)
+    if int(beat.get("lag", 0)) > max_lag:
+        raise Unavailable(f"matcher shard {shard} is overloaded (queue full)", BUSY_RETRY_AFTER)
+
+
+class _SyncWaiter:
+    """A caller in a thread: `lock` is held until `outcome` (the encoded reply or an Unavailable) is set."""
+
+    __slots__ = ("lock", "outcome")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.outcome: bytes | BaseException | None = None
+
+
+Waiter = _SyncWaiter | asyncio.Future
+
+
+def _settle(pairs: list[tuple[asyncio.Future, bytes | BaseException]]) -> None:
+    """On the callers' event loop: resolve their futures (a cancelled one is left alone)."""
+    for future, outcome in pairs:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _deliver(pairs: Iterable[tuple[Waiter, bytes | BaseException]]) -> None:
+    """From a bus thread: wake each sync waiter, and each event loop once for all of its waiters."""
+    by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+    for waiter, outcome in pairs:
+        if isinstance(waiter, _SyncWaiter):
+            waiter.outcome = outcome
+            waiter.lock.release()
+        else:
+            loop = waiter.get_loop()
+            batch = by_loop.get(loop)
+            if batch is None:
+                by_loop[loop] = [(waiter, outcome)]
+            else:
+                batch.append((waiter, outcome))
+    for loop, batch in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, batch)
+
+
+class _LoopDeadlines:
+    """The deadlines of one event loop's callers: one sweep every SWEEP_EVERY s while any waits,
+    not a timer per call. An overdue caller still registered is taken out (a reply coming later is
+    dropped) and its future fails with TimeoutError; one already taken by the reader is left to it."""
+
+    SWEEP_EVERY = 0.05
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pending: dict[bytes, Waiter]) -> None:
+        self._loop = weakref.ref(loop)  # kept in a WeakKeyDictionary by that loop: no strong reference
+        self.pending = pending
+        self._heap: list[tuple[float, bytes, asyncio.Future]] = []
+        self._armed = False
+
+    def add(self, deadline: float, request_id: bytes, future: asyncio.Future) -> None:
+        heappush(self._heap, (deadline, request_id, future))
+        if not self._armed:
+            self._armed = True
+            future.get_loop().call_later(self.SWEEP_EVERY, self._sweep)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop()
+
+    def _sweep(self) -> None:
+        loop = self._loop()
+        if loop is None:
+            return
+        heap, now, pending = self._heap, loop.time(), self.pending
+        while heap and (heap[0][2].done() or heap[0][0] <= now):
+            _, request_id, future = heappop(heap)
+            if not future.done() and pending.pop(request_id, None) is not None:
+                future.set_exception(TimeoutError())
+        self._armed = bool(heap)
+        if heap:
+            loop.call_later(self.SWEEP_EVERY, self._sweep)
+
+
+class _Link:
+    """One bus's way to Redis in this process: the waiters, the send queue, the heartbeat cache, the
+    sender and reply reader threads and their connections. It holds no reference to its bus, which
+    closes it when closed or collected."""
+
+    def __init__(self, bus: RedisBus) -> None:
+        self.prefix = bus.prefix
+        self.max_lag = bus.max_lag
+        self.check_every = bus.check_every
+        self.heartbeats = bus._heartbeats
+        self.token = uuid.uuid4().hex
+        self.reply_key = f"{bus.prefix}:reply:{self.token}".encode()
+        self.name = f"{bus.prefix}:bus:{self.token}"  # its connections' CLIENT SETNAME: <name>:sender|reader
+        self.pending: dict[bytes, Waiter] = {}
+        self.lock = threading.Lock()  # around the in-flight check and registration
+        self.queue: deque[tuple[int, bytes, bytes]] = deque()
+        self.wakeup = threading.Event()
+        self.closed = False
+        self.dropped = 0  # replies nobody waited for any more (late, after a timeout)
+        self._counter = itertools.count(1)
+        self._send_time = bus.metrics.stage("bus.send")
+        self._send_batch = bus.metrics.stage("bus.send_batch", unit="commands")
+        options = dict(bus._client_options, max_connections=1)
+        self.sender = redis.Redis.from_url(bus.redis_url, retry=Retry(NoBackoff(), 0),
+                                           client_name=f"{self.name}:sender", **options)
+        self._conn: Any = None  # the sender thread's connection, taken from `sender` at its first send
+        self.streams: dict[int, bytes] = {}  # shard -> its stream's key
+        self.spare = bus._redis  # for close()'s wake-up of the reader
+        self.reader = redis.Redis.from_url(bus.redis_url, retry=Retry(NoBackoff(), 0),
+                                           client_name=f"{self.name}:reader",
+                                           **dict(options, socket_timeout=READ_BLOCK + bus.timeout + 1.0))
+        self._threads = [threading.Thread(target=self._send_loop, name="redis-bus-sender", daemon=True),
+                         threading.Thread(target=self._read_loop, name="redis-bus-reader", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def request_id(self) -> bytes:
+        return b"%x" % next(self._counter)
+
+    def register(self, request_id: bytes, waiter: Waiter, max_in_flight: int) -> None:
+        """Admit a caller under its request id, unless `max_in_flight` callers already wait."""
+        with self.lock:
+            if self.closed:
+                raise Unavailable("the command bus is closed", DOWN_RETRY_AFTER)
+            if len(self.pending) >= max_in_flight:
+                raise Unavailable(f"{len(self.pending)} commands already in flight", BUSY_RETRY_AFTER)
+            self.pending[request_id] = waiter
+
+    def send(self, items: Iterable[tuple[int, bytes, bytes]]) -> None:
+        self.queue.extend(items)  # one C call: the sender sees all of them or none
+        if not self.wakeup.is_set():
+            self.wakeup.set()
+
+    def close(self) -> None:
+        """Stop both threads; every caller still waiting gets Unavailable."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            waiting = list(self.pending.items())
+            self.pending.clear()
+        self.wakeup.set()
+        _deliver((waiter, Unavailable("the command bus is closed", DOWN_RETRY_AFTER))
+                 for _, waiter in waiting)
+        sender, reader = self._threads
+        current = threading.current_thread()
+        if sender is not current:
+            sender.join(self.sender.get_connection_kwargs()["socket_timeout"] + 1.0)
+        with contextlib.suppress(redis.RedisError):  # wake the reader from its BLMPOP (an empty item)
+            pipe = self.spare.pipeline(transaction=False)
+            pipe.rpush(self.reply_key, b"")
+            pipe.expire(self.reply_key, 5)
+            pipe.execute()
+        if reader is not current:
+            reader.join(READ_BLOCK + 1.0)
+        self.sender.close()
+        self.reader.close()
+
+    # ---- the sender thread --------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        queue, wakeup = self.queue, self.wakeup
+        while not self.closed:
+            if not queue:
+                wakeup.clear()
+                if not queue:  # checked again after the clear: a send in between is not slept through
+                    wakeup.wait(1.0)
+                continue
+            items = [queue.popleft() for _ in range(min(len(queue), SEND_COUNT))]
+            try:
+                self._send(items)
+            except Exception as exc:  # a bug must not silence the bus: fail this round, go on
+                log.exception("redis bus: sending failed")
+                self._fail_unreachable([request_id for _, _, request_id in items], exc)
+
+    def _connection(self) -> Any:
+        """The sender's one connection (redis-py reconnects it on the next send after an error)."""
+        if self._conn is None:
+            self._conn = self.sender.connection_pool.get_connection()
+        return self._conn
+
+    def _send(self, items: list[tuple[int, bytes, bytes]]) -> None:
+        started = _perf()
+        pending = self.pending
+        items = [item for item in items if item[2] in pending]  # callers that gave up: not sent
+        if not items:
+            return
+        shards = {shard for shard, _, _ in items}
+        beats: dict[int, dict | None] = {}
+        stale: list[int] = []
+        now = time.monotonic()
+        for shard in shards:  # a present heartbeat is trusted for check_every seconds
+            entry = self.heartbeats.get(shard)
+            if entry is not None and entry[1] is not None and now - entry[0] <= self.check_every:
+                beats[shard] = entry[1]
+            else:
+                stale.append(shard)
+        if stale:
+            try:
+                conn = self._connection()
+                conn.send_command("MGET", *(heartbeat_key(self.prefix, shard) for shard in stale))
+                raws = conn.read_response()
+            except redis.RedisError as exc:
+                for shard in shards:
+                    self.heartbeats.pop(shard, None)
+                self._fail_unreachable([request_id for _, _, request_id in items], exc)
+                return
+            for shard, raw in zip(stale, raws, strict=True):
+                beats[shard] = remember(self.heartbeats, shard, raw)
+        refused: dict[int, Unavailable] = {}
+        for shard, beat in beats.items():
+            try:
+                _check(shard, beat, self.max_lag)
+            except Unavailable as exc:
+                refused[shard] = exc
+        streams = self.streams
+        reply_key = self.reply_key
+        commands: list[tuple] = []
+        sent: list[tuple[bytes, int]] = []
+        failed: list[tuple[bytes, Unavailable]] = []
+        for shard, payload, request_id in items:
+            refusal = refused.get(shard)
+            if refusal is not None:
+                failed.append((request_id, Unavailable(str(refusal), refusal.retry_after)))
+                continue
+            stream = streams.get(shard)
+            if stream is None:
+                stream = streams[shard] = stream_key(self.prefix, shard).encode()
+            fields = entry_fields(payload, reply_key, request_id)
+            commands.append((b"XADD", stream, b"*", *itertools.chain.from_iterable(fields.items())))
+            sent.append((request_id, shard))
+        if sent:
+            # One write, one round trip. Several XADDs go in a MULTI/EXEC: Redis applies them at once,
+            # so the shard's runner, blocked in XREAD, wakes to all of them rather than to the first.
+            # Nothing is sent again: after a connection error the commands without an answer may or
+            # may not be in the stream, and their callers are told so.
+            results: list[Any] = []
+            atomic = len(commands) > 1
+            if atomic:
+                commands = [(b"MULTI",), *commands, (b"EXEC",)]
+            try:
+                conn = self._connection()
+                if _pack_command is not None:
+                    packed = b"".join([_pack_command(command) for command in commands])
+                else:
+                    packed = b"".join([b"".join(conn.pack_command(*command)) for command in commands])
+                conn.send_packed_command([packed])
+                read = conn.read_response
+                if atomic:
+                    results = self._read_transaction(read, len(sent))
+                else:
+                    for _ in commands:
+                        try:
+                            results.append(read())
+                        except redis.ResponseError as exc:  # e.g. Redis out of memory
+                            results.append(exc)
+            except redis.RedisError as exc:
+                for shard in shards:
+                    self.heartbeats.pop(shard, None)
+                failed.extend((request_id, _unreachable(exc)) for request_id, _ in sent[len(results):])
+            for (request_id, shard), result in zip(sent, results, strict=False):
+                if isinstance(result, Exception):
+                    failed.append((request_id, Unavailable(f"matcher shard {shard} refused the command: "
+                                                           f"{result}", DOWN_RETRY_AFTER)))
+            self._send_time.record(_perf() - started)
+            self._send_batch.record(len(sent))
+        if failed:
+            outcomes = dict(failed)
+            self._fail(list(outcomes), outcomes.__getitem__)
+
+    @staticmethod
+    def _read_transaction(read: Callable[[], Any], count: int) -> list[Any]:
+        """The answers to MULTI, `count` XADDs and EXEC: per XADD its entry id or its error."""
+        read()  # MULTI: OK
+        refused: redis.ResponseError | None = None
+        for _ in range(count):
+            try:
+                read()  # QUEUED
+            except redis.ResponseError as exc:  # e.g. out of memory: EXEC applies none of them
+                refused = refused or exc
+        try:
+            results = read()
+        except redis.ResponseError as exc:  # EXECABORT: nothing was written
+            return [refused or exc] * count
+        if not isinstance(results, list) or len(results) != count:
+            return [redis.ResponseError("the transaction was discarded")] * count
+        return results
+
+    def _fail_unreachable(self, request_ids: list[bytes], error: BaseException) -> None:
+        self._fail(request_ids, lambda _: _unreachable(error))
+
+    def _fail(self, request_ids: list[bytes], outcome: Callable[[bytes], BaseException]) -> None:
+        """Answer these callers (those still waiting) with their failure."""
+        pending = self.pending
+        pairs = []
+        for request_id in request_ids:
+            waiter = pending.pop(request_id, None)
+            if waiter is not None:
+                pairs.append((waiter, outcome(request_id)))
+        _deliver(pairs)
+
+    # ---- the reply reader thread ----------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        delay = 0.05
+        failing = False
+        while not self.closed:
+            try:
+                got = self.reader.execute_command("BLMPOP", READ_BLOCK, 1, self.reply_key, "LEFT",
+                                                  "COUNT", READ_COUNT)
+            except redis.RedisError as exc:
+                if self.closed:
+                    return
+                if not failing:
+                    log.warning("redis bus: the reply reader cannot read %s (%s); retrying",
+                                self.reply_key.decode(), exc)
+                    failing = True
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if failing:
+                log.info("redis bus: the reply reader reads %s again", self.reply_key.decode())
+                failing, delay = False, 0.05
+            if got:
+                self._dispatch(got[1])
+
+    def _dispatch(self, items: list[bytes]) -> None:
+        pending = self.pending
+        pairs = []
+        for data in items:
+            if not data:
+                continue  # close()'s wake-up
+            try:
+                request_id, encoded = unaddress(data)
+            except CodecError:
+                log.warning("redis bus: dropped a malformed item on %s", self.reply_key.decode())
+                continue
+            waiter = pending.pop(request_id, None)
+            if waiter is None:
+                self.dropped += 1  # its caller timed out (or went away): nobody to tell
+            else:
+                pairs.append((waiter, encoded))
+        _deliver(pairs)
+
+
+def remember(heartbeats: dict[int, tuple[float, dict | None]], shard: int, raw: bytes | str | None
+             ) -> dict | None:
+    beat = None
+    if raw is not None:
+        try:
+            beat = json.loads(raw)
+        except ValueError:
+            beat = {}
+    heartbeats[shard] = (time.monotonic(), beat)
+    return beat
+
+
+_BUSES: weakref.WeakSet[RedisBus] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """A forked child has none of its parent's threads: its buses start a link of their own."""
+    for bus in list(_BUSES):
+        bus._link = None
+        bus._link_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class RedisBus:
@@ -77,8 +498,9 @@ class RedisBus:
     ) -> None:
         """`shard_of` maps a symbol to its shard (a callable, or a dict; unknown symbols go to
         `default_shard`, whose matcher rejects them). `timeout` is the default and the longest wait
-        for a reply; every Redis call is bounded by it plus a second. Each waiting caller holds one
-        Redis connection (its BLPOP): beyond `max_in_flight` callers per bus, `Unavailable` at once."""
+        for a reply; every Redis call is bounded by it plus a second. Beyond `max_in_flight` callers
+        waiting on this bus, `Unavailable` at once. The sender and reader threads start with the
+        first command."""
         if callable(shard_of):
             self._shard_of = shard_of
             self.shards = sorted(set(shards if shards is not None else [default_shard]))
@@ -92,25 +514,28 @@ class RedisBus:
         self.prefix = prefix
         self.max_lag = max_lag
         self.max_in_flight = max_in_flight
-        self._in_flight = 0
-        self._in_flight_lock = threading.Lock()
         self.check_every = check_every
+        self.metrics = metrics
         self._client_options: dict[str, Any] = {
             "socket_timeout": timeout + 1.0,
             "socket_connect_timeout": min(timeout, 1.0),
             "decode_responses": False,
-            "max_connections": max_in_flight + 16,  # + health checks
         }
-        self._redis = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0), **self._client_options)
-        # redis.asyncio connections belong to the event loop that opened them: one client per loop
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = (
+        # health() and heartbeats() only: commands and replies go through the link's two connections
+        self._redis = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0), max_connections=32,
+                                           **self._client_options)
+        self._heartbeats: dict[int, tuple[float, dict | None]] = {}  # shard -> (read at, heartbeat)
+        self._link: _Link | None = None
+        self._link_lock = threading.Lock()
+        self._names: tuple[str, str] | None = None  # the link's reply key and client name
+        self._closed = False
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopDeadlines] = (
             weakref.WeakKeyDictionary()
         )
-        self._token = uuid.uuid4().hex
-        self._counter = itertools.count(1)
-        self._heartbeats: dict[int, tuple[float, dict | None]] = {}  # shard -> (read at, heartbeat)
+        self._last_loop: _LoopDeadlines | None = None  # the last caller's loop's (usually the only one)
         self._ack_sync = metrics.stage("bus.ack_sync")
         self._ack_async = metrics.stage("bus.ack_async")
+        _BUSES.add(self)
 
     @classmethod
     def from_settings(cls) -> RedisBus:
@@ -120,7 +545,7 @@ class RedisBus:
 
         shards = symbol_shards(settings.MATCHER_SHARDS)
         return cls(
-            getattr(settings, "REDIS_URL", None) or settings.ENV.redis_url,
+            str(getattr(settings, "REDIS_URL", None) or settings.ENV.redis_url),
             shards,
             getattr(settings, "MATCHER_TIMEOUT", 5.0),
             shards=[int(s) for s in settings.MATCHER_SHARDS],
@@ -131,12 +556,37 @@ class RedisBus:
         )
 
     def close(self) -> None:
+        """Stop the sender and the reply reader (callers still waiting get Unavailable) and close the
+        connections; later calls are refused."""
+        self._closed = True
+        with self._link_lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()
         self._redis.close()
 
     async def aclose(self) -> None:
-        client = self._async.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        """Forget this event loop (the bus keeps no connection of its own per loop)."""
+        loop = asyncio.get_running_loop()
+        self._loops.pop(loop, None)
+        if self._last_loop is not None and self._last_loop.loop is loop:
+            self._last_loop = None
+
+    @property
+    def reply_key(self) -> str | None:
+        """This bus's reply list (None before the first command; a forked child gets its own)."""
+        return self._names[0] if self._names else None
+
+    @property
+    def client_name(self) -> str | None:
+        """What its connections' client names start with (`<name>:sender`, `<name>:reader`)."""
+        return self._names[1] if self._names else None
+
+    @property
+    def dropped_replies(self) -> int:
+        """Replies that came after their caller had given up, and were dropped."""
+        link = self._link
+        return link.dropped if link is not None else 0
 
     # ---- CommandBus -------------------------------------------------------------------------
 
@@ -144,6 +594,8 @@ class RedisBus:
         """The shard that owns the command's symbol (a held order's: the shard in its order id)."""
         if shard is not None:
             return shard
+        if type(cmd) in _ORDER_COMMANDS:
+            return self._shard_of(cmd.symbol)  # type: ignore[union-attr]
         if isinstance(cmd, ReleaseHeld | RejectHeld):
             return cmd.order_id // ORDER_ID_STRIDE
         if isinstance(cmd, SetInstrumentRisk):
@@ -157,124 +609,115 @@ class RedisBus:
         return self._shard_of(cmd.symbol)
 
     def submit(self, cmd: WorkerCommand, timeout: float | None = None, *, shard: int | None = None) -> Reply:
-        started = time.perf_counter_ns()
+        started = _perf()
         shard = self.shard_for(cmd, shard)
         wait = self._wait(timeout)
         deadline = time.monotonic() + wait
         payload = encode_command(cmd)
-        client = self._redis
-        self._enter()
-        try:
-            beat: dict | bool | None = self._recent(shard)
-            if beat is False:
-                beat = self._remember(shard, client.get(heartbeat_key(self.prefix, shard)))
-            self._check(shard, beat, self.max_lag)
-            key = self._reply_key()
-            client.xadd(stream_key(self.prefix, shard), entry_fields(payload, key))
-            remaining = deadline - time.monotonic()
-            got = client.blpop([key], timeout=remaining) if remaining >= 0.01 else None
-        except redis.RedisError as exc:
-            self._heartbeats.pop(shard, None)
-            raise Unavailable(f"the command stream is unreachable: {exc}", DOWN_RETRY_AFTER) from None
-        finally:
-            self._leave()
-        reply = self._answer(shard, got, wait)
-        self._ack_sync.record(time.perf_counter_ns() - started)
+        self._precheck(shard)
+        link = self._started()
+        waiter = _SyncWaiter()
+        request_id = link.request_id()
+        link.register(request_id, waiter, self.max_in_flight)
+        link.send(((shard, payload, request_id),))
+        if not waiter.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            if link.pending.pop(request_id, None) is not None:
+                self._heartbeats.pop(shard, None)  # look at the heartbeat again on the next call
+                raise Unavailable(f"matcher shard {shard} did not answer within {wait:g}s", BUSY_RETRY_AFTER)
+            self._taken(waiter, shard)
+        outcome = waiter.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert outcome is not None
+        reply = decode_reply(outcome)
+        self._ack_sync.record(_perf() - started)
         return reply
 
     def submit_many(self, cmds: Sequence[WorkerCommand], timeout: float | None = None
                     ) -> list[Reply | Unavailable]:
-        """Send every command in one pipeline of XADDs, then wait for all their replies until one
-        deadline, on one connection; per command its Reply or `Unavailable` (a shard down or
-        overloaded refuses its own commands only). As with `submit`, a command that timed out, or was
-        sent when Redis failed, may still be applied."""
-        started = time.perf_counter_ns()
+        """Queue every command at once (so they go out in one pipeline, in order within each shard),
+        then wait for all their replies until one deadline; per command its Reply or `Unavailable` (a
+        shard down or overloaded refuses its own commands only). Raises Unavailable at once, sending
+        nothing, when the bus is already at `max_in_flight`. As with `submit`, a command that timed
+        out, or was sent when Redis failed, may still be applied."""
+        started = _perf()
         wait = self._wait(timeout)
         deadline = time.monotonic() + wait
-        results: list[Reply | Unavailable | None] = [None] * len(cmds)
-        pending: dict[bytes, tuple[int, int]] = {}  # reply key -> (index, shard)
-        client = self._redis
+        shards = [self.shard_for(cmd) for cmd in cmds]
+        payloads = [encode_command(cmd) for cmd in cmds]
+        if not cmds:
+            return []
+        link = self._started()
+        waiters = [_SyncWaiter() for _ in cmds]
+        request_ids = [link.request_id() for _ in cmds]
+        with link.lock:
+            if link.closed:
+                raise Unavailable("the command bus is closed", DOWN_RETRY_AFTER)
+            if len(link.pending) >= self.max_in_flight:
+                raise Unavailable(f"{len(link.pending)} commands already in flight", BUSY_RETRY_AFTER)
+            link.pending.update(zip(request_ids, waiters, strict=True))
+        link.send(zip(shards, payloads, request_ids, strict=True))
+        out: list[Reply | Unavailable] = []
         acks: list[int] = []
-        self._enter()
-        try:
-            pipe = client.pipeline(transaction=False)
-            for index, cmd in enumerate(cmds):
-                shard = self.shard_for(cmd)
-                beat: dict | bool | None = self._recent(shard)
-                if beat is False:
-                    beat = self._remember(shard, client.get(heartbeat_key(self.prefix, shard)))
-                try:
-                    self._check(shard, beat, self.max_lag)
-                except Unavailable as exc:
-                    results[index] = exc
+        for shard, request_id, waiter in zip(shards, request_ids, waiters, strict=True):
+            if not waiter.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                if link.pending.pop(request_id, None) is not None:
+                    self._heartbeats.pop(shard, None)
+                    out.append(Unavailable(f"matcher shard {shard} did not answer within {wait:g}s",
+                                           BUSY_RETRY_AFTER))
                     continue
-                key = self._reply_key()
-                pipe.xadd(stream_key(self.prefix, shard), entry_fields(encode_command(cmd), key))
-                pending[key.encode()] = (index, shard)
-            if pending:
-                pipe.execute()
-            while pending:
-                remaining = deadline - time.monotonic()
-                got = client.blpop(list(pending), timeout=remaining) if remaining >= 0.01 else None
-                if got is None:
-                    break
-                results[pending.pop(got[0])[0]] = decode_reply(got[1])
-                acks.append(time.perf_counter_ns() - started)
-                if pending:  # a runner answers its batch at once: take what is there in one round trip
-                    keys = list(pending)
-                    pipe = client.pipeline(transaction=False)
-                    for key in keys:
-                        pipe.lpop(key)
-                    for key, raw in zip(keys, pipe.execute(), strict=True):
-                        if raw is not None:
-                            results[pending.pop(key)[0]] = decode_reply(raw)
-                            acks.append(time.perf_counter_ns() - started)
-        except redis.RedisError as exc:
-            for _, shard in pending.values():
-                self._heartbeats.pop(shard, None)
-            failure = Unavailable(f"the command stream is unreachable: {exc}", DOWN_RETRY_AFTER)
-            results = [failure if result is None else result for result in results]
-        finally:
-            self._leave()
-        for _, shard in pending.values():
-            self._heartbeats.pop(shard, None)  # look at the heartbeat again on the next call
+                self._taken(waiter, shard)
+            outcome = waiter.outcome
+            if isinstance(outcome, Unavailable):
+                out.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                assert outcome is not None
+                out.append(decode_reply(outcome))
+                acks.append(_perf() - started)
         self._ack_sync.record_many(acks)
-        late = Unavailable(f"the matcher did not answer within {wait:g}s", BUSY_RETRY_AFTER)
-        return [late if result is None else result for result in results]
+        return out
 
     async def submit_async(
         self, cmd: WorkerCommand, timeout: float | None = None, *, shard: int | None = None
     ) -> Reply:
-        started = time.perf_counter_ns()
+        started = _perf()
         shard = self.shard_for(cmd, shard)
         wait = self._wait(timeout)
-        deadline = time.monotonic() + wait
         payload = encode_command(cmd)
-        client = self._async_client()
-        self._enter()
+        self._precheck(shard)
+        link = self._started()
+        loop = asyncio.get_running_loop()
+        deadlines = self._last_loop
+        if deadlines is None or deadlines.loop is not loop or deadlines.pending is not link.pending:
+            deadlines = self._loops.get(loop)
+            if deadlines is None or deadlines.pending is not link.pending:
+                deadlines = self._loops[loop] = _LoopDeadlines(loop, link.pending)
+            self._last_loop = deadlines
+        future = loop.create_future()
+        request_id = link.request_id()
+        link.register(request_id, future, self.max_in_flight)
+        link.send(((shard, payload, request_id),))
+        deadlines.add(loop.time() + wait, request_id, future)
         try:
-            beat: dict | bool | None = self._recent(shard)
-            if beat is False:
-                beat = self._remember(shard, await client.get(heartbeat_key(self.prefix, shard)))
-            self._check(shard, beat, self.max_lag)
-            key = self._reply_key()
-            await client.xadd(stream_key(self.prefix, shard), entry_fields(payload, key))
-            remaining = deadline - time.monotonic()
-            got = await client.blpop([key], timeout=remaining) if remaining >= 0.01 else None
-        except redis.RedisError as exc:
-            self._heartbeats.pop(shard, None)
-            raise Unavailable(f"the command stream is unreachable: {exc}", DOWN_RETRY_AFTER) from None
+            encoded = await future
+        except TimeoutError:
+            self._heartbeats.pop(shard, None)  # look at the heartbeat again on the next call
+            raise Unavailable(f"matcher shard {shard} did not answer within {wait:g}s",
+                              BUSY_RETRY_AFTER) from None
         finally:
-            self._leave()
-        reply = self._answer(shard, got, wait)
-        self._ack_async.record(time.perf_counter_ns() - started)
+            link.pending.pop(request_id, None)  # a cancelled caller leaves; no-op once answered
+        reply = decode_reply(encoded)
+        self._ack_async.record(_perf() - started)
         return reply
 
     def heartbeats(self) -> dict[int, dict | None]:
         """Each shard's heartbeat as its runner last published it (None: down); raises redis.RedisError."""
         keys = [heartbeat_key(self.prefix, shard) for shard in self.shards]
         raws = self._redis.mget(keys) if keys else []
-        return {shard: self._remember(shard, raw) for shard, raw in zip(self.shards, raws, strict=True)}
+        return {shard: remember(self._heartbeats, shard, raw)
+                for shard, raw in zip(self.shards, raws, strict=True)}
 
     def health(self) -> dict:
         """Per shard: its runner's heartbeat (seq, queue depth, age) or down; overall ok only if all are."""
@@ -308,55 +751,28 @@ class RedisBus:
     def _wait(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else min(timeout, self.timeout)
 
-    def _enter(self) -> None:
-        with self._in_flight_lock:
-            if self._in_flight >= self.max_in_flight:
-                raise Unavailable(f"{self._in_flight} commands already in flight", BUSY_RETRY_AFTER)
-            self._in_flight += 1
-
-    def _leave(self) -> None:
-        with self._in_flight_lock:
-            self._in_flight -= 1
-
-    def _reply_key(self) -> str:
-        return f"{self.prefix}:reply:{self._token}:{next(self._counter)}"
-
-    def _async_client(self) -> aredis.Redis:
-        loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            client = aredis.Redis.from_url(self.redis_url, retry=aredis.retry.Retry(NoBackoff(), 0),
-                                           **self._client_options)
-            self._async[loop] = client
-        return client
-
-    def _recent(self, shard: int) -> dict | bool:
-        """The shard's heartbeat if it was present less than `check_every` ago, else False: read it
-        again (a missing one is read every time, so a restarted runner is seen at once)."""
-        entry = self._heartbeats.get(shard)
-        if entry is None or entry[1] is None or time.monotonic() - entry[0] > self.check_every:
-            return False
-        return entry[1]
-
-    def _remember(self, shard: int, raw: bytes | str | None) -> dict | None:
-        beat = None
-        if raw is not None:
-            try:
-                beat = json.loads(raw)
-            except ValueError:
-                beat = {}
-        self._heartbeats[shard] = (time.monotonic(), beat)
-        return beat
+    def _started(self) -> _Link:
+        link = self._link
+        if link is None:
+            with self._link_lock:
+                if self._closed:
+                    raise Unavailable("the command bus is closed", DOWN_RETRY_AFTER)
+                link = self._link
+                if link is None:
+                    link = self._link = _Link(self)
+                    self._names = (link.reply_key.decode(), link.name)
+                    weakref.finalize(self, link.close).atexit = False  # daemon threads end with the process
+        return link
 
     @staticmethod
-    def _check(shard: int, beat: dict | bool | None, max_lag: int) -> None:
-        if not isinstance(beat, dict):
-            raise Unavailable(f"matcher shard {shard} is down (no heartbeat)", DOWN_RETRY_AFTER)
-        if int(beat.get("lag", 0)) > max_lag:
-            raise Unavailable(f"matcher shard {shard} is overloaded (queue full)", BUSY_RETRY_AFTER)
+    def _taken(waiter: _SyncWaiter, shard: int) -> None:
+        """The caller's deadline passed just as a bus thread took its waiter: its outcome is being set."""
+        if not waiter.lock.acquire(timeout=5.0):  # never hang, even if that thread died in between
+            raise Unavailable(f"matcher shard {shard} did not answer in time", BUSY_RETRY_AFTER)
 
-    def _answer(self, shard: int, got: tuple | list | None, wait: float) -> Reply:
-        if got is None:
-            self._heartbeats.pop(shard, None)  # look at the heartbeat again on the next call
-            raise Unavailable(f"matcher shard {shard} did not answer within {wait:g}s", BUSY_RETRY_AFTER)
-        return decode_reply(got[1])
+    def _precheck(self, shard: int) -> None:
+        """Refuse at once, queuing nothing, a shard whose fresh heartbeat says it is overloaded (a
+        missing or stale one is left to the sender, which reads it before sending)."""
+        entry = self._heartbeats.get(shard)
+        if entry is not None and entry[1] is not None and time.monotonic() - entry[0] <= self.check_every:
+            _check(shard, entry[1], self.max_lag)

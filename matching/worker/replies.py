@@ -7,6 +7,11 @@ their named-tuple fields, so a new event type needs only `register(cls)` (every 
 `matching.engine.events.Event` and `risk.core.RiskEvent` is registered); decoding rebuilds the same
 named-tuple classes, turning enum-typed fields back into their enums, and raises `CodecError` on
 anything malformed.
+
+On a web process's shared reply list (the production transport: one list per process, one reader)
+each reply travels addressed: `address(request_id, encoded)` is the MessagePack array
+`[request id, encoded reply]`, so the reader hands the reply, still encoded, to the caller waiting on
+that id (who decodes it in its own thread or event loop) without decoding it itself.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ FORMAT = 1
 
 # class name -> (class, one converter per field: an Enum class or None)
 _REGISTRY: dict[str, tuple[type, tuple[type[Enum] | None, ...]]] = {}
+# class name -> (class, number of fields, (index, {value: member}, Enum class) per enum-typed field)
+_DECODERS: dict[str, tuple[type, int, tuple[tuple[int, dict, type[Enum]], ...]]] = {}
 
 
 def _enum_of(hint: Any) -> type[Enum] | None:
@@ -49,7 +56,11 @@ def register(cls: type) -> type:
     if existing is not None and existing[0] is not cls:
         raise ValueError(f"another event class is already registered as {cls.__name__}")
     hints = typing.get_type_hints(cls)
-    _REGISTRY[cls.__name__] = (cls, tuple(_enum_of(hints.get(name)) for name in cls._fields))
+    converters = tuple(_enum_of(hints.get(name)) for name in cls._fields)
+    _REGISTRY[cls.__name__] = (cls, converters)
+    enums = tuple((index, {member.value: member for member in conv}, conv)
+                  for index, conv in enumerate(converters) if conv is not None)
+    _DECODERS[cls.__name__] = (cls, len(converters), enums)
     return cls
 
 
@@ -76,21 +87,26 @@ def encode_reply(reply: Reply) -> bytes:
 
 
 def _decode_event(item: object) -> tuple:
-    if not isinstance(item, list) or not item or not isinstance(item[0], str):
+    if type(item) is not list or not item or type(item[0]) is not str:
         raise CodecError(f"malformed event: {item!r}")
-    entry = _REGISTRY.get(item[0])
+    entry = _DECODERS.get(item[0])
     if entry is None:
         raise CodecError(f"unknown event type {item[0]!r}")
-    cls, converters = entry
+    cls, size, enums = entry
     values = item[1:]
-    if len(values) != len(converters):
-        raise CodecError(f"{item[0]} takes {len(converters)} fields, got {len(values)}")
-    try:
-        fields = [v if conv is None or v is None else conv(v)
-                  for conv, v in zip(converters, values, strict=True)]
-    except ValueError as exc:
-        raise CodecError(f"{item[0]}: {exc}") from exc
-    return tuple.__new__(cls, fields)
+    if len(values) != size:
+        raise CodecError(f"{item[0]} takes {size} fields, got {len(values)}")
+    for index, members, conv in enums:  # a dict lookup per enum field, not an Enum call
+        value = values[index]
+        if value is not None:
+            try:
+                values[index] = members[value]
+            except (KeyError, TypeError):
+                try:
+                    values[index] = conv(value)  # an alias, or a value the enum's _missing_ takes
+                except (ValueError, TypeError) as exc:
+                    raise CodecError(f"{item[0]}: {exc}") from exc
+    return tuple.__new__(cls, values)
 
 
 def decode_reply(data: bytes) -> Reply:
@@ -105,6 +121,34 @@ def decode_reply(data: bytes) -> Reply:
         raise CodecError("reply seq and order_id must be integers, duplicate a boolean")
     if not (command is None or isinstance(command, bytes)) or not isinstance(events, list):
         raise CodecError("malformed reply command or events")
-    return Reply(seq, order_id, cast(list[Event], [_decode_event(e) for e in events]), duplicate,
-                 decode_command(command) if command is not None else None)
+    return Reply(seq, order_id, cast("list[Event | RiskEvent]", [_decode_event(e) for e in events]),
+                 duplicate, decode_command(command) if command is not None else None)
 
+
+
+def _bin(data: bytes) -> bytes:
+    """MessagePack's bin header for `data` (what packb writes for bytes)."""
+    size = len(data)
+    if size < 0x100:
+        return b"\xc4" + size.to_bytes(1, "big")
+    if size < 0x10000:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
+
+
+def address(request_id: bytes, encoded: bytes) -> bytes:
+    """An encoded reply for a shared reply list: `[request id, encoded reply]` (MessagePack, built
+    by hand: the reply is already encoded)."""
+    return b"".join((b"\x92", _bin(request_id), request_id, _bin(encoded), encoded))
+
+
+def unaddress(data: bytes) -> tuple[bytes, bytes]:
+    """(request id, encoded reply) of an addressed reply; `CodecError` if it is not one."""
+    try:
+        fields = msgpack.unpackb(data, use_list=False)
+    except (msgpack.UnpackException, ValueError, TypeError) as exc:
+        raise CodecError(f"undecodable addressed reply: {exc}") from exc
+    if type(fields) is not tuple or len(fields) != 2 or type(fields[0]) is not bytes \
+            or type(fields[1]) is not bytes:
+        raise CodecError("an addressed reply is [request id, encoded reply]")
+    return fields

@@ -2,15 +2,23 @@
 
 The stream `{prefix}:commands:{shard}` IS the shard's durable, ordered command log (Redis runs with
 `appendonly yes` and `appendfsync always`, so an XADD is answered only once it is on disk). Web
-processes XADD `{v: command format, c: encoded command, r: reply key}`; this runner is the stream's
-only reader:
+processes XADD `{v: command format, c: encoded command, r: reply list, i: request id}` (`entry_fields`);
+this runner is the stream's only reader:
 
     XREAD BLOCK from the last applied entry id (no consumer group: one reader, its position is state)
     for each entry: seq = matcher.seq + 1, timestamp from the entry id (ms * 10^6 + sequence part,
                     never below the previous + 1), Matcher.apply_encoded (undecodable: an empty reply)
-    one pipeline: RPUSH each reply to its key + EXPIRE (callers BLPOP it); then listeners see the batch
+    replies while the batch is applied: every `push_every` replies, per reply list one RPUSH of them +
+                    EXPIRE, sent without waiting (the answers are read before the next batch, so the
+                    first callers get to work while the rest of the batch is applied); then listeners
     every `snapshot_every` commands: snapshot {"stream_id", "matcher": matcher.state()}
     every `heartbeat_every` seconds: SET {prefix}:heartbeat:{shard} {seq, lag, metrics, ...} with a short TTL
+
+Replies are addressed by the entry: with `i`, `[i, encoded reply]` (`replies.address`) goes onto the
+list `r`, the web process's one reply list, which its reader drains, handing each reply to the caller
+waiting on that request id; the list expires `reply_ttl` seconds after its last push, so the lists of
+web processes that died go away. An entry with `r` but no `i` (from a web process before request ids)
+gets the bare encoded reply on `r`, a key of its caller's own, as before; one with no `r` no reply.
 
 An entry whose `v` names a command format this build does not read (`formats.UnsupportedFormat`) is
 never skipped as undecodable: the entries before it in its batch are applied and answered, then the
@@ -29,8 +37,8 @@ answered, or gave up, before it was taken); only later ones are answered again.
 Metrics (the registry passed in, METRICS by default), recorded once per batch; the heartbeat carries
 their summary (`metrics`: the `matcher.*` stages and counters), which the web tier reads:
 
-    matcher.apply       applying the batch's entries (and queuing their replies for the pipeline)
-    matcher.replies     the reply pipeline's round trip (RPUSH + EXPIRE per reply)
+    matcher.apply       applying the batch's entries (and sending all but the last of its reply pushes)
+    matcher.replies     sending the batch's last reply push (RPUSH + EXPIRE per reply list)
     matcher.listeners   the projector's and the market-data writer's hand-off
     matcher.batch_size  entries per batch (unit "commands"); matcher.commands: throughput
 """
@@ -58,8 +66,13 @@ from matching.worker.formats import (
 )
 from matching.worker.matcher import Matcher, Reply
 from matching.worker.metrics import METRICS, Registry
-from matching.worker.replies import encode_reply
+from matching.worker.replies import address, encode_reply
 from matching.worker.snapshots import SnapshotStore
+
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis-py packs in Python then
+    _pack_command = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +98,7 @@ def _text(value: bytes | str) -> str:
 
 
 def parse_id(entry_id: bytes | str) -> tuple[int, int]:
-    ms, _, part = _text(entry_id).partition("-")
+    ms, _, part = (entry_id.partition(b"-") if isinstance(entry_id, bytes) else entry_id.partition("-"))
     return int(ms), int(part or 0)
 
 
@@ -95,19 +108,29 @@ def entry_timestamp(entry_id: bytes | str, previous: int) -> int:
     return max(ms * 1_000_000 + part, previous + 1)
 
 
-def entry_fields(payload: bytes, reply_key: str | None = None) -> dict[Any, Any]:
+def entry_fields(payload: bytes, reply_key: str | bytes | None = None,
+                 request_id: bytes | None = None) -> dict[Any, Any]:
     """The fields of a command's stream entry: its format version `v`, the command `c` and, when a
-    caller waits for the reply, the list `r` to push it to."""
+    caller waits for the reply, the list `r` to push it to and the caller's request id `i` (the
+    reply goes onto `r` addressed to it; without `i`, `r` is the caller's own key: the bare reply)."""
     fields: dict[Any, Any] = {"v": COMMAND_FORMAT, "c": payload}
     if reply_key is not None:
         fields["r"] = reply_key
+        if request_id is not None:
+            fields["i"] = request_id
     return fields
+
+
+# `v` values this build reads, as they come back from Redis (bytes): checked without parsing them
+_READABLE_V = frozenset(str(version).encode() for version in COMMAND_FORMATS_READ)
 
 
 def entry_format(stream: str, entry_id: bytes | str, fields: dict) -> int:
     """The command format of an entry (its `v`; none: the legacy format); `UnsupportedFormat` if this
     build does not read it."""
     raw = fields.get(b"v")
+    if raw in _READABLE_V:
+        return int(raw)
     version: object = LEGACY_COMMAND_FORMAT
     if raw is not None:
         try:
@@ -152,6 +175,7 @@ class StreamRunner:
         *,
         prefix: str = "exchange",
         max_batch: int = 1_000,
+        push_every: int = 128,
         block_ms: int = 500,
         reply_ttl: int = 60,
         heartbeat_ttl: float = 3.0,
@@ -171,6 +195,9 @@ class StreamRunner:
         self.stream = stream_key(prefix, self.shard)
         self.heartbeat_key = heartbeat_key(prefix, self.shard)
         self.max_batch = max_batch
+        self.push_every = max(1, push_every)
+        self._push_conn: Any = None  # where replies are pushed (answers read by `_drain`)
+        self._unread = 0
         self.block_ms = max(1, block_ms)  # BLOCK 0 would wait forever
         self.reply_ttl = reply_ttl
         self.heartbeat_ttl_ms = int(heartbeat_ttl * 1000)
@@ -294,6 +321,8 @@ class StreamRunner:
                 if self.stopping:
                     return self.matcher.seq - snapshot_seq
         self.recovered = True
+        with contextlib.suppress(redis.RedisError):
+            self._drain()
         replayed = self.matcher.seq - snapshot_seq
         log.info("shard %d recovered at seq %d, stream id %s (%d replayed after seq %d)",
                  self.shard, self.matcher.seq, self.stream_id, replayed, snapshot_seq)
@@ -323,6 +352,7 @@ class StreamRunner:
             # After any other failure the state may be half-applied: never snapshot it. The process
             # exits; a restart replays from the last good snapshot (and meets the same failure, since
             # apply is deterministic, so the shard stays down rather than diverge).
+            self._close_push_connection()
             if clean and self._since_snapshot:
                 self.snapshot()
             with contextlib.suppress(redis.RedisError):
@@ -354,38 +384,116 @@ class StreamRunner:
                     self._apply_batch(entries[:index])
                 raise
         matcher = self.matcher
-        replies = []
+        apply = matcher.apply_encoded
+        answered_through = self._answered_through
+        replies: list[Reply] = []
+        consistent = True  # False once applying failed: the state may be half-applied
+        pushes: dict[bytes, list[bytes]] = {}  # reply list -> its replies not sent yet, in stream order
+        queued = 0
+        push_every = self.push_every
         started = time.perf_counter_ns()
-        pipe = self.redis.pipeline(transaction=False)
-        for entry_id, fields in entries:
-            reply = apply_entry(matcher, entry_id, fields, self.stream)
-            self.stream_id = _text(entry_id)  # position and state advance together
-            self._since_snapshot += 1
-            replies.append(reply)
-            key = fields.get(b"r")
-            if key and reply.seq > self._answered_through:
-                pipe.rpush(key, encode_reply(reply))
-                pipe.expire(key, self.reply_ttl)
-        applied = time.perf_counter_ns()
+        applied = answered = 0
+        self._drain()  # the previous batch's push answers: there long since
         try:
-            if len(pipe):
-                pipe.execute()
-        finally:  # listeners (the projector) see every applied batch, even if its replies were lost
+            for entry_id, fields in entries:  # as apply_entry does (the formats are checked above)
+                reply = apply(matcher.seq + 1, entry_timestamp(entry_id, matcher.last_timestamp),
+                              fields.get(b"c", b""))
+                replies.append(reply)
+                key = fields.get(b"r")
+                if key and reply.seq > answered_through:
+                    encoded = encode_reply(reply)
+                    request_id = fields.get(b"i")
+                    if request_id is not None:
+                        encoded = address(request_id, encoded)
+                    waiting = pushes.get(key)
+                    if waiting is None:
+                        pushes[key] = [encoded]
+                    else:
+                        waiting.append(encoded)
+                    queued += 1
+                    if queued >= push_every:  # send these now: their callers get to work while the
+                        self._push(pushes)    # rest of the batch is applied
+                        pushes, queued = {}, 0
+            applied = time.perf_counter_ns()
+            if pushes:
+                self._push(pushes)
             answered = time.perf_counter_ns()
-            for listener in self._listeners:
+        except redis.RedisError:
+            # The entries applied so far stay applied (stream_id is theirs) and their listeners see
+            # them; the next step reads on from there. Their replies may be lost.
+            self._unread = 0
+            raise
+        except BaseException:
+            consistent = False  # no stream position, no listener, no snapshot
+            raise
+        finally:
+            if consistent:
+                if replies:  # position and state advance together: up to the last entry applied
+                    self.stream_id = _text(entries[len(replies) - 1][0])
+                    self._since_snapshot += len(replies)
+                self._after_batch(replies, started, applied, answered)  # listeners see every batch
+
+    def _after_batch(self, replies: list[Reply], started: int, applied: int, answered: int) -> None:
+        """Listeners, metrics and maybe a snapshot after a batch (its replies sent, or lost)."""
+        now = time.perf_counter_ns()
+        applied = applied or now
+        answered = answered or now
+        for listener in self._listeners:
+            try:
+                listener(replies)
+            except Exception:
+                log.exception("stream runner listener %r failed", listener)
+        self._apply_time.record(applied - started)
+        self._reply_time.record(answered - applied)
+        self._listener_time.record(time.perf_counter_ns() - answered)
+        self._batch_sizes.record(len(replies))
+        self._commands.add(len(replies))
+        if self.snapshots is not None and self._since_snapshot >= self.snapshot_every:
+            with contextlib.suppress(redis.RedisError):
+                self.heartbeat()  # a large snapshot must not let the heartbeat lapse
+            self.snapshot()
+
+    def _push(self, pushes: dict[bytes, list[bytes]]) -> None:
+        """Send an RPUSH of its replies and an EXPIRE for each reply list on the runner's push
+        connection, without waiting for Redis: `_drain` reads the answers later."""
+        conn = self._push_conn
+        if conn is None:
+            conn = self._push_conn = self.redis.connection_pool.get_connection()
+        commands: list[tuple] = []
+        for key, encoded_replies in pushes.items():
+            commands.append((b"RPUSH", key, *encoded_replies))
+            commands.append((b"EXPIRE", key, self.reply_ttl))
+        try:
+            if _pack_command is not None:
+                conn.send_packed_command([b"".join([_pack_command(command) for command in commands])])
+            else:
+                conn.send_packed_command(conn.pack_commands(commands))
+        except redis.RedisError:
+            self._unread = 0  # the connection is closed: nothing more comes on it
+            raise
+        self._unread += len(commands)
+
+    def _drain(self) -> None:
+        """Read the answers to the pushes sent so far (a failed push loses its replies: logged)."""
+        unread, self._unread = self._unread, 0
+        conn = self._push_conn
+        try:
+            for _ in range(unread):
                 try:
-                    listener(replies)
-                except Exception:
-                    log.exception("stream runner listener %r failed", listener)
-            self._apply_time.record(applied - started)
-            self._reply_time.record(answered - applied)
-            self._listener_time.record(time.perf_counter_ns() - answered)
-            self._batch_sizes.record(len(entries))
-            self._commands.add(len(entries))
-            if self.snapshots is not None and self._since_snapshot >= self.snapshot_every:
-                with contextlib.suppress(redis.RedisError):
-                    self.heartbeat()  # a large snapshot must not let the heartbeat lapse
-                self.snapshot()
+                    conn.read_response()
+                except redis.ResponseError as exc:  # e.g. a key of another type: that list only
+                    log.warning("shard %d: a reply push failed: %s", self.shard, exc)
+        except redis.RedisError:
+            conn.disconnect()
+            raise
+
+    def _close_push_connection(self) -> None:
+        if self._push_conn is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._drain()
+            self._unread = 0
+            conn, self._push_conn = self._push_conn, None
+            self.redis.connection_pool.release(conn)
 
     def snapshot(self) -> None:
         if self.snapshots is not None:

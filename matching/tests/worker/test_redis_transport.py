@@ -102,6 +102,25 @@ def order(owner=1, price=100, coid=None, symbol="AAPL", side=Side.BUY) -> NewOrd
     return NewOrder(0, owner, symbol, side, 1, price, client_order_id=coid)
 
 
+def applied(reply: Reply) -> NewOrder:
+    """The new order as the matcher applied it."""
+    assert isinstance(reply.command, NewOrder)
+    return reply.command
+
+
+def accepted(reply: Reply) -> OrderAccepted:
+    """The reply's first event, an acceptance."""
+    event = reply.events[0]
+    assert isinstance(event, OrderAccepted)
+    return event
+
+
+def latest_seq(store: SnapshotStore) -> int:
+    latest = store.latest()
+    assert latest is not None
+    return latest[0]
+
+
 def full_replay(client, prefix, shard=0, symbols=SYMBOLS) -> Matcher:
     matcher = Matcher(symbols, shard=shard)
     replay_stream(matcher, client, stream_key(prefix, shard))
@@ -139,8 +158,8 @@ def test_many_threads_each_get_their_own_reply(serve, bus):
         t.join()
     assert sorted(r.seq for _, _, r in replies) == list(range(1, 201))
     for n, i, reply in replies:
-        assert reply.command.client_order_id == f"{n}-{i}"
-        assert reply.events[0].owner == n and reply.events[0].price == 100 + i
+        assert applied(reply).client_order_id == f"{n}-{i}"
+        assert accepted(reply).owner == n and accepted(reply).price == 100 + i
 
 
 def test_async_callers_each_get_their_own_reply(serve, bus):
@@ -154,7 +173,7 @@ def test_async_callers_each_get_their_own_reply(serve, bus):
     second = asyncio.run(burst(100))  # a new event loop gets its own connections
     replies = first + second
     assert sorted(r.seq for r in replies) == list(range(1, 121))
-    assert [r.events[0].owner for r in replies] == [*range(60), *range(100, 160)]
+    assert [accepted(r).owner for r in replies] == [*range(60), *range(100, 160)]
 
 
 def test_sync_and_async_callers_together(serve, bus):
@@ -174,8 +193,8 @@ def test_sync_and_async_callers_together(serve, bus):
     async_replies = asyncio.run(main())
     thread.join()
     assert sorted(r.seq for r in sync_replies + async_replies) == list(range(1, 81))
-    assert {r.command.owner for r in sync_replies} == {7}
-    assert [r.command.client_order_id for r in async_replies] == [f"a{i}" for i in range(40)]
+    assert {applied(r).owner for r in sync_replies} == {7}
+    assert [applied(r).client_order_id for r in async_replies] == [f"a{i}" for i in range(40)]
 
 
 def test_listeners_see_every_batch_in_order(serve, bus):
@@ -327,7 +346,7 @@ def test_restart_resumes_from_its_snapshot_and_replays_exactly(serve, bus, clien
     first = serve(tmp_path, snapshot_every=60)
     answered = [bus.submit(cmd, timeout=5, shard=0) for cmd in commands[:250]]
     first.stop()  # snapshots on the way out
-    assert SnapshotStore(tmp_path).latest()[0] == 250
+    assert latest_seq(SnapshotStore(tmp_path)) == 250
     for cmd in commands[250:]:  # queued while the matcher is down (no caller waits)
         client.xadd(stream_key(prefix, 0), {"c": encode_command(cmd)})
 
@@ -343,7 +362,7 @@ def test_restart_resumes_from_its_snapshot_and_replays_exactly(serve, bus, clien
     *newer, _oldest = sorted(tmp_path.glob("snapshot-*.json"), reverse=True)
     for path in newer:
         path.unlink()
-    oldest_seq = SnapshotStore(tmp_path).latest()[0]
+    oldest_seq = latest_seq(SnapshotStore(tmp_path))
     assert oldest_seq < 250
     third = StreamRunner(Matcher(SYMBOLS), client, 0, SnapshotStore(tmp_path), prefix=prefix)
     assert third.recover() == 400 - oldest_seq
@@ -361,7 +380,7 @@ def test_recover_replays_everything_after_a_projection_cursor(serve, bus, client
     answered = [bus.submit(order(owner=1 + i % 3, price=100 + i % 4, coid=str(i),
                                  side=Side.BUY if i % 2 else Side.SELL), timeout=5) for i in range(45)]
     first.stop()
-    assert SnapshotStore(tmp_path).latest()[0] == 45
+    assert latest_seq(SnapshotStore(tmp_path)) == 45
     # one entry the stopped runner never read, whose caller may still be waiting
     client.xadd(stream_key(prefix, 0), {"c": encode_command(order(coid="late")), "r": f"{prefix}:reply:late"})
     replay = full_replay(client, prefix)
@@ -437,10 +456,11 @@ def test_two_shards_in_two_processes(client, prefix, tmp_path):
         for cmd, reply in sent:
             shard = 0 if cmd.symbol in shards[0] else 1
             assert reply.order_id // ORDER_ID_STRIDE == shard
-            assert reply.command.client_order_id == cmd.client_order_id
+            assert applied(reply).client_order_id == cmd.client_order_id
             accepted = [e for e in reply.events if isinstance(e, OrderAccepted)]
             assert accepted and accepted[0].owner == cmd.owner and accepted[0].symbol == cmd.symbol
-            assert all(e.symbol in shards[shard] for e in reply.events if not isinstance(e, BookDelta))
+            assert all(getattr(e, "symbol", None) in shards[shard] for e in reply.events
+                       if not isinstance(e, BookDelta))
             by_shard[shard].append(reply.seq)
         for shard, seqs in by_shard.items():  # each shard sequences its own commands, no gaps
             assert sorted(seqs) == list(range(1, len(seqs) + 1)), shard
@@ -457,7 +477,7 @@ def test_two_shards_in_two_processes(client, prefix, tmp_path):
         for p in procs:
             assert any(line.startswith(f"shard {p.shard} stopped at seq ") for line in p.lines)
             store = SnapshotStore(tmp_path / f"shard-{p.shard}-stream-snapshots")
-            assert store.latest()[0] == len(by_shard[p.shard])
+            assert latest_seq(store) == len(by_shard[p.shard])
         assert bus.health()["status"] == "down"
         with pytest.raises(Unavailable, match="down"):
             bus.submit(order(), timeout=5)
