@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api_load import POSTGRES_URL, free_port, manage, read_response, wait_listening
+from bench.api_load import POSTGRES_URL, client_run, free_port, manage, wait_listening
 from bench.harness import percentile, print_header
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,21 +82,6 @@ ENDPOINTS: dict[str, Callable[[str, int], bytes]] = {
 }
 
 
-def client_run(port: int, token: str, build: Callable[[str, int], bytes], count: int, latencies: list[int],
-               errors: list[str]) -> None:
-    requests = [build(token, n) for n in range(14)]
-    buffer = bytearray()
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for n in range(count):
-            t0 = time.perf_counter_ns()
-            sock.sendall(requests[n % 14])
-            status, body = read_response(sock, buffer)
-            latencies.append(time.perf_counter_ns() - t0)
-            if status not in (200, 201, 422):
-                errors.append(f"{status} {body[:200]!r}")
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU of these processes and their live children (uvicorn's workers)."""
     total = 0
@@ -121,8 +105,9 @@ def load(port: int, tokens: list[str], build: Callable[[str, int], bytes], total
     latencies: list[int] = []
     errors: list[str] = []
     per_client = max(1, total // len(tokens))
-    threads = [threading.Thread(target=client_run, args=(port, token, build, per_client, latencies, errors))
-               for token in tokens]
+    requests = [[build(token, n) for n in range(14)] for token in tokens]
+    threads = [threading.Thread(target=client_run, args=(port, mine, per_client, latencies, errors))
+               for mine in requests]
     cpu0, t0 = cpu_seconds(server), time.perf_counter()
     for thread in threads:
         thread.start()

@@ -3,9 +3,9 @@ the trades the amendment made, what remains), and a read right after it (or afte
 
 from __future__ import annotations
 
-import time
-
 import pytest
+
+from exchange.tests.api.reads import shown
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,15 +21,6 @@ def submit(client, **fields) -> dict:
 
 def amend(client, order_id: int, **fields):
     return client.patch(f"/api/orders/{order_id}", fields, content_type="application/json")
-
-
-def shown(client, order_id: int) -> dict:
-    """GET /api/orders/{id} once the projection has the order (a new order's may lag its answer)."""
-    deadline = time.monotonic() + 5
-    while (response := client.get(f"/api/orders/{order_id}")).status_code == 404:
-        assert time.monotonic() < deadline, "the order never appeared"
-        time.sleep(0.01)
-    return response.json()
 
 
 def test_an_amendment_that_crosses_answers_what_it_filled(alice, bob):

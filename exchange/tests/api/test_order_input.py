@@ -5,12 +5,12 @@ bodies too deeply nested and odd query numbers refused with 400 (never a 500), l
 from __future__ import annotations
 
 import json
-import time
 from decimal import Decimal
 
 import pytest
 
 from exchange.models import Instrument
+from exchange.tests.api.reads import shown
 from matching import services
 from matching.models import Order
 from risk.models import RiskLimit, UserRiskLimit
@@ -34,15 +34,6 @@ def submit(client, **fields):
 def recorded() -> int:
     services.command_bus_stop()  # the projection written out
     return Order.objects.count()
-
-
-def shown(client, order_id: int) -> dict:
-    """GET /api/orders/{id} once the projection has the order."""
-    deadline = time.monotonic() + 5
-    while (response := client.get(f"/api/orders/{order_id}")).status_code == 404:
-        assert time.monotonic() < deadline, "the order never appeared"
-        time.sleep(0.01)
-    return response.json()
 
 
 @pytest.fixture
