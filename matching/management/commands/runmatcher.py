@@ -105,7 +105,9 @@ class Command(BaseCommand):
             if cursor is None:  # stopped while the database was unreachable
                 client.close()
                 return
-            projector = Projector(cursor_name=cursor_name(shard), shard=shard)
+            # write every 5 ms at the most: web processes wait for the projection before answering an
+            # order (read-your-writes), so its batch interval is part of every order's latency
+            projector = Projector(cursor_name=cursor_name(shard), shard=shard, flush_interval=0.005)
             runner.subscribe(projector.project)  # replayed batches too: the projector skips seqs <= cursor
             replay = TradeReplay(after=cursor)  # the replayed trades the database may not hold yet
             runner.subscribe(replay)
