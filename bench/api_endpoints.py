@@ -40,7 +40,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api_load import POSTGRES_URL, client_run, free_port, manage, wait_listening
+from bench.api_load import (
+    POSTGRES_URL,
+    client_run,
+    drop_database,
+    free_port,
+    manage,
+    postgres_admin,
+    wait_listening,
+)
 from bench.harness import percentile, print_header
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,12 +153,8 @@ def embedded(scratch: str) -> Iterator[tuple[dict, int, list[int]]]:
 
 @contextlib.contextmanager
 def production(scratch: str) -> Iterator[tuple[dict, int, list[int]] | None]:
-    import psycopg
-
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=2)
-    except psycopg.Error as exc:
-        print(f"production mode skipped: no PostgreSQL at {POSTGRES_URL} ({str(exc).strip()})")
+    admin = postgres_admin()
+    if admin is None:
         yield None
         return
     name = f"bench_web_{uuid.uuid4().hex[:8]}"
@@ -170,9 +174,7 @@ def production(scratch: str) -> Iterator[tuple[dict, int, list[int]] | None]:
     finally:
         os.killpg(script.pid, signal.SIGTERM)
         script.wait(60)
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+        drop_database(admin, name)
 
 
 MODES = {

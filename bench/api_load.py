@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -178,17 +179,14 @@ def embedded(scratch: str) -> Iterator[dict]:
 def production(scratch: str) -> Iterator[dict | None]:
     """A durable redis-server, a scratch PostgreSQL database and a runmatcher for shard 0; None (with
     the reason printed) when redis-server or PostgreSQL is missing."""
-    import psycopg
 
     binary = shutil.which("redis-server")
     if binary is None:
         print("production mode skipped: redis-server is not installed")
         yield None
         return
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=2)
-    except psycopg.Error as exc:
-        print(f"production mode skipped: no PostgreSQL at {POSTGRES_URL} ({str(exc).strip()})")
+    admin = postgres_admin()
+    if admin is None:
         yield None
         return
     name = f"bench_api_{uuid.uuid4().hex[:8]}"
@@ -226,9 +224,25 @@ def production(scratch: str) -> Iterator[dict | None]:
             matcher.wait(30)
         redis_proc.terminate()
         redis_proc.wait(10)
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.close()
+        drop_database(admin, name)
+
+
+def postgres_admin() -> Any | None:
+    """An autocommit connection to POSTGRES_URL, or None (saying why) when there is no PostgreSQL."""
+    import psycopg
+
+    try:
+        return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=2)
+    except psycopg.Error as exc:
+        print(f"production mode skipped: no PostgreSQL at {POSTGRES_URL} ({str(exc).strip()})")
+        return None
+
+
+def drop_database(admin: Any, name: str) -> None:
+    """Drop a scratch database (its connections ended first) and close the admin connection."""
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.close()
 
 
 MODES = {
