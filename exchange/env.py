@@ -124,6 +124,17 @@ def parse_mode(value: str, redis_url: str | None) -> Mode:
     return mode
 
 
+def parse_seconds(name: str, value: str) -> float:
+    """A number of seconds, 0 included."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ImproperlyConfigured(f"{name} must be a number of seconds (0 or more), not {value!r}")
+    return seconds
+
+
 def parse_positive(name: str, value: str, kind: type[int] | type[float]) -> int | float:
     try:
         number = kind(value)
@@ -181,9 +192,7 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         matcher_max_in_flight=int(
             parse_positive("MATCHER_MAX_IN_FLIGHT", get("MATCHER_MAX_IN_FLIGHT", "256"), int)
         ),
-        projection_wait_timeout=float(
-            parse_positive("PROJECTION_WAIT_TIMEOUT", get("PROJECTION_WAIT_TIMEOUT", "1"), float)
-        ),
+        projection_wait_timeout=parse_seconds("PROJECTION_WAIT_TIMEOUT", get("PROJECTION_WAIT_TIMEOUT", "1")),
         web_threads=int(parse_positive("WEB_THREADS", get("WEB_THREADS", "8"), int)),
         account_starting_cash=parse_cash("ACCOUNT_STARTING_CASH", get("ACCOUNT_STARTING_CASH", "1000000")),
         demo_market_maker=parse_bool("DEMO_MARKET_MAKER", get("DEMO_MARKET_MAKER", "false")),

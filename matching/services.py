@@ -257,6 +257,8 @@ def projection_wait(seq: int, *, order_id: int = 0, timeout: float | None = None
     write at once rather than at its next batch."""
     # the shard's cursor as runmatcher names it (the embedded matcher is shard 0)
     limit = settings.PROJECTION_WAIT_TIMEOUT if timeout is None else timeout
+    if limit <= 0:  # read-your-writes turned off: answer at once
+        return False
     projector = _projector
     if settings.EXCHANGE_MODE == Mode.EMBEDDED and projector is not None:  # this process writes it
         try:

@@ -193,6 +193,9 @@ def test_every_matcher_setting_is_read_from_the_environment():
                     "PROJECTION_WAIT_TIMEOUT": "0.5"}, base_dir=BASE_DIR)
     assert (env.matcher_stream_prefix, env.matcher_max_lag, env.matcher_max_in_flight,
             env.projection_wait_timeout) == ("ex2", 50, 8, 0.5)
+    assert read_env({"PROJECTION_WAIT_TIMEOUT": "0"}, base_dir=BASE_DIR).projection_wait_timeout == 0
+    with pytest.raises(ImproperlyConfigured, match="PROJECTION_WAIT_TIMEOUT"):
+        read_env({"PROJECTION_WAIT_TIMEOUT": "-1"}, base_dir=BASE_DIR)
     example = (Path(settings.BASE_DIR) / ".env.example").read_text()
     for name in ("EXCHANGE_MODE", "REDIS_CACHE_URL", "MATCHER_STREAM_PREFIX", "MATCHER_MAX_LAG",
                  "MATCHER_MAX_IN_FLIGHT", "PROJECTION_WAIT_TIMEOUT"):
