@@ -43,6 +43,7 @@ if [ -z "${REDIS_URL:-}" ]; then
 fi
 if [ -z "${REDIS_CACHE_URL:-}" ]; then
     REDIS_CACHE_PORT="${REDIS_CACHE_PORT:-6381}"
+    mkdir -p "$PRODUCTION_DIR/redis"
     redis-server --port "$REDIS_CACHE_PORT" --bind 127.0.0.1 --appendonly no --save "" \
         --logfile "$PRODUCTION_DIR/redis/redis-cache.log" &
     pids+=($!)
