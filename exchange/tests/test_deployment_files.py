@@ -39,3 +39,12 @@ def test_redis_keeps_every_acknowledged_command():
     command = SERVICES["redis"]["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--appendfsync") + 1] == "always"
+
+
+def test_what_may_be_lost_is_kept_off_the_command_log():
+    environment = SERVICES["web"]["environment"]
+    log, cache = environment["REDIS_URL"], environment["REDIS_CACHE_URL"]
+    assert log.split("//")[1].split(":")[0] == "redis"
+    assert cache.split("//")[1].split(":")[0] == "redis-cache"
+    command = SERVICES["redis-cache"]["command"]
+    assert command[command.index("--appendonly") + 1] == "no"
