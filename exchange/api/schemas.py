@@ -6,6 +6,8 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers as s
 
+from matching.engine import OrderStatus
+
 
 class Error(s.Serializer):
     code = s.CharField(help_text="machine-readable, e.g. invalid_request, post_only_would_take")
@@ -27,7 +29,8 @@ class Fill(s.Serializer):
     timestamp = s.DateTimeField()
 
 
-ORDER_OUTCOMES = ["open", "pending", "held", "partially_filled", "filled", "canceled", "expired"]
+# what an answer's status can be: the order statuses but rejected (a refusal is a 422)
+ORDER_OUTCOMES = [status.value for status in OrderStatus if status is not OrderStatus.REJECTED]
 
 
 class SubmitResult(s.Serializer):

@@ -34,6 +34,7 @@ from matching.engine import (
     OrderExpired,
     OrderReduced,
     OrderRejected,
+    OrderStatus,
     OrderType,
     RejectReason,
     StopTriggered,
@@ -90,7 +91,7 @@ class CancelView(APIView):
             if isinstance(event, OrderCanceled) and event.order_id == order_id:
                 lots = get_object_or_404(Instrument, symbol=order.symbol).lots_to_qty(event.canceled_qty)
                 services.projection_wait(reply.seq, order_id=order_id)  # a read after this one sees it
-                return Response({"success": True, "order_id": order_id, "status": "canceled",
+                return Response({"success": True, "order_id": order_id, "status": OrderStatus.CANCELED,
                                  "canceled_quantity": str(lots)})
             if isinstance(event, CancelRejected):
                 break
@@ -166,34 +167,36 @@ def order_outcome(reply: Reply, instrument: Instrument, started_ns: int, *, pend
     """The order `reply.order_id` as the reply leaves it (a new order's, or an amended one's): status,
     the trades it made, what remains. `pending`: the order is an untriggered stop (an amendment's)."""
     order_id = reply.order_id
-    state, remaining, trades, cancel_reason = "open", None, [], None
+    state, remaining, trades, cancel_reason = OrderStatus.OPEN, None, [], None
     for event in reply.events:
         if isinstance(event, OrderRejected) and event.order_id == order_id:
             raise refusal(event.reason, user_id=event.owner, instrument=instrument, order_id=order_id,
-                          status="rejected")
+                          status=OrderStatus.REJECTED)
         if isinstance(event, OrderHeld) and event.order_id == order_id:
-            state, remaining = "held", event.qty
+            state, remaining = OrderStatus.HELD, event.qty
         if isinstance(event, OrderAccepted) and event.order_id == order_id:
             remaining = event.qty
-            state = "pending" if event.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else "open"
+            stop = event.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+            state = OrderStatus.PENDING if stop else OrderStatus.OPEN
         elif isinstance(event, OrderAmended) and event.order_id == order_id:
             remaining = event.remaining
-            state = "pending" if pending else "open" if event.remaining == event.qty else "partially_filled"
+            state = (OrderStatus.PENDING if pending else OrderStatus.OPEN if event.remaining == event.qty
+                     else OrderStatus.PARTIALLY_FILLED)
         elif isinstance(event, Trade) and order_id in (event.taker_order_id, event.maker_order_id):
             remaining = event.taker_remaining if event.taker_order_id == order_id else event.maker_remaining
-            state = "filled" if remaining == 0 else "partially_filled"
+            state = OrderStatus.FILLED if remaining == 0 else OrderStatus.PARTIALLY_FILLED
             trades.append({"trade_id": f"{event.symbol}-{event.trade_id}",
                            "price": str(instrument.ticks_to_price(event.price)),
                            "quantity": str(instrument.lots_to_qty(event.qty)),
                            "timestamp": _iso(event.timestamp)})
         elif isinstance(event, StopTriggered) and event.order_id == order_id:
-            state = "open"
+            state = OrderStatus.OPEN
         elif isinstance(event, OrderReduced) and event.order_id == order_id:
             remaining = event.remaining  # a self-trade decrement: the rest stays live
         elif isinstance(event, OrderCanceled) and event.order_id == order_id:
-            state, remaining, cancel_reason = "canceled", 0, str(event.reason)
+            state, remaining, cancel_reason = OrderStatus.CANCELED, 0, str(event.reason)
         elif isinstance(event, OrderExpired) and event.order_id == order_id:
-            state, remaining = "expired", 0
+            state, remaining = OrderStatus.EXPIRED, 0
     return {
         "success": True,
         "order_id": order_id,
