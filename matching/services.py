@@ -1,8 +1,8 @@
 """The web tier's way to the matcher: one CommandBus per process, built from settings on first use.
 
 The server starts it as it starts (the ASGI lifespan: exchange/lifespan.py); a server without lifespan
-events starts it with the first request that needs it. With REDIS_URL set, commands go to the shard processes
-over Redis Streams instead; callers see the same `CommandBus` either way.
+events starts it with the first request that needs it. In production (EXCHANGE_MODE), commands go to the
+shard processes over Redis Streams instead; callers see the same `CommandBus` either way.
 """
 
 from __future__ import annotations
@@ -239,24 +239,22 @@ def order_amend(*, user_id: int, symbol: str, order_id: int, qty_lots: int | Non
 
 
 def projection_catch_up(replies: Sequence[Reply]) -> None:
-    """`projection_wait` for the newest of these replies on each shard: once it returns, a read sees
-    what the replies said (orders, fills, the account)."""
+    """Wait for the projection to hold the newest of these replies on each shard, so that a read after
+    the answer sees what the replies said (orders, fills, the account): read-your-writes."""
     newest: dict[int, tuple[int, int]] = {}  # shard -> (seq, order id) of its newest reply
     for reply in replies:
         shard = reply.order_id // ORDER_ID_STRIDE
         newest[shard] = max(newest.get(shard, (0, 0)), (reply.seq, reply.order_id))
     for seq, order_id in newest.values():
-        projection_wait(seq, order_id=order_id)
+        _projection_wait(seq, order_id=order_id)
 
 
-def projection_wait(seq: int, *, order_id: int = 0, timeout: float | None = None) -> bool:
+def _projection_wait(seq: int, *, order_id: int) -> bool:
     """Wait until the projection (orders, trades, balances in the ORM) holds the matcher's reply `seq`
-    of the shard that owns `order_id`, so that a read after an answer sees what the answer said.
-    True once it does; False after `timeout` (PROJECTION_WAIT_TIMEOUT, 1 s by default): the answer
-    stands either way, the projection catches up on its own. Embedded, the projector is asked to
-    write at once rather than at its next batch."""
-    # the shard's cursor as runmatcher names it (the embedded matcher is shard 0)
-    limit = settings.PROJECTION_WAIT_TIMEOUT if timeout is None else timeout
+    of the shard that owns `order_id`. True once it does; False after PROJECTION_WAIT_TIMEOUT (1 s by
+    default; 0: no wait): the answer stands either way, the projection catches up on its own. Embedded,
+    the projector is asked to write at once rather than at its next batch."""
+    limit = settings.PROJECTION_WAIT_TIMEOUT
     if limit <= 0:  # read-your-writes turned off: answer at once
         return False
     projector = _projector

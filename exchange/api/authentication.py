@@ -93,7 +93,7 @@ class BasicAuthenticationScheme(BasicScheme):
     target_class = "exchange.api.authentication.BasicAuthentication"
 
 
-class LoginFormMixin(AuthenticationForm):
+class LoginForm(AuthenticationForm):
     """A login form that refuses past the failed-login budget with a clear message, before any
     password is checked; `refusal` is then (HTTP status, Retry-After seconds) for the view."""
 
@@ -116,11 +116,7 @@ class LoginFormMixin(AuthenticationForm):
                                   code="unavailable") from exc
 
 
-class LoginForm(LoginFormMixin, AuthenticationForm):
-    pass
-
-
-class AdminLoginForm(LoginFormMixin, AdminAuthenticationForm):
+class AdminLoginForm(LoginForm, AdminAuthenticationForm):
     """The admin's login form (`admin.site.login_form`), with the same refusal."""
 
 
@@ -131,7 +127,7 @@ class LoginView(auth_views.LoginView):
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
         response = super().form_invalid(form)
-        if isinstance(form, LoginFormMixin) and form.refusal is not None:
+        if isinstance(form, LoginForm) and form.refusal is not None:
             response.status_code = form.refusal[0]
             response["Retry-After"] = str(form.refusal[1])
         return response

@@ -15,7 +15,7 @@ The request as a whole fails only when it cannot be read: not signed in (401), n
 (400 invalid_request), more than 100 (400 too_many_orders), no order budget left at all (429), or the
 matcher refusing to take any of them (503, nothing sent).
 
-Rate limit: each order takes one token of the submit budget (`OrderBudgetThrottle`, the same counter as
+Rate limit: each order takes one token of the submit budget (`take_order_tokens`, the same counter as
 POST /api/submit: 10 orders a second by default), so a batch cannot get past it. Orders beyond the
 budget left are answered `rate_limited` with `retry_after`, in request order, and not sent; invalid
 orders cost nothing. The request itself counts once toward the burst and sustained call limits.
@@ -35,7 +35,7 @@ from rest_framework.views import APIView
 from exchange.api import schemas
 from exchange.api.errors import ApiError, body
 from exchange.api.serializers import OrderRequest, order_spec
-from exchange.api.throttles import OrderBudgetThrottle
+from exchange.api.throttles import take_order_tokens
 from exchange.api.views import ERRORS, submit_outcome
 from exchange.models import Instrument
 from exchange.users import signed_in_user
@@ -51,7 +51,7 @@ class BatchSubmitView(APIView):
     """POST /api/orders/batch: place up to 100 orders; per order its outcome or its error."""
 
     throttle_scope = "submit"  # the order budget (exchange/api/throttles.py)...
-    throttle_per_order = True  # ...of which each order takes one token (OrderBudgetThrottle.admit)
+    throttle_per_order = True  # ...of which each order takes one token (take_order_tokens)
 
     @extend_schema(request=schemas.BatchRequest, responses={200: schemas.BatchResult, **ERRORS},
                    examples=schemas.BATCH_EXAMPLES)
@@ -80,10 +80,9 @@ class BatchSubmitView(APIView):
             spec = order_spec(data, stp_default or STPMode.CANCEL_NEWEST)
             valid.append((index, data["instrument"], spec))
 
-        throttle = OrderBudgetThrottle()
-        granted = throttle.admit(request, self, len(valid))
+        granted, wait = take_order_tokens(request, len(valid))
         if granted < len(valid):
-            retry_after = max(1, math.ceil(throttle.wait() or 1))
+            retry_after = max(1, math.ceil(wait or 1))
             for index, _, _ in valid[granted:]:
                 results[index] = failure(index, 429, "rate_limited", "over the order rate limit; not sent",
                                          retry_after=retry_after)

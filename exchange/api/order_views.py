@@ -96,7 +96,7 @@ class OrderDetailView(APIView):
                 raise refusal(event.reason, user_id=user.pk, instrument=instrument, what="amendment",
                               order_id=order_id)
             if isinstance(event, OrderAmended):
-                services.projection_wait(reply.seq, order_id=order_id)  # a read after this one sees it
+                services.projection_catch_up([reply])  # a read after this answer sees it
                 pending = order.status == OrderStatus.PENDING  # an untriggered stop stays pending
                 outcome = order_outcome(reply, instrument, started, pending=pending)
                 price, stop = event.price, event.stop_price

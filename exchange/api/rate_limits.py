@@ -135,11 +135,26 @@ def _wait(take: Take, log: deque[float], now: float) -> float:
     return log[over - 1] + take.rate.period - now
 
 
-# KEYS: the budgets' logs (sorted sets: member an id, score the time in µs), then the id counter.
-# ARGV: per budget its count, period in µs and cost. Returns 0 (all taken) or the wait in µs.
-_TAKE_ALL = """
+# Both scripts: the time (Redis' own, µs), and the taking of `cost` tokens (members: ids from a counter
+# key, score: the time), the log expiring with its window.
+_COMMON = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function add_tokens(log, counter, cost, period)
+  local last = redis.call('INCRBY', counter, cost)
+  local entries = {}
+  for id = last - cost + 1, last do
+    entries[#entries+1] = now
+    entries[#entries+1] = id
+  end
+  redis.call('ZADD', log, unpack(entries))
+  redis.call('PEXPIRE', log, math.ceil(period / 1000) + 1)
+end
+"""
+
+# KEYS: the budgets' logs (sorted sets: member an id, score the time in µs), then the id counter.
+# ARGV: per budget its count, period in µs and cost. Returns 0 (all taken) or the wait in µs.
+_TAKE_ALL = _COMMON + """
 local n = #KEYS - 1
 local wait = 0
 for i = 1, n do
@@ -160,14 +175,7 @@ end
 for i = 1, n do
   local period, cost = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
   if cost > 0 then
-    local last = redis.call('INCRBY', KEYS[n+1], cost)
-    local entries = {}
-    for id = last - cost + 1, last do
-      entries[#entries+1] = now
-      entries[#entries+1] = id
-    end
-    redis.call('ZADD', KEYS[i], unpack(entries))
-    redis.call('PEXPIRE', KEYS[i], math.ceil(period / 1000) + 1)
+    add_tokens(KEYS[i], KEYS[n+1], cost, period)
   end
 end
 return 0
@@ -175,22 +183,13 @@ return 0
 
 # KEYS: the budget's log, the id counter. ARGV: count, period in µs, cost.
 # Returns {granted, wait in µs until the next token frees up if none is left now, else 0}.
-_TAKE_UP_TO = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+_TAKE_UP_TO = _COMMON + """
 local count, period, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
 local used = redis.call('ZCARD', KEYS[1])
 local granted = math.max(0, math.min(cost, count - used))
 if granted > 0 then
-  local last = redis.call('INCRBY', KEYS[2], granted)
-  local entries = {}
-  for id = last - granted + 1, last do
-    entries[#entries+1] = now
-    entries[#entries+1] = id
-  end
-  redis.call('ZADD', KEYS[1], unpack(entries))
-  redis.call('PEXPIRE', KEYS[1], math.ceil(period / 1000) + 1)
+  add_tokens(KEYS[1], KEYS[2], granted, period)
 end
 local wait = 0
 if used + granted >= count then

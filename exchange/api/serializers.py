@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -139,9 +139,7 @@ class OrderRequest(KnownFieldsOnly):
             errors["symbol"] = f"unknown symbol {attrs['symbol']!r}"
         else:
             attrs["instrument"] = instrument
-            for key, name, convert in (("qty_lots", "quantity", instrument.qty_to_lots),
-                                       ("price_ticks", "price", instrument.price_to_ticks),
-                                       ("stop_price_ticks", "stop_price", instrument.price_to_ticks)):
+            for key, name, convert in unit_fields(instrument):
                 value = attrs.get(name)
                 try:
                     attrs[key] = None if value is None else _units(convert, value, name)
@@ -193,6 +191,13 @@ def shape_errors(attrs: dict[str, Any]) -> dict[str, str]:
     return errors
 
 
+def unit_fields(instrument: Instrument) -> tuple[tuple[str, str, Callable[[Decimal], int]], ...]:
+    """(the integer's key, the request's field, its conversion) for an order's quantity and prices."""
+    return (("qty_lots", "quantity", instrument.qty_to_lots),
+            ("price_ticks", "price", instrument.price_to_ticks),
+            ("stop_price_ticks", "stop_price", instrument.price_to_ticks))
+
+
 def _units(convert: Any, value: Decimal, name: str) -> int:
     try:
         units = convert(value)
@@ -217,14 +222,8 @@ class AmendRequest(KnownFieldsOnly):
 
     def to_units(self, instrument: Instrument) -> dict[str, int | None]:
         data = self.validated_data
-        return {
-            "qty_lots": None if "quantity" not in data else _units(instrument.qty_to_lots, data["quantity"],
-                                                                    "quantity"),
-            "price_ticks": None if "price" not in data else _units(instrument.price_to_ticks, data["price"],
-                                                                   "price"),
-            "stop_price_ticks": None if "stop_price" not in data else _units(
-                instrument.price_to_ticks, data["stop_price"], "stop_price"),
-        }
+        return {key: None if name not in data else _units(convert, data[name], name)
+                for key, name, convert in unit_fields(instrument)}
 
 
 class AccountSettingsRequest(serializers.Serializer):

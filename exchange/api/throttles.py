@@ -12,7 +12,7 @@ has room. Rates: REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] (API_RATES), read at e
 
 A view that carries several orders a request (POST /api/orders/batch) also sets
 `throttle_per_order = True`: the request then only needs some order budget left, and the view takes
-one token per order with `OrderBudgetThrottle.admit`.
+one token per order with `take_order_tokens`.
 """
 
 from __future__ import annotations
@@ -74,28 +74,14 @@ class ApiThrottle(BaseThrottle):
         return self.seconds or None
 
 
-class OrderBudgetThrottle(BaseThrottle):
-    """The order budget (scope "submit": the same counter as POST /api/submit) charged per order, for
-    requests that carry several. As a view throttle it only checks that some budget is left; the view
-    then takes one token per order with `admit`."""
-
-    seconds = 0.0
-
-    def allow_request(self, request: Request, view: APIView) -> bool:
-        budget = order_budget(caller(request, self), 0)
-        self.seconds = 0.0 if budget is None else limiter().take_all([budget])
-        return self.seconds == 0.0
-
-    def admit(self, request: Request, view: APIView, wanted: int) -> int:
-        """Take up to `wanted` tokens now (one per order); how many were granted."""
-        budget = order_budget(caller(request, self), wanted)
-        if wanted <= 0 or budget is None:
-            return max(wanted, 0)
-        granted, self.seconds = limiter().take_up_to(budget)
-        return granted
-
-    def wait(self) -> float | None:
-        return self.seconds or None
+def take_order_tokens(request: Request, wanted: int) -> tuple[int, float]:
+    """For a request that carries several orders (its view sets `throttle_per_order`, so ApiThrottle
+    only checked that some order budget is left): take up to `wanted` tokens of the caller's order
+    budget now, one per order. (granted, seconds until the next token frees up: 0.0 if some are left.)"""
+    budget = order_budget(caller(request, ApiThrottle()), wanted)
+    if wanted <= 0 or budget is None:
+        return max(wanted, 0), 0.0
+    return limiter().take_up_to(budget)
 
 
 class LoginThrottle(BaseThrottle):

@@ -90,7 +90,7 @@ class CancelView(APIView):
         for event in reply.events:
             if isinstance(event, OrderCanceled) and event.order_id == order_id:
                 lots = get_object_or_404(Instrument, symbol=order.symbol).lots_to_qty(event.canceled_qty)
-                services.projection_wait(reply.seq, order_id=order_id)  # a read after this one sees it
+                services.projection_catch_up([reply])  # a read after this answer sees it
                 return Response({"success": True, "order_id": order_id, "status": OrderStatus.CANCELED,
                                  "canceled_quantity": str(lots)})
             if isinstance(event, CancelRejected):

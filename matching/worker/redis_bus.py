@@ -539,20 +539,19 @@ class RedisBus:
 
     @classmethod
     def from_settings(cls) -> RedisBus:
-        """Built from Django settings: REDIS_URL, MATCHER_SHARDS, MATCHER_TIMEOUT, MATCHER_STREAM_PREFIX,
-        MATCHER_MAX_LAG."""
+        """Built from Django settings (each read from the environment by exchange/env.py): REDIS_URL,
+        MATCHER_SHARDS, MATCHER_TIMEOUT, MATCHER_STREAM_PREFIX, MATCHER_MAX_LAG, MATCHER_MAX_IN_FLIGHT."""
         from django.conf import settings
 
-        shards = symbol_shards(settings.MATCHER_SHARDS)
         return cls(
-            str(getattr(settings, "REDIS_URL", None) or settings.ENV.redis_url),
-            shards,
-            getattr(settings, "MATCHER_TIMEOUT", 5.0),
+            str(settings.REDIS_URL),
+            symbol_shards(settings.MATCHER_SHARDS),
+            settings.MATCHER_TIMEOUT,
             shards=[int(s) for s in settings.MATCHER_SHARDS],
             default_shard=min((int(s) for s in settings.MATCHER_SHARDS), default=0),
-            prefix=getattr(settings, "MATCHER_STREAM_PREFIX", "exchange"),
-            max_lag=getattr(settings, "MATCHER_MAX_LAG", 10_000),
-            max_in_flight=getattr(settings, "MATCHER_MAX_IN_FLIGHT", 256),
+            prefix=settings.MATCHER_STREAM_PREFIX,
+            max_lag=settings.MATCHER_MAX_LAG,
+            max_in_flight=settings.MATCHER_MAX_IN_FLIGHT,
         )
 
     def close(self) -> None:
@@ -622,8 +621,7 @@ class RedisBus:
         link.send(((shard, payload, request_id),))
         if not waiter.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             if link.pending.pop(request_id, None) is not None:
-                self._heartbeats.pop(shard, None)  # look at the heartbeat again on the next call
-                raise Unavailable(f"matcher shard {shard} did not answer within {wait:g}s", BUSY_RETRY_AFTER)
+                raise self._no_answer(shard, wait)
             self._taken(waiter, shard)
         outcome = waiter.outcome
         if isinstance(outcome, BaseException):
@@ -662,9 +660,7 @@ class RedisBus:
         for shard, request_id, waiter in zip(shards, request_ids, waiters, strict=True):
             if not waiter.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 if link.pending.pop(request_id, None) is not None:
-                    self._heartbeats.pop(shard, None)
-                    out.append(Unavailable(f"matcher shard {shard} did not answer within {wait:g}s",
-                                           BUSY_RETRY_AFTER))
+                    out.append(self._no_answer(shard, wait))
                     continue
                 self._taken(waiter, shard)
             outcome = waiter.outcome
@@ -703,9 +699,7 @@ class RedisBus:
         try:
             encoded = await future
         except TimeoutError:
-            self._heartbeats.pop(shard, None)  # look at the heartbeat again on the next call
-            raise Unavailable(f"matcher shard {shard} did not answer within {wait:g}s",
-                              BUSY_RETRY_AFTER) from None
+            raise self._no_answer(shard, wait) from None
         finally:
             link.pending.pop(request_id, None)  # a cancelled caller leaves; no-op once answered
         reply = decode_reply(encoded)
@@ -747,6 +741,11 @@ class RedisBus:
         }
 
     # ---- internals --------------------------------------------------------------------------
+
+    def _no_answer(self, shard: int, wait: float) -> Unavailable:
+        """A caller's deadline passed: the heartbeat is looked at again on the next call."""
+        self._heartbeats.pop(shard, None)
+        return Unavailable(f"matcher shard {shard} did not answer within {wait:g}s", BUSY_RETRY_AFTER)
 
     def _wait(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else min(timeout, self.timeout)
