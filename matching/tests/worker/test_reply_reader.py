@@ -181,10 +181,9 @@ def test_one_reader_and_one_sender_connection_however_many_wait(serve, buses, re
 def test_a_timeout_is_unavailable_and_its_late_reply_is_dropped(serve, buses, redis_client, redis_prefix):
     bus = buses()
     fresh_heartbeat(redis_client, redis_prefix)  # up, but nobody reads the stream yet
-    start = time.monotonic()
-    with pytest.raises(Unavailable, match=r"did not answer within 0\.3s") as info:
+    with pytest.raises(Unavailable, match=r"did not answer within 0\.3s") as info:  # its deadline, not 5 s
         bus.submit(order(1, "late-sync"), timeout=0.3)
-    assert 0.25 < time.monotonic() - start < 2.5 and info.value.retry_after > 0
+    assert info.value.retry_after > 0
 
     async def late_async() -> None:
         with pytest.raises(Unavailable, match="did not answer"):
@@ -207,7 +206,7 @@ def test_a_timeout_is_unavailable_and_its_late_reply_is_dropped(serve, buses, re
 
 def test_a_down_shard_is_unavailable_at_once_and_nothing_is_written(buses, redis_client, redis_prefix, serve):
     bus = buses()
-    start = time.monotonic()
+    # "down": refused on the missing heartbeat, not "did not answer" after waiting out the 5 s
     with pytest.raises(Unavailable, match="down") as info:
         bus.submit(order(1, "a"), timeout=5)
     assert info.value.retry_after >= 1
@@ -219,17 +218,14 @@ def test_a_down_shard_is_unavailable_at_once_and_nothing_is_written(buses, redis
     asyncio.run(down())
     replies = bus.submit_many([order(1, "c"), order(1, "d")], timeout=5)
     assert all(isinstance(r, Unavailable) and "down" in str(r) for r in replies)
-    assert time.monotonic() - start < 1.0  # refused, not timed out
     assert redis_client.xlen(stream_key(redis_prefix, 0)) == 0
 
     runner = serve()
     assert bus.submit(order(1, "e"), timeout=5).seq == 1  # a runner that comes up is used at once
     runner.stop()  # withdraws its heartbeat
     time.sleep(0.6)  # the bus trusts the heartbeat it read for 0.5 s
-    start = time.monotonic()
     with pytest.raises(Unavailable, match="down"):
         bus.submit(order(1, "f"), timeout=5)
-    assert time.monotonic() - start < 1.0
 
 
 def test_two_buses_on_one_shard_never_get_each_others_replies(serve, buses):
@@ -325,11 +321,9 @@ def test_closing_the_bus_answers_its_waiting_callers(buses, redis_client, redis_
     deadline = time.monotonic() + 5
     while redis_client.xlen(stream_key(redis_prefix, 0)) == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    start = time.monotonic()
     bus.close()
     thread.join(5)
-    assert time.monotonic() - start < 2.5
-    assert outcome and "closed" in str(outcome[0])
+    assert outcome and "closed" in str(outcome[0])  # answered by close, not by its 5 s deadline
     with pytest.raises(Unavailable, match="closed"):
         bus.submit(order(1, "y"), timeout=5)
     assert bus_connections(redis_client, bus) == []
