@@ -53,6 +53,7 @@ from matching.engine import (
 from matching.engine import Trade as TradeEvent
 from matching.engine.types import STPMode
 from matching.models import SYMBOL_MAX_LENGTH, AuditEvent, Order, ProjectionCursor, Trade
+from matching.outcomes import OrderOutcome, outcomes
 from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
 from risk.core import HeldOrderReleased, OrderHeld, RejectHeld, ReleaseHeld, RiskEvent
@@ -132,16 +133,19 @@ class _Audited(Protocol):
 
 
 def _collect(replies: Sequence[Reply]) -> _Rows:
+    """Each reply's events as audit rows and trades, then its outcomes (matching.outcomes) as order rows."""
     rows = _Rows(orders=_load_orders(replies))
     for reply in replies:
         if reply.duplicate:
             continue
         for event in reply.events:
-            handler = _HANDLERS.get(type(event))
-            if handler is not None:
-                handler(rows, reply, event)
+            audit = _AUDITED.get(type(event))
+            if audit is not None:
+                audit(rows, reply, event)
             elif type(event) in _RISK_EVENTS:
                 rows.risk.append((reply.seq, event))
+        for outcome in outcomes(reply.events).values():
+            _fold(rows, reply, outcome)
     return rows
 
 
@@ -215,151 +219,106 @@ def _adapter(field: models.Field, db: BaseDatabaseWrapper) -> Callable[[Any], An
     return None
 
 
-# ---- one handler per event type --------------------------------------------------------------
+# ---- order rows: one outcome at a time ------------------------------------------------------
 
 
-def _on_accepted(rows: _Rows, reply: Reply, event: OrderAccepted) -> None:
-    status = OrderStatus.PENDING if event.order_type in _STOP_TYPES else OrderStatus.OPEN
-    rows.record(reply, Kind.ACCEPTED, event, event.order_id, event.owner)
-    if isinstance(reply.command, ReleaseHeld):  # a held order's row goes live
-        order = rows.touch(event.order_id, reply.seq, event.timestamp)
-        if order is not None:
-            order.status = status.value
+def _fold(rows: _Rows, reply: Reply, outcome: OrderOutcome) -> None:
+    """What one reply did to one order, into its row: a new order's row is made from its NewOrder."""
+    order_id = outcome.order_id
+    resolving = isinstance(reply.command, ReleaseHeld | RejectHeld)  # a held order's row goes on
+    if not resolving and outcome.accepted is not None and order_id not in rows.orders:
+        first = _new_order(reply, outcome, outcome.status or OrderStatus.OPEN)
+        first.remaining_lots = outcome.accepted.qty
+        rows.add(first)
+    elif not resolving and outcome.status is OrderStatus.REJECTED:
+        if order_id not in rows.orders:  # a new order refused (duplicate_order_id: the live one's row stays)
+            refused = _new_order(reply, outcome, OrderStatus.REJECTED)
+            refused.reject_reason = "" if outcome.reject_reason is None else outcome.reject_reason.value
+            rows.add(refused)
         return
-    order = _new_order(reply, event, status)
-    order.remaining_lots = event.qty
-    rows.add(order)
+    order = rows.touch(order_id, reply.seq, outcome.timestamp)
+    if order is None:
+        return
+    order.filled_lots += outcome.filled
+    order.notional_ticks_lots += outcome.notional
+    taken = outcome.taken_away
+    if resolving and outcome.status is OrderStatus.REJECTED:  # a held order refused at last: all of it
+        taken = order.remaining_lots
+    order.canceled_lots += taken
+    if outcome.remaining is not None:
+        order.remaining_lots = outcome.remaining
+    elif taken:
+        order.remaining_lots -= taken
+    if outcome.status is not None:
+        order.status = outcome.status.value
+    if outcome.cancel_reason is not None:
+        order.cancel_reason = outcome.cancel_reason.value
+    if outcome.reject_reason is not None:
+        order.reject_reason = outcome.reject_reason.value
+    if outcome.amended is not None:
+        change = outcome.amended
+        order.qty_lots, order.price_ticks = change.qty, change.price
+        order.stop_price_ticks = change.stop_price
 
 
-def _on_rejected(rows: _Rows, reply: Reply, event: OrderRejected) -> None:
+# ---- audit rows: one per event ------------------------------------------------------------------
+
+
+def _audit(kind: str) -> Callable[[_Rows, Reply, Any], None]:
+    def record(rows: _Rows, reply: Reply, event: Any) -> None:
+        rows.record(reply, kind, event, event.order_id, event.owner)
+
+    return record
+
+
+def _audit_rejected(rows: _Rows, reply: Reply, event: OrderRejected) -> None:
     request = _plain_fields(reply.command)
     rows.record(reply, Kind.REJECTED, event, event.order_id, event.owner, request=request)
-    if isinstance(reply.command, ReleaseHeld | RejectHeld):  # a held order refused at last
-        order = rows.touch(event.order_id, reply.seq, event.timestamp)
-        if order is not None:
-            _take_away(order, order.remaining_lots)
-            order.status, order.reject_reason = OrderStatus.REJECTED.value, event.reason.value
-    elif event.order_id not in rows.orders:  # duplicate_order_id: the live order keeps its row
-        order = _new_order(reply, event, OrderStatus.REJECTED)
-        order.reject_reason = event.reason.value
-        rows.add(order)
 
 
-def _on_held(rows: _Rows, reply: Reply, event: OrderHeld) -> None:
-    order = _new_order(reply, event, OrderStatus.HELD)
-    order.remaining_lots = event.qty
-    rows.add(order)
-    rows.record(reply, Kind.HELD, event, event.order_id, event.owner)
-
-
-def _on_released(rows: _Rows, reply: Reply, event: HeldOrderReleased) -> None:
-    rows.record(reply, Kind.RELEASED, event, event.order_id, event.owner)
-
-
-def _on_trade(rows: _Rows, reply: Reply, event: TradeEvent) -> None:
+def _audit_trade(rows: _Rows, reply: Reply, event: TradeEvent) -> None:
     rows.trades.append(Trade(
         symbol=event.symbol, trade_id=event.trade_id, price_ticks=event.price, qty_lots=event.qty,
         taker_order_id=event.taker_order_id, maker_order_id=event.maker_order_id,
         taker_user_id=event.taker_owner, maker_user_id=event.maker_owner, taker_side=event.taker_side.value,
         seq=reply.seq, executed_at=to_datetime(event.timestamp),
     ))
-    _fill(rows, reply, event, event.taker_order_id, event.taker_owner, event.taker_remaining, "taker")
-    _fill(rows, reply, event, event.maker_order_id, event.maker_owner, event.maker_remaining, "maker")
+    for order_id, owner, remaining, role in ((event.taker_order_id, event.taker_owner, event.taker_remaining,
+                                              "taker"),
+                                             (event.maker_order_id, event.maker_owner, event.maker_remaining,
+                                              "maker")):
+        kind = Kind.FILLED if remaining == 0 else Kind.PARTIALLY_FILLED
+        rows.record(reply, kind, event, order_id, owner, role=role)
 
 
-def _fill(rows: _Rows, reply: Reply, event: TradeEvent, order_id: int, owner: int, remaining: int,
-          role: str) -> None:
-    kind = Kind.FILLED if remaining == 0 else Kind.PARTIALLY_FILLED
-    rows.record(reply, kind, event, order_id, owner, role=role)
-    order = rows.touch(order_id, reply.seq, event.timestamp)
-    if order is None:
-        return
-    order.filled_lots += event.qty
-    order.remaining_lots = remaining
-    order.notional_ticks_lots += event.price * event.qty
-    order.status = OrderStatus.FILLED if remaining == 0 else OrderStatus.PARTIALLY_FILLED
-
-
-def _on_canceled(rows: _Rows, reply: Reply, event: OrderCanceled) -> None:
-    rows.record(reply, Kind.CANCELED, event, event.order_id, event.owner)
-    order = rows.touch(event.order_id, reply.seq, event.timestamp)
-    if order is not None:
-        _take_away(order, event.canceled_qty)
-        order.status, order.cancel_reason = OrderStatus.CANCELED, event.reason.value
-
-
-def _on_expired(rows: _Rows, reply: Reply, event: OrderExpired) -> None:
-    rows.record(reply, Kind.EXPIRED, event, event.order_id, event.owner)
-    order = rows.touch(event.order_id, reply.seq, event.timestamp)
-    if order is not None:
-        _take_away(order, event.canceled_qty)
-        order.status = OrderStatus.EXPIRED
-
-
-def _on_reduced(rows: _Rows, reply: Reply, event: OrderReduced) -> None:
-    rows.record(reply, Kind.REDUCED, event, event.order_id, event.owner)
-    order = rows.touch(event.order_id, reply.seq, event.timestamp)
-    if order is not None:
-        _take_away(order, event.reduced_qty)
-
-
-def _take_away(order: Order, lots: int) -> None:
-    """Lots leaving the order without a trade (cancel, expiry, self-trade decrement)."""
-    order.canceled_lots += lots
-    order.remaining_lots -= lots
-
-
-def _on_amended(rows: _Rows, reply: Reply, event: OrderAmended) -> None:
-    rows.record(reply, Kind.AMENDED, event, event.order_id, event.owner)
-    order = rows.touch(event.order_id, reply.seq, event.timestamp)
-    if order is not None:
-        order.qty_lots, order.remaining_lots = event.qty, event.remaining
-        order.price_ticks, order.stop_price_ticks = event.price, event.stop_price
-
-
-def _on_stop_triggered(rows: _Rows, reply: Reply, event: StopTriggered) -> None:
-    rows.record(reply, Kind.STOP_TRIGGERED, event, event.order_id, event.owner)
-    order = rows.touch(event.order_id, reply.seq, event.timestamp)
-    if order is not None:
-        order.status = OrderStatus.OPEN
-
-
-def _on_cancel_rejected(rows: _Rows, reply: Reply, event: CancelRejected) -> None:
-    rows.record(reply, Kind.CANCEL_REJECTED, event, event.order_id, event.owner)
-
-
-def _on_amend_rejected(rows: _Rows, reply: Reply, event: AmendRejected) -> None:
-    rows.record(reply, Kind.AMEND_REJECTED, event, event.order_id, event.owner)
-
-
-_HANDLERS: dict[type, Callable[[_Rows, Reply, Any], None]] = {
-    OrderAccepted: _on_accepted,
-    OrderRejected: _on_rejected,
-    TradeEvent: _on_trade,
-    OrderCanceled: _on_canceled,
-    OrderExpired: _on_expired,
-    OrderReduced: _on_reduced,
-    OrderAmended: _on_amended,
-    StopTriggered: _on_stop_triggered,
-    CancelRejected: _on_cancel_rejected,
-    AmendRejected: _on_amend_rejected,
-    OrderHeld: _on_held,
-    HeldOrderReleased: _on_released,
+_AUDITED: dict[type, Callable[[_Rows, Reply, Any], None]] = {
+    OrderAccepted: _audit(Kind.ACCEPTED),
+    OrderRejected: _audit_rejected,
+    TradeEvent: _audit_trade,
+    OrderCanceled: _audit(Kind.CANCELED),
+    OrderExpired: _audit(Kind.EXPIRED),
+    OrderReduced: _audit(Kind.REDUCED),
+    OrderAmended: _audit(Kind.AMENDED),
+    StopTriggered: _audit(Kind.STOP_TRIGGERED),
+    CancelRejected: _audit(Kind.CANCEL_REJECTED),
+    AmendRejected: _audit(Kind.AMEND_REJECTED),
+    OrderHeld: _audit(Kind.HELD),
+    HeldOrderReleased: _audit(Kind.RELEASED),
 }  # BookDelta: market data, not an order's history
-_RISK_EVENTS = frozenset(typing.get_args(RiskEvent)) - set(_HANDLERS)
+_RISK_EVENTS = frozenset(typing.get_args(RiskEvent)) - set(_AUDITED)
 
 
 # ---- plain values ----------------------------------------------------------------------------
 
 
-def _new_order(reply: Reply, event: OrderAccepted | OrderRejected | OrderHeld, status: OrderStatus) -> Order:
+def _new_order(reply: Reply, outcome: OrderOutcome, status: OrderStatus) -> Order:
     """A row from the NewOrder as applied; a rejected one's fields may be invalid, so each is checked."""
     cmd = reply.command
     if not isinstance(cmd, NewOrder):
         raise TypeError(f"seq {reply.seq}: order event without its NewOrder")
-    at = to_datetime(event.timestamp)
+    at = to_datetime(outcome.timestamp)
     return Order(
-        order_id=event.order_id, user_id=event.owner, symbol=event.symbol[:SYMBOL_MAX_LENGTH],
+        order_id=outcome.order_id, user_id=outcome.owner, symbol=outcome.symbol[:SYMBOL_MAX_LENGTH],
         side=_member(cmd.side, Side), order_type=_member(cmd.order_type, OrderType),
         tif=_member(cmd.tif, TimeInForce), stp=_member(cmd.stp, STPMode), status=status.value,
         price_ticks=_units(cmd.price), stop_price_ticks=_units(cmd.stop_price), qty_lots=_units(cmd.qty) or 0,

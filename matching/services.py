@@ -178,7 +178,20 @@ def order_submit(*, user_id: int, order: OrderSpec) -> Reply:
     return command_bus().submit(new_order(user_id=user_id, order=order), settings.MATCHER_TIMEOUT)
 
 
-def order_cancel(*, user_id: int, symbol: str, order_id: int) -> Reply:
+def order_id_known(order_id: int) -> bool:
+    """Whether `order_id` could name an order: in range, and of a shard this exchange runs (the id
+    names its shard). Others are unknown without asking any matcher."""
+    if not 0 < order_id < 2**63:
+        return False
+    shard = order_id // ORDER_ID_STRIDE
+    if settings.EXCHANGE_MODE == Mode.PRODUCTION:
+        return shard in {int(name) for name in settings.MATCHER_SHARDS}
+    return shard == 0  # the embedded matcher is shard 0
+
+
+def order_cancel(*, user_id: int, order_id: int, symbol: str = "") -> Reply:
+    """Cancel a live order. Without its symbol it is routed by its order id, which names the shard
+    that made it; the shard finds the symbol (`Matcher.symbol_of`)."""
     return command_bus().submit(CancelOrder(order_id, user_id, symbol), settings.MATCHER_TIMEOUT)
 
 
@@ -229,11 +242,9 @@ def session_end(now: datetime) -> datetime:
     return datetime.combine(now.date() + timedelta(days=1), time.min, tzinfo=UTC)
 
 
-
-
-def order_amend(*, user_id: int, symbol: str, order_id: int, qty_lots: int | None = None,
+def order_amend(*, user_id: int, order_id: int, symbol: str = "", qty_lots: int | None = None,
                 price_ticks: int | None = None, stop_price_ticks: int | None = None) -> Reply:
-    """Change a live order: `qty_lots` is the new total quantity (FIX style)."""
+    """Change a live order: `qty_lots` is the new total quantity (FIX style). Routed like a cancel."""
     cmd = AmendOrder(order_id, user_id, symbol, qty_lots, price_ticks, stop_price_ticks)
     return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
 

@@ -33,10 +33,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api import schemas
+from exchange.api.entry import submit_outcome
 from exchange.api.errors import ApiError, body
 from exchange.api.serializers import OrderRequest, order_spec
 from exchange.api.throttles import take_order_tokens
-from exchange.api.views import ERRORS, submit_outcome
+from exchange.api.views import ERRORS
 from exchange.models import Instrument
 from exchange.users import signed_in_user
 from matching import services

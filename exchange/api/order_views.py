@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from exchange.api import schemas
+from exchange.api import entry, schemas
 from exchange.api.errors import ApiError
 from exchange.api.serializers import AmendRequest
-from exchange.api.views import ERRORS, at_tick_precision, bounded_int, order_outcome, refusal
+from exchange.api.views import ERRORS, at_tick_precision, bounded_int
 from exchange.models import Instrument
 from exchange.users import signed_in_user
 from matching import selectors, services
-from matching.engine import AmendRejected, OrderAmended, OrderCanceled, OrderStatus, RejectReason
+from matching.engine import OrderStatus
 from matching.models import Order
+from matching.outcomes import LIVE, outcomes
 
 
 class OrderListView(APIView):
@@ -40,9 +39,6 @@ class OrderListView(APIView):
                          if order.symbol in instruments])
 
 
-LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING)
-
-
 class OrderCancelAllView(APIView):
     """DELETE /api/orders/open[?symbol=AAPL]: cancel all my open orders (of one symbol)."""
 
@@ -59,8 +55,9 @@ class OrderCancelAllView(APIView):
         replies = []
         for order in selectors.order_list(user=user, symbol=symbol).filter(status__in=LIVE):
             order_id = order.order_id
-            reply = services.order_cancel(user_id=user_id, symbol=order.symbol, order_id=order_id)
-            done = any(isinstance(e, OrderCanceled) and e.order_id == order_id for e in reply.events)
+            reply = services.order_cancel(user_id=user_id, order_id=order_id, symbol=order.symbol)
+            outcome = outcomes(reply.events).get(order_id)
+            done = outcome is not None and outcome.status is OrderStatus.CANCELED
             (canceled if done else not_open).append(order_id)
             replies.append(reply)
         services.projection_catch_up(replies)  # a read after this answer sees the orders canceled
@@ -79,35 +76,7 @@ class OrderDetailView(APIView):
     @extend_schema(request=AmendRequest, responses={200: schemas.AmendResult, **ERRORS},
                    examples=schemas.AMEND_EXAMPLES)
     def patch(self, request: Request, order_id: int) -> Response:
-        started = time.perf_counter_ns()
-        user = signed_in_user(request)
-        order = selectors.order_get(user=user, order_id=order_id)
-        if order is None:
-            raise ApiError(404, "not_found", "no such order of yours (a new one may take a moment to appear)")
-        form = AmendRequest(data=request.data)
-        form.is_valid(raise_exception=True)
-        instrument = Instrument.objects.get(symbol=order.symbol)
-        reply = services.order_amend(user_id=user.pk, symbol=order.symbol, order_id=order_id,
-                                     **form.to_units(instrument))
-        for event in reply.events:
-            if isinstance(event, AmendRejected):
-                if event.reason == RejectReason.UNKNOWN_ORDER:
-                    raise ApiError(409, "order_not_open", "the order is no longer open")
-                raise refusal(event.reason, user_id=user.pk, instrument=instrument, what="amendment",
-                              order_id=order_id)
-            if isinstance(event, OrderAmended):
-                services.projection_catch_up([reply])  # a read after this answer sees it
-                pending = order.status == OrderStatus.PENDING  # an untriggered stop stays pending
-                outcome = order_outcome(reply, instrument, started, pending=pending)
-                price, stop = event.price, event.stop_price
-                return Response({
-                    **outcome,
-                    "kept_priority": event.kept_priority,
-                    "price": None if price is None else str(instrument.ticks_to_price(price)),
-                    "stop_price": None if stop is None else str(instrument.ticks_to_price(stop)),
-                    "quantity": str(instrument.lots_to_qty(event.qty)),
-                })
-        raise ApiError(409, "order_not_open", "the order is no longer open")
+        return Response(entry.amend(user=signed_in_user(request), order_id=order_id, data=request.data))
 
 
 class OrderByClientIdView(APIView):

@@ -38,7 +38,7 @@ ORDER_SCOPE = "submit"
 def caller(request: Request, throttle: BaseThrottle) -> str:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return f"user:{user.pk}"
+        return user_ident(user.pk)
     return f"addr:{throttle.get_ident(request)}"
 
 
@@ -52,22 +52,34 @@ def order_budget(ident: str, cost: int) -> Take | None:
     return None if rate is None else Take(f"{ORDER_SCOPE}:{ident}", parse_rate(rate), cost)
 
 
+def take_call(ident: str, *, orders: bool, order_cost: int = 1) -> float:
+    """Take one call's budgets for the caller `ident` at once (see the module's docstring): its call
+    limits, and for order entry `order_cost` tokens of its order budget. Seconds to wait (0.0: taken).
+    Every way in takes them here: DRF's views through ApiThrottle, the WebSocket's order entry directly."""
+    rates = api_settings.DEFAULT_THROTTLE_RATES
+    family = "orders" if orders else "calls"
+    takes = [Take(f"{scope}:{family}:{ident}", parse_rate(rates[scope]))
+             for scope in ("burst", "sustained") if rates.get(scope) is not None]
+    if orders:
+        budget = order_budget(ident, order_cost)
+        takes += [budget] if budget is not None else []
+    return limiter().take_all(takes)
+
+
+def user_ident(user_id: int) -> str:
+    """A signed-in caller's identity in the rate limits, however it came in."""
+    return f"user:{user_id}"
+
+
 class ApiThrottle(BaseThrottle):
     """Every API call's budgets (see the module's docstring), taken in one atomic step."""
 
     seconds = 0.0
 
     def allow_request(self, request: Request, view: APIView) -> bool:
-        rates = api_settings.DEFAULT_THROTTLE_RATES
-        ident = caller(request, self)
-        orders = order_entry(request, view)
-        family = "orders" if orders else "calls"
-        takes = [Take(f"{scope}:{family}:{ident}", parse_rate(rates[scope]))
-                 for scope in ("burst", "sustained") if rates.get(scope) is not None]
-        if orders:  # a per-order view takes its orders' tokens itself: here only some must be left
-            budget = order_budget(ident, 0 if getattr(view, "throttle_per_order", False) else 1)
-            takes += [budget] if budget is not None else []
-        self.seconds = limiter().take_all(takes)
+        # a per-order view takes its orders' tokens itself: here only some must be left
+        cost = 0 if getattr(view, "throttle_per_order", False) else 1
+        self.seconds = take_call(caller(request, self), orders=order_entry(request, view), order_cost=cost)
         return self.seconds == 0.0
 
     def wait(self) -> float | None:

@@ -42,17 +42,10 @@ from exchange.marketmaker import accounts
 from exchange.marketmaker.strategy import Cancel, Limits, Market, Params, Place, RestingOrder, Strategy
 from exchange.models import Instrument
 from matching import services
-from matching.engine.events import (
-    CancelRejected,
-    OrderAccepted,
-    OrderCanceled,
-    OrderExpired,
-    OrderReduced,
-    OrderRejected,
-    Trade,
-)
+from matching.engine.events import CancelRejected
 from matching.engine.types import OrderStatus, OrderType, Side
 from matching.models import Order
+from matching.outcomes import outcomes
 from matching.worker.bus import Unavailable
 from matching.worker.matcher import Reply
 from risk.config import ConfigError, instrument_risk, user_limit
@@ -360,30 +353,27 @@ class MarketMaker:
     def _absorb(self, reply: Reply) -> None:
         """Fold what a reply says about its own orders and positions into its view."""
         me, seq = self.user.pk, reply.seq
-        for event in reply.events:
-            if isinstance(event, Trade):
-                if event.maker_owner == me:
-                    self._update(event.maker_order_id, event.maker_remaining, seq)
-                if event.taker_owner == me:
-                    self._update(event.taker_order_id, event.taker_remaining, seq)
+        for outcome in outcomes(reply.events).values():
+            if outcome.owner != me:
                 continue
-            if getattr(event, "owner", None) != me:
-                continue
-            if isinstance(event, OrderAccepted):
-                if event.order_type == OrderType.LIMIT and event.price is not None:
-                    self.orders[event.order_id] = OwnOrder(event.symbol, event.side, event.price,
-                                                           event.qty, seq)
-            elif isinstance(event, OrderHeld) and event.price is not None:
-                self.orders[event.order_id] = OwnOrder(event.symbol, event.side, event.price, event.qty, seq)
-            elif isinstance(event, OrderReduced):
-                self._update(event.order_id, event.remaining, seq)
-            elif isinstance(event, OrderCanceled | OrderExpired):
-                self._drop(event.order_id)
-            elif isinstance(event, OrderRejected | CancelRejected):
-                self._drop(event.order_id)
+            accepted, order_id = outcome.accepted, outcome.order_id
+            if (accepted is not None and accepted.price is not None and order_id not in self.orders
+                    and (isinstance(accepted, OrderHeld) or accepted.order_type == OrderType.LIMIT)):
+                self.orders[order_id] = OwnOrder(accepted.symbol, accepted.side, accepted.price,
+                                                 accepted.qty, seq)
+            rejected = outcome.reject_reason
+            if isinstance(outcome.refused, CancelRejected):
+                rejected = outcome.refused.reason
+            if rejected is not None:  # an order or a cancel refused: the order is not (or no longer) live
                 self.heartbeat.rejected += 1
-                self.heartbeat.last_error = f"{event.symbol}: {type(event).__name__} {event.reason}"
-            elif isinstance(event, PositionUpdate):
+                self.heartbeat.last_error = f"{outcome.symbol}: {rejected}"
+                self._drop(order_id)
+            elif outcome.live is False:
+                self._drop(order_id)
+            elif outcome.remaining is not None:
+                self._update(order_id, outcome.remaining, seq)
+        for event in reply.events:
+            if isinstance(event, PositionUpdate) and event.owner == me:
                 self.positions[event.symbol] = (event.qty, seq)
 
     def _update(self, order_id: int, remaining: int, seq: int) -> None:

@@ -176,12 +176,16 @@ class Matcher:
             order_id = cmd.order_id = self.shard * ORDER_ID_STRIDE + self.orders_created
             if key is not None:
                 self.client_order_ids[key] = order_id
-        elif isinstance(cmd, CancelOrder):  # noqa: SIM114 (see above)
+        elif isinstance(cmd, CancelOrder):
             cmd.timestamp = timestamp
             order_id = cmd.order_id
+            if not cmd.symbol:  # routed by its order id alone: the order's symbol, as this state says
+                cmd.symbol = self.symbol_of(order_id)
         elif isinstance(cmd, AmendOrder):
             cmd.timestamp = timestamp
             order_id = cmd.order_id
+            if not cmd.symbol:
+                cmd.symbol = self.symbol_of(order_id)
         elif isinstance(cmd, AdvanceTime):
             cmd.timestamp = timestamp
             order_id = 0
@@ -191,6 +195,19 @@ class Matcher:
         if risk is None:
             return Reply(seq, order_id, cast(list, self.engine.apply(cmd)), False, cmd)
         return Reply(seq, order_id, risk.apply(cmd), False, cmd)
+
+    def symbol_of(self, order_id: int) -> str:
+        """The symbol of this shard's live order `order_id` (resting, a pending stop or held); "" when
+        none is live (the cancel or amendment is then refused as for an unknown symbol). A pure function
+        of the state, so a replayed command finds the same symbol."""
+        for symbol, book in self.engine.books.items():
+            if order_id in book.orders:
+                return symbol
+        if self.risk is not None:
+            held = self.risk.held.get(order_id)
+            if held is not None:
+                return held.symbol
+        return ""
 
     def _admin(self, cmd: AdminCommand) -> list[Event | RiskEvent]:
         if self.risk is None:

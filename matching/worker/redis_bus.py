@@ -590,9 +590,12 @@ class RedisBus:
     # ---- CommandBus -------------------------------------------------------------------------
 
     def shard_for(self, cmd: WorkerCommand, shard: int | None = None) -> int:
-        """The shard that owns the command's symbol (a held order's: the shard in its order id)."""
+        """The shard that owns the command's symbol (a held order's, or a cancel or amendment that names
+        no symbol: the shard in its order id)."""
         if shard is not None:
             return shard
+        if isinstance(cmd, CancelOrder | AmendOrder) and not cmd.symbol:
+            return cmd.order_id // ORDER_ID_STRIDE  # routed by its order id: the shard that made it
         if type(cmd) in _ORDER_COMMANDS:
             return self._shard_of(cmd.symbol)  # type: ignore[union-attr]
         if isinstance(cmd, ReleaseHeld | RejectHeld):

@@ -15,6 +15,7 @@ from exchange.api import rate_limits
 from exchange.api.rate_limits import LocalLimiter, Rate, RedisLimiter, Take, parse_rate
 from matching.tests.worker.stream_driver import REDIS_URL
 from matching.worker.bus import Unavailable
+from matching.worker.matcher import ORDER_ID_STRIDE
 
 CLOSED_PORT_URL = "redis://127.0.0.1:1/0"  # nothing listens there
 
@@ -260,8 +261,9 @@ def test_reads_flooding_into_429s_leave_order_entry_alone(alice, rates):
 def test_production_mode_counts_in_redis(alice, settings, redis_client, redis_prefix):
     settings.EXCHANGE_MODE, settings.REDIS_CACHE_URL = "production", REDIS_URL
     settings.MATCHER_STREAM_PREFIX = redis_prefix
-    # cancels of unknown orders: the order budget, and no matcher needed to answer them
-    answers = [alice.delete(f"/api/cancel/{n}").status_code for n in range(1, 12)]
+    # cancels of orders of a shard that does not run: the order budget, and no matcher asked
+    settings.MATCHER_SHARDS = {0: ["AAPL"]}
+    answers = [alice.delete(f"/api/cancel/{7 * ORDER_ID_STRIDE + n}").status_code for n in range(1, 12)]
     assert answers == [404] * 10 + [429]
     assert redis_client.keys(f"{redis_prefix}:ratelimit:submit:user:*")  # the order budget, in Redis
 

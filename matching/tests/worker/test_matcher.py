@@ -8,12 +8,25 @@ import random
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from matching.engine import BookDelta, NewOrder, OrderAccepted, OrderRejected, RejectReason, Side, Trade
+from matching.engine import (
+    AmendOrder,
+    BookDelta,
+    CancelOrder,
+    CancelRejected,
+    NewOrder,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderRejected,
+    RejectReason,
+    Side,
+    Trade,
+)
 from matching.tests.worker.load import SYMBOLS, LoadGenerator
 from matching.worker.codec import CodecError, decode_batch, encode_batch, encode_command
 from matching.worker.journal import Journal, Segments
 from matching.worker.matcher import ORDER_ID_STRIDE, OVERLAP_FSYNC_FROM, Matcher
-from risk.core import AccountUpdate, InstrumentRisk, SetDefaultCash, SetInstrumentRisk
+from risk.core import AccountUpdate, InstrumentRisk, OrderHeld, SetDefaultCash, SetInstrumentRisk
 
 
 def drive(matcher: Matcher, seed: int, batches: int) -> None:
@@ -251,3 +264,38 @@ def test_recovery_across_journal_segments(tmp_path, replay_after):
         assert replayed[0].seq <= replay_after + 1 and replayed[-1].seq == m.seq
     drive(m, seed=7, batches=5)  # and it goes on writing where the chain ends
     m.close()
+
+
+def test_cancel_and_amend_without_a_symbol_find_the_order_and_replay_alike(tmp_path):
+    """Routed by order id alone (the web tier need not know the symbol): the shard finds it in its
+    books (its pending stops and held orders too); the journal keeps the command as sent, and replay
+    finds the same."""
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    msft = m.process([NewOrder(0, 1, "MSFT", Side.SELL, 5, 300)])[0].order_id
+    aapl = m.process([order(owner=2, qty=5, price=100)])[0].order_id
+    amended = m.process([AmendOrder(aapl, 2, "", qty=3)])[0]
+    assert [e.symbol for e in amended.events if isinstance(e, OrderAmended)] == ["AAPL"]
+    assert isinstance(amended.command, AmendOrder) and amended.command.symbol == "AAPL"  # as listeners see it
+    canceled = m.process([CancelOrder(msft, 1, "")])[0]
+    gone = [(e.order_id, e.symbol, e.canceled_qty) for e in canceled.events if isinstance(e, OrderCanceled)]
+    assert gone == [(msft, "MSFT", 5)]
+    # someone else's order, or one no longer live: refused, nothing changes
+    for cmd in (CancelOrder(aapl, 1, ""), CancelOrder(msft, 1, ""), CancelOrder(ORDER_ID_STRIDE + 1, 1, "")):
+        reply = m.process([cmd])[0]
+        assert [type(e) for e in reply.events] == [CancelRejected]
+    assert m.symbol_of(aapl) == "AAPL" and m.symbol_of(msft) == ""
+    expected = (m.seq, m.state_hash())
+    m.close()
+    again = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    assert (again.seq, again.state_hash()) == expected
+    again.close()
+
+
+def test_a_held_order_is_canceled_by_its_id_alone(matcher):
+    hold_above_1_pct = InstrumentRisk("AAPL", 100, hold_volume_bps=100, reference_daily_volume=100)
+    matcher.process([SetDefaultCash(10**9), SetInstrumentRisk(hold_above_1_pct)])
+    held = matcher.process([order(qty=50, price=100)])[0]
+    assert [type(e) for e in held.events if isinstance(e, OrderHeld)] == [OrderHeld]
+    canceled = matcher.process([CancelOrder(held.order_id, 1, "")])[0]
+    assert [(type(e), e.symbol) for e in canceled.events if isinstance(e, OrderCanceled)] == [
+        (OrderCanceled, "AAPL")]
