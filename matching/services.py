@@ -20,11 +20,11 @@ from django.conf import settings
 from exchange.env import Mode
 from exchange.models import Instrument
 from marketdata.book_cache import MarketDataCache
-from marketdata.rebuild import TradeReplay, rebuild_from_trades
 from marketdata.redis_cache import RedisMarketData, connect
 from matching.engine import AmendOrder, CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
 from matching.projector import Projector
 from matching.selectors import projected_seq
+from matching.shard import ShardOutputs, cursor_name
 from matching.timestamps import to_ns
 from matching.worker.bus import CommandBus, Unavailable
 from matching.worker.embedded import EmbeddedBus
@@ -33,11 +33,9 @@ from matching.worker.redis_bus import RedisBus
 from risk.config import worker_config
 from risk.core import AdminCommand
 
-EMBEDDED_CURSOR = "shard-0"
-
 _lock = threading.Lock()
 _bus: CommandBus | None = None
-_projector: Projector | None = None
+_outputs: ShardOutputs | None = None
 _market_data: MarketDataCache | RedisMarketData | None = None
 
 
@@ -62,36 +60,34 @@ def _start_market_maker() -> None:
 
 
 def _start_embedded() -> EmbeddedBus:
-    """Recover the embedded matcher from its journal, replaying whatever the projection has not
-    seen yet into the projector, then start both threads."""
-    global _projector, _market_data
-    projector = Projector(cursor_name=EMBEDDED_CURSOR)
-    replay = TradeReplay(after=projected_seq(cursor_name=EMBEDDED_CURSOR))  # trades not in the ORM yet
-
-    def on_reply(reply: Reply) -> None:
-        projector.project([reply])
-        replay([reply])
-
+    """Recover the embedded matcher (shard 0) from its journal, replaying whatever the projection has
+    not seen yet into it, then start the projector and the matcher thread."""
+    global _outputs, _market_data
+    cache = MarketDataCache()
+    outputs = ShardOutputs(0, cache)
     matcher = Matcher.open(
         sorted(Instrument.objects.values_list("symbol", flat=True)),
         settings.MATCHER_DATA_DIR,
         fsync=settings.MATCHER_FSYNC,
         snapshot_every=settings.MATCHER_SNAPSHOT_EVERY,
-        on_reply=on_reply,
-        replay_after=replay.after,
+        on_reply=lambda reply: outputs.project([reply]),
+        replay_after=outputs.cursor,
     )
-    projector.start()
-    cache = MarketDataCache()
-    cache.seed_engine(matcher.engine, matcher.seq)  # deltas before the snapshot are not replayed
-    rebuild_from_trades(cache, matcher.engine.books, replay, now=matcher.last_timestamp)  # trades, candles
+    outputs.start()
+    outputs.recovered(matcher)
     config = matcher.config_changes(worker_config(symbols=matcher.engine.books))  # before its thread starts
     bus = EmbeddedBus(matcher)
-    bus.subscribe(projector.project)
-    bus.subscribe(cache.apply)
+    bus.subscribe(outputs.project)
+    bus.subscribe(outputs.market_listener())
     bus.start()
     configure_risk(bus, config)
-    _projector, _market_data = projector, cache
+    _outputs, _market_data = outputs, cache
     return bus
+
+
+def embedded_projector() -> Projector | None:
+    """This process's projector: the embedded matcher's, once started (None in production)."""
+    return None if _outputs is None else _outputs.projector
 
 
 def configure_risk(bus: EmbeddedBus, config: list[AdminCommand]) -> None:
@@ -120,15 +116,15 @@ def command_bus_stop() -> None:
     bus), then the matcher thread, the projector (written out) and the journal."""
     from exchange.marketmaker.runner import stop as stop_market_maker
 
-    global _bus, _projector, _market_data
+    global _bus, _outputs, _market_data
     stop_market_maker()
     with _lock:
         if isinstance(_bus, EmbeddedBus):
             _bus.stop()
-            if _projector is not None:
-                _projector.stop(flush=True)
+            if _outputs is not None:
+                _outputs.stop()
             _bus.matcher.close()
-        _bus, _projector, _market_data = None, None, None
+        _bus, _outputs, _market_data = None, None, None
 
 
 def command_bus_health() -> dict[str, dict]:
@@ -140,8 +136,9 @@ def command_bus_health() -> dict[str, dict]:
         return {"matcher": {"status": "ok", "mode": "embedded",
                             "detail": "not started yet: it starts with the first order"}}
     report = {"matcher": _bus.health()}
-    if _projector is not None:
-        report["projector"] = _projector.health()
+    projection = None if _outputs is None else _outputs.health()
+    if projection is not None:
+        report["projector"] = projection
     return report
 
 
@@ -268,13 +265,13 @@ def _projection_wait(seq: int, *, order_id: int) -> bool:
     limit = settings.PROJECTION_WAIT_TIMEOUT
     if limit <= 0:  # read-your-writes turned off: answer at once
         return False
-    projector = _projector
+    projector = None if _outputs is None else _outputs.projector
     if settings.EXCHANGE_MODE == Mode.EMBEDDED and projector is not None:  # this process writes it
         try:
             return projector.wait_written(seq, limit)
         except Exception:  # a failing write is the projector's to report (/health); the answer stands
             return False
-    cursor = f"shard-{order_id // ORDER_ID_STRIDE}"  # as runmatcher names the shard's cursor
+    cursor = cursor_name(order_id // ORDER_ID_STRIDE)
     deadline = clock.monotonic() + limit
     pause = 0.0005
     while projected_seq(cursor_name=cursor) < seq:

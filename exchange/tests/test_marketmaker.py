@@ -68,7 +68,7 @@ def maker(aapl, clock):
 
 
 def projector() -> Projector:
-    writer = services._projector
+    writer = services.embedded_projector()
     assert writer is not None  # the embedded matcher is running
     return writer
 

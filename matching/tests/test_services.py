@@ -126,7 +126,7 @@ def test_market_data_survives_a_crash_with_the_projection_behind(embedded, setti
     client.force_login(alice)
     bus = services.command_bus()
     trades = trade_a_little(bus, alice, bob, 3)
-    writer = services._projector
+    writer = services.embedded_projector()
     assert writer is not None
     writer.flush(timeout=5)
     projected = TradeRow.objects.count()

@@ -269,7 +269,7 @@ def test_cancel_needs_no_projection_of_the_order(alice, settings):
     has written: here it never writes (its writer stopped, answers not waiting for it)."""
     settings.PROJECTION_WAIT_TIMEOUT = 0
     services.command_bus()
-    projector = services._projector
+    projector = services.embedded_projector()
     assert projector is not None
     projector.stop(flush=False)  # the projection lags for good from here on
     order_id = submit(alice, price="99.00").json()["order_id"]

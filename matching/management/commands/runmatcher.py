@@ -1,16 +1,17 @@
 """`manage.py runmatcher --shard N`: one shard's matcher process in production (Redis Streams transport),
 with its projection into the database.
 
-    projector = Projector(cursor_name="shard-N")          (background writer thread; retries, never drops)
     cursor = projected_seq("shard-N")                      (waits while the database is unreachable)
-    runner.subscribe(projector.project); projector.start()
+    outputs = ShardOutputs(N, RedisMarketDataWriter)       (matching/shard.py, as the embedded matcher's)
+    runner.subscribe(outputs.project); outputs.start()     (the projector's writer: retries, never drops)
     runner.recover(replay_after=cursor)                    (newest snapshot <= cursor, or the stream's start:
                                                             every reply after the cursor is projected again)
-    market data: a RedisMarketDataWriter seeded from the recovered books, its trade list, 24h window and
-                 candles rebuilt from the projection (+ the trades replayed after the cursor), then fed
-                 every batch
+    outputs.recovered(matcher)                             (market data seeded from the recovered books; its
+                                                            trade list, 24h window and candles rebuilt from
+                                                            the projection + the replayed trades)
+    runner.subscribe(outputs.market_listener()), the WebSocket publisher
     runner.run()                                           (until SIGTERM/SIGINT: finish the batch, snapshot)
-    projector.stop(flush=True)                             (write out what is queued), exit 0
+    outputs.stop()                                         (write out what is queued), exit 0
 
 A snapshot or stream entry in a format this build does not read (`formats.UnsupportedFormat`) stops it
 with that message and a non-zero exit status (CommandError), at recovery or later: never skipped.
@@ -35,10 +36,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
-from marketdata.rebuild import TradeReplay, rebuild_from_trades
 from marketdata.redis_cache import RedisMarketDataWriter, connect
-from matching.projector import Projector
 from matching.selectors import projected_seq
+from matching.shard import ShardOutputs, cursor_name
 from matching.worker.codec import encode_command
 from matching.worker.formats import UnsupportedFormat
 from matching.worker.matcher import Matcher
@@ -49,15 +49,6 @@ from risk.config import worker_config
 log = logging.getLogger("matching.runmatcher")
 
 
-def _setting(name: str, default: Any = None) -> Any:
-    return getattr(settings, name, default)
-
-
-def cursor_name(shard: int) -> str:
-    """The shard's ProjectionCursor name."""
-    return f"shard-{shard}"
-
-
 class Command(BaseCommand):
     help = "Run one matcher shard: read its Redis Stream, match, reply, project; snapshot on SIGTERM."
 
@@ -66,8 +57,8 @@ class Command(BaseCommand):
         parser.add_argument("--symbols", help="comma-separated; default: MATCHER_SHARDS[shard]")
         parser.add_argument("--redis-url", help="default: REDIS_URL")
         parser.add_argument("--data-dir", help="default: MATCHER_DATA_DIR")
-        parser.add_argument("--snapshot-every", type=int, help="default: MATCHER_SNAPSHOT_EVERY or 10000")
-        parser.add_argument("--prefix", help="Redis key prefix; default: MATCHER_STREAM_PREFIX or exchange")
+        parser.add_argument("--snapshot-every", type=int, help="default: MATCHER_SNAPSHOT_EVERY")
+        parser.add_argument("--prefix", help="Redis key prefix; default: MATCHER_STREAM_PREFIX")
         parser.add_argument("--no-projection", action="store_true",
                             help="run without the database: no projection of orders and trades, no risk "
                                  "configuration from it (tests, benchmarks)")
@@ -75,14 +66,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         shard: int = options["shard"]
         symbols = self._symbols(shard, options["symbols"])
-        redis_url = (options["redis_url"] or _setting("REDIS_URL")
-                     or getattr(_setting("ENV"), "redis_url", None))
+        redis_url = options["redis_url"] or settings.REDIS_URL
         if not redis_url:
             raise CommandError("no Redis: set REDIS_URL or pass --redis-url")
-        data_dir = Path(options["data_dir"] or _setting("MATCHER_DATA_DIR")
-                        or Path(settings.BASE_DIR) / "data")
-        snapshot_every = options["snapshot_every"] or _setting("MATCHER_SNAPSHOT_EVERY", 10_000)
-        prefix = options["prefix"] or _setting("MATCHER_STREAM_PREFIX", "exchange")
+        data_dir = Path(options["data_dir"] or settings.MATCHER_DATA_DIR)
+        prefix = options["prefix"] or settings.MATCHER_STREAM_PREFIX
+        projection = not options["no_projection"]
 
         client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5,
                                       health_check_interval=30)
@@ -91,45 +80,38 @@ class Command(BaseCommand):
             client,
             shard,
             SnapshotStore(data_dir / f"shard-{shard}-stream-snapshots"),
-            snapshot_every,
+            options["snapshot_every"] or settings.MATCHER_SNAPSHOT_EVERY,
             prefix=prefix,
         )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: runner.stop())
 
-        projector: Projector | None = None
-        cursor: int | None = None
-        replay: TradeReplay | None = None
-        if not options["no_projection"]:
-            cursor = self._projected_seq(shard, runner)
-            if cursor is None:  # stopped while the database was unreachable
-                client.close()
-                return
-            # write every 5 ms at the most: web processes wait for the projection before answering an
-            # order (read-your-writes), so its batch interval is part of every order's latency
-            projector = Projector(cursor_name=cursor_name(shard), shard=shard, flush_interval=0.005)
-            runner.subscribe(projector.project)  # replayed batches too: the projector skips seqs <= cursor
-            replay = TradeReplay(after=cursor)  # the replayed trades the database may not hold yet
-            runner.subscribe(replay)
-            runner.heartbeat_extra = lambda: {"projector": projector.health()}
-            projector.start()
+        cursor = self._projected_seq(shard, runner) if projection else None
+        if projection and cursor is None:  # stopped while the database was unreachable
+            client.close()
+            return
+        market_data = RedisMarketDataWriter(connect(redis_url), prefix)
+        # the projector writes every 5 ms at the most: web processes wait for the projection before
+        # answering an order (read-your-writes), so its batch interval is part of every order's latency
+        outputs = ShardOutputs(shard, market_data, projection=projection, cursor=cursor,
+                               flush_interval=0.005)
+        runner.subscribe(outputs.project)  # replayed batches too: the projector skips seqs <= cursor
+        if projection:
+            runner.heartbeat_extra = lambda: {"projector": outputs.health()}
+        outputs.start()
         try:
             replayed = runner.recover(wait=True, replay_after=cursor)
             if not runner.recovered:  # stopped while Redis was unreachable
                 return
             # The risk stage's starting cash and this shard's limits, through the log like any admin
             # change: the stream holds every input the shard's state depends on.
-            if not options["no_projection"]:  # without a database the risk stage stays unconfigured
-                shards = sorted({int(s) for s in _setting("MATCHER_SHARDS") or {}} | {shard})
+            if projection:  # without a database the risk stage stays unconfigured
+                shards = sorted(set(settings.MATCHER_SHARDS) | {shard})
                 config = worker_config(symbols, shard=shards.index(shard), shards=len(shards))
                 for cmd in runner.matcher.config_changes(config):
                     client.xadd(runner.stream, entry_fields(encode_command(cmd)))
-            market_data = RedisMarketDataWriter(connect(redis_url), prefix)
-            market_data.seed_engine(runner.matcher.engine, runner.matcher.seq)  # then only deltas follow
-            if replay is not None:  # the trade list, 24h window and candles, from the projection
-                rebuild_from_trades(market_data, symbols, replay, now=runner.matcher.last_timestamp)
-                connections.close_all()  # this thread serves Redis from now on; the projector has its own
-            runner.subscribe(market_data.apply)
+            outputs.recovered(runner.matcher)
+            runner.subscribe(outputs.market_listener())
             since = "" if cursor is None else f", projection cursor {cursor}"
             self.stdout.write(f"shard {shard} recovered at seq {runner.matcher.seq} (stream id "
                               f"{runner.stream_id}{since}, {replayed} replayed); "
@@ -141,13 +123,13 @@ class Command(BaseCommand):
         except UnsupportedFormat as exc:
             raise CommandError(f"shard {shard}: {exc}") from exc
         finally:
-            if projector is not None:
-                # Whatever is left unwritten (the database down past the timeout) is logged; the next
-                # start recovers from the cursor and projects it again.
-                projector.stop(flush=True)
-                if projector.health()["queue_depth"] == 0:
-                    self.stdout.write(f"shard {shard} projection written")
-                    self.stdout.flush()
+            # Whatever is left unwritten (the database down past the timeout) is logged; the next
+            # start recovers from the cursor and projects it again.
+            outputs.stop()
+            health = outputs.health()
+            if health is not None and health["queue_depth"] == 0:
+                self.stdout.write(f"shard {shard} projection written")
+                self.stdout.flush()
             client.close()
 
     @staticmethod
@@ -172,8 +154,7 @@ class Command(BaseCommand):
     def _symbols(shard: int, option: str | None) -> list[str]:
         if option:
             return [s.strip() for s in option.split(",") if s.strip()]
-        shards = _setting("MATCHER_SHARDS") or {}
-        symbols = shards.get(shard, shards.get(str(shard)))
+        symbols = settings.MATCHER_SHARDS.get(shard)
         if not symbols:
             raise CommandError(f"shard {shard} has no symbols: set MATCHER_SHARDS or pass --symbols")
         return list(symbols)
