@@ -362,8 +362,10 @@ class Projector:
     """Queues replies from the matcher thread; a background thread writes them in batches."""
 
     def __init__(self, cursor_name: str = "shard-0", batch_max: int = 5000,
-                 flush_interval: float = 0.05, shard: int = 0) -> None:
+                 flush_interval: float = 0.05, shard: int = 0,
+                 on_written: Callable[[int], None] | None = None) -> None:
         self.cursor_name = cursor_name
+        self.on_written = on_written  # called with the newest seq after each batch the writer commits
         self.shard = shard  # whose balances its accounts updates are (risk.models.Balance)
         self.batch_max = batch_max
         self.flush_interval = flush_interval
@@ -454,6 +456,8 @@ class Projector:
                     self._done += len(batch)
                     self.written_seq = max(self.written_seq, batch[-1].seq)
                     self._cond.notify_all()
+                if self.on_written is not None:
+                    self.on_written(self.written_seq)
         finally:
             connections.close_all()  # this thread's connections only
 

@@ -29,6 +29,7 @@ from matching.timestamps import to_ns
 from matching.worker.bus import CommandBus, Unavailable
 from matching.worker.embedded import EmbeddedBus
 from matching.worker.matcher import ORDER_ID_STRIDE, Matcher, Reply
+from matching.worker.projection_watch import ProjectionWatch
 from matching.worker.redis_bus import RedisBus
 from risk.config import worker_config
 from risk.core import AdminCommand
@@ -36,6 +37,7 @@ from risk.core import AdminCommand
 _lock = threading.Lock()
 _bus: CommandBus | None = None
 _outputs: ShardOutputs | None = None
+_watch: ProjectionWatch | None = None  # production: how far each shard's projection has written
 _market_data: MarketDataCache | RedisMarketData | None = None
 
 
@@ -85,6 +87,18 @@ def _start_embedded() -> EmbeddedBus:
     return bus
 
 
+def _projection_watch() -> ProjectionWatch:
+    """This process's watch on the shards' projections (production), started on first use."""
+    global _watch
+    if _watch is None:
+        with _lock:
+            if _watch is None:
+                assert settings.REDIS_URL is not None  # production mode has one (exchange/env.py)
+                shards = sorted({int(name) for name in settings.MATCHER_SHARDS} | {0})
+                _watch = ProjectionWatch(settings.REDIS_URL, settings.MATCHER_STREAM_PREFIX, shards).start()
+    return _watch
+
+
 def embedded_projector() -> Projector | None:
     """This process's projector: the embedded matcher's, once started (None in production)."""
     return None if _outputs is None else _outputs.projector
@@ -116,9 +130,12 @@ def command_bus_stop() -> None:
     bus), then the matcher thread, the projector (written out) and the journal."""
     from exchange.marketmaker.runner import stop as stop_market_maker
 
-    global _bus, _outputs, _market_data
+    global _bus, _outputs, _market_data, _watch
     stop_market_maker()
     with _lock:
+        if _watch is not None:
+            _watch.stop()
+            _watch = None
         if isinstance(_bus, EmbeddedBus):
             _bus.stop()
             if _outputs is not None:
@@ -261,7 +278,8 @@ def _projection_wait(seq: int, *, order_id: int) -> bool:
     """Wait until the projection (orders, trades, balances in the ORM) holds the matcher's reply `seq`
     of the shard that owns `order_id`. True once it does; False after PROJECTION_WAIT_TIMEOUT (1 s by
     default; 0: no wait): the answer stands either way, the projection catches up on its own. Embedded,
-    the projector is asked to write at once rather than at its next batch."""
+    the projector is asked to write at once rather than at its next batch; in production the shard's
+    projector announces each batch it writes (matching/worker/projection_watch.py)."""
     limit = settings.PROJECTION_WAIT_TIMEOUT
     if limit <= 0:  # read-your-writes turned off: answer at once
         return False
@@ -271,7 +289,12 @@ def _projection_wait(seq: int, *, order_id: int) -> bool:
             return projector.wait_written(seq, limit)
         except Exception:  # a failing write is the projector's to report (/health); the answer stands
             return False
-    cursor = cursor_name(order_id // ORDER_ID_STRIDE)
+    shard = order_id // ORDER_ID_STRIDE
+    if settings.EXCHANGE_MODE == Mode.PRODUCTION:
+        heard = _projection_watch().wait(shard, seq, limit)  # announced by the shard's projector
+        if heard is not None:
+            return heard
+    cursor = cursor_name(shard)  # not announced here (or the watch is not connected): ask the database
     deadline = clock.monotonic() + limit
     pause = 0.0005
     while projected_seq(cursor_name=cursor) < seq:

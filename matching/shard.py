@@ -39,10 +39,12 @@ class ShardOutputs:
     """The projection (orders, trades, accounts in the ORM), the trade replay that rebuilds market data
     after a restart, and the market-data sink (the embedded cache or the Redis writer). `cursor`: None
     reads it from the database now; `projection=False` runs without a database (transport tests and
-    benchmarks). The WebSocket publisher is the host's to add: it reaches clients differently in each."""
+    benchmarks). `on_written(seq)` hears of each batch the projector commits. The WebSocket publisher
+    is the host's to add: it reaches clients differently in each."""
 
     def __init__(self, shard: int, market_data: MarketDataCache | RedisMarketDataWriter, *,
-                 projection: bool = True, cursor: int | None = None, flush_interval: float = 0.05) -> None:
+                 projection: bool = True, cursor: int | None = None, flush_interval: float = 0.05,
+                 on_written: Callable[[int], None] | None = None) -> None:
         self.shard = shard
         self.market_data = market_data
         self.projector: Projector | None = None
@@ -51,7 +53,8 @@ class ShardOutputs:
         if projection:
             name = cursor_name(shard)
             self.cursor = projected_seq(cursor_name=name) if cursor is None else cursor
-            self.projector = Projector(cursor_name=name, shard=shard, flush_interval=flush_interval)
+            self.projector = Projector(cursor_name=name, shard=shard, flush_interval=flush_interval,
+                                       on_written=on_written)
             self.replay = TradeReplay(after=self.cursor)  # replayed trades the database may not hold yet
 
     def project(self, replies: Iterable[Reply]) -> None:

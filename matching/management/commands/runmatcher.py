@@ -42,6 +42,7 @@ from matching.shard import ShardOutputs, cursor_name
 from matching.worker.codec import encode_command
 from matching.worker.formats import UnsupportedFormat
 from matching.worker.matcher import Matcher
+from matching.worker.projection_watch import ProjectionAnnouncer
 from matching.worker.snapshots import SnapshotStore
 from matching.worker.stream_runner import StreamRunner, entry_fields
 from risk.config import worker_config
@@ -93,8 +94,11 @@ class Command(BaseCommand):
         market_data = RedisMarketDataWriter(connect(redis_url), prefix)
         # the projector writes every 5 ms at the most: web processes wait for the projection before
         # answering an order (read-your-writes), so its batch interval is part of every order's latency
+        announce = ProjectionAnnouncer(client, prefix, shard)  # web processes wait on it, not on the database
         outputs = ShardOutputs(shard, market_data, projection=projection, cursor=cursor,
-                               flush_interval=0.005)
+                               flush_interval=0.005, on_written=announce)
+        if cursor is not None:
+            announce(cursor)
         runner.subscribe(outputs.project)  # replayed batches too: the projector skips seqs <= cursor
         if projection:
             runner.heartbeat_extra = lambda: {"projector": outputs.health()}
