@@ -60,38 +60,6 @@ def prefix(redis_prefix):
     return redis_prefix
 
 
-class RunnerThread:
-    """A StreamRunner serving in a background thread, like `runmatcher` does in its process."""
-
-    def __init__(self, client, prefix, directory=None, *, shard=0, snapshot_every=10_000, symbols=SYMBOLS):
-        snapshots = SnapshotStore(directory) if directory is not None else None
-        self.runner = StreamRunner(Matcher(symbols, shard=shard), client, shard, snapshots, snapshot_every,
-                                   prefix=prefix, block_ms=50)
-        self.replayed = self.runner.recover()
-        self.thread = threading.Thread(target=self.runner.run, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.runner.stop()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-
-
-@pytest.fixture
-def serve(client, prefix):
-    started: list[RunnerThread] = []
-
-    def start(directory=None, **kw) -> RunnerThread:
-        runner = RunnerThread(client, prefix, directory, **kw)
-        started.append(runner)
-        return runner
-
-    yield start
-    for runner in started:
-        if runner.thread.is_alive():
-            runner.stop()
-
-
 @pytest.fixture
 def bus(prefix):
     bus = RedisBus(REDIS_URL, {"AAPL": 0, "MSFT": 0}, timeout=5, prefix=prefix)
@@ -351,7 +319,7 @@ def test_restart_resumes_from_its_snapshot_and_replays_exactly(serve, bus, clien
     for cmd in commands[250:]:  # queued while the matcher is down (no caller waits)
         client.xadd(stream_key(prefix, 0), {"c": encode_command(cmd)})
 
-    second = RunnerThread(client, prefix, tmp_path, snapshot_every=60)
+    second = serve(tmp_path, snapshot_every=60)
     assert second.replayed == 150 and second.runner.matcher.seq == 400
     second.stop()
     replay = full_replay(client, prefix)

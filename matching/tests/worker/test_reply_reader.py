@@ -17,45 +17,13 @@ from matching.engine import NewOrder, OrderAccepted, Side
 from matching.tests.worker.stream_driver import REDIS_URL
 from matching.worker.bus import Unavailable
 from matching.worker.codec import decode_command, encode_command
-from matching.worker.matcher import Matcher, Reply
+from matching.worker.matcher import Reply
 from matching.worker.metrics import Registry
 from matching.worker.redis_bus import RedisBus
 from matching.worker.replies import decode_reply, unaddress
-from matching.worker.stream_runner import StreamRunner, entry_fields, heartbeat_key, stream_key
+from matching.worker.stream_runner import entry_fields, heartbeat_key, stream_key
 
 SYMBOLS = ("AAPL", "MSFT")
-
-
-class Runner:
-    """A StreamRunner serving in a thread (as `runmatcher` does in its process)."""
-
-    def __init__(self, client, prefix, **kw) -> None:
-        self.runner = StreamRunner(Matcher(SYMBOLS), client, 0, prefix=prefix, block_ms=50,
-                                   metrics=Registry(), **kw)
-        self.runner.recover()
-        self.runner.heartbeat()
-        self.thread = threading.Thread(target=self.runner.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.runner.stop()
-        self.thread.join(10)
-        assert not self.thread.is_alive()
-
-
-@pytest.fixture
-def serve(redis_client, redis_prefix):
-    started: list[Runner] = []
-
-    def start(**kw) -> Runner:
-        runner = Runner(redis_client, redis_prefix, **kw)
-        started.append(runner)
-        return runner
-
-    yield start
-    for runner in started:
-        if runner.thread.is_alive():
-            runner.stop()
 
 
 @pytest.fixture
