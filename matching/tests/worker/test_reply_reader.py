@@ -23,8 +23,6 @@ from matching.worker.redis_bus import RedisBus
 from matching.worker.replies import decode_reply, unaddress
 from matching.worker.stream_runner import entry_fields, heartbeat_key, stream_key
 
-SYMBOLS = ("AAPL", "MSFT")
-
 
 @pytest.fixture
 def buses(redis_prefix):
