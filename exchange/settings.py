@@ -146,7 +146,7 @@ LOGOUT_REDIRECT_URL = "home"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # first, so an unauthenticated call gets 401 with "WWW-Authenticate: Token" (not a browser prompt)
-        "rest_framework.authentication.TokenAuthentication",  # programs: Authorization: Token <key>
+        "exchange.api.authentication.TokenAuthentication",  # programs: Authorization: Token <key>
         "rest_framework.authentication.SessionAuthentication",  # the browser; CSRF enforced
         # curl -u user:password; 429 past the failed-login budget (exchange/api/authentication.py)
         "exchange.api.authentication.BasicAuthentication",
