@@ -5,8 +5,8 @@ to the next order); otherwise an entry lives TTL seconds: the bound on how long 
 another server process, or by a `QuerySet.update` that sends no signal, can go unseen. Cached objects
 are shared between requests: read them, never change them.
 
-API tokens are not cached: DRF's TokenAuthentication reads the token and its user on every call, so a
-deleted token or a deactivated user is refused at once in every process.
+API tokens are not cached: the token authentication (exchange/api/authentication.py) reads the token's
+user on every call, so a deleted token or a deactivated user is refused at once in every process.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from exchange.api import entry, schemas
 from exchange.api.errors import ApiError
+from exchange.api.lookups import instrument_get
 from exchange.api.serializers import AmendRequest
 from exchange.api.views import ERRORS, at_tick_precision, bounded_int
 from exchange.models import Instrument
@@ -34,9 +35,12 @@ class OrderListView(APIView):
         limit = bounded_int(request, "limit", default=100, top=500)
         wanted = None if status is None else OrderStatus(status)
         orders = selectors.order_list(user=signed_in_user(request), status=wanted, symbol=symbol)[:limit]
-        instruments = {i.symbol: i for i in Instrument.objects.all()}
-        return Response([order_json(order, instruments[order.symbol]) for order in orders
-                         if order.symbol in instruments])
+        shown = []
+        for order in orders:
+            instrument = instrument_get(order.symbol)  # cached in process (exchange/api/lookups.py)
+            if instrument is not None:
+                shown.append(order_json(order, instrument))
+        return Response(shown)
 
 
 class OrderCancelAllView(APIView):

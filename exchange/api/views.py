@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 
 from exchange.api import entry, schemas
 from exchange.api.errors import ApiError, body
+from exchange.api.lookups import instrument_get
 from exchange.api.serializers import OrderRequest
 from exchange.api.throttles import LoginThrottle
 from exchange.models import Instrument
@@ -96,7 +97,7 @@ class TradesView(APIView):
 
 
 def _instrument(symbol: str) -> Instrument:
-    instrument = Instrument.objects.filter(symbol=symbol).first()
+    instrument = instrument_get(symbol)  # cached in process (exchange/api/lookups.py)
     if instrument is None:
         raise ApiError(404, "unknown_symbol", f"no instrument {symbol!r}")
     return instrument
