@@ -1,10 +1,19 @@
-from collections.abc import Callable
+"""Admin for instruments, and what every admin module here shares: decimals shown as people write
+them (0.01 and 139.75, not 0.01000000), in lists and in forms."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from exchange.models import Instrument
+from exchange.templatetags.decimals import plain
 from exchange.users import signed_in_user
 from matching.worker.bus import Unavailable
 from risk import services as risk_services
@@ -13,12 +22,37 @@ admin.site.site_header = "Exchange simulator administration"
 admin.site.site_title = "Exchange simulator"
 
 
+def plain_column(name: str, description: str | None = None) -> Callable[[Any], str]:
+    """A list column showing the decimal field `name` as people write it: 0.01, 100, 139.75."""
+
+    @admin.display(description=description or name.replace("_", " "), ordering=name)
+    def column(obj: Model) -> str:
+        value = getattr(obj, name)
+        return admin.site.empty_value_display if value is None else plain(value)
+
+    column.__name__ = name  # the list's CSS class: field-<name>
+    return column
+
+
+class PlainDecimalsForm(forms.ModelForm):
+    """A model form whose decimal fields start as people write them (0.01, not 0.01000000)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            value = self.initial.get(name)
+            if isinstance(field, forms.DecimalField) and isinstance(value, Decimal) and value.is_finite():
+                self.initial[name] = plain(value)
+
+
 @admin.register(Instrument)
 class InstrumentAdmin(admin.ModelAdmin):
     """Status, halt reason and end come from the matcher (risk.projection): halt and resume are commands
     to it, applied at once and journaled; the list shows the new status as soon as it is projected."""
 
-    list_display = ("symbol", "name", "tick_size", "lot_size", "status", "halt_reason", "halted_until")
+    form = PlainDecimalsForm
+    list_display = ("symbol", "name", plain_column("tick_size", "tick size"),
+                    plain_column("lot_size", "lot size"), "status", "halt_reason", "halted_until")
     list_filter = ("status",)
     search_fields = ("symbol", "name")
     readonly_fields = ("status", "halt_reason", "halted_until", "status_seq")

@@ -14,7 +14,10 @@ handler404 = "exchange.error_views.page_not_found"
 handler500 = "exchange.error_views.server_error"
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", views.home, name="home"),  # the markets
+    path("markets/rows", views.market_rows, name="market-rows"),  # the markets table, polled by its page
+    path("trade/<str:symbol>/", views.trade, name="trade"),  # the trading screen
+    path("system/", views.system, name="system"),  # staff: the live system figures as charts
     path("health", views.health, name="health"),
     # what browsers ask for on pages that name no icon (admin, the browsable API, Swagger)
     path("favicon.ico", views.favicon),

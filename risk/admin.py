@@ -20,8 +20,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from exchange.admin import PlainDecimalsForm, plain_column
+from exchange.templatetags.decimals import plain
 from exchange.users import signed_in_user
-from matching.admin import OrderAdmin
+from matching.admin import MarketMakerFilter, OrderAdmin, OrderDisplay
 from matching.engine.types import OrderStatus
 from matching.worker.bus import Unavailable
 from risk import services
@@ -82,8 +84,12 @@ class _CommandAdmin(_StaffViewAdmin):
 
 @admin.register(RiskLimit)
 class RiskLimitAdmin(_CommandAdmin):
-    list_display = ("instrument", "max_position", "max_order_size", "price_band_pct", "hold_volume_pct",
-                    "reference_daily_volume", "reference_price", "circuit_move_pct", "circuit_window_seconds",
+    form = PlainDecimalsForm
+    list_display = ("instrument", plain_column("max_position"), plain_column("max_order_size"),
+                    plain_column("price_band_pct", "price band %"),
+                    plain_column("hold_volume_pct", "hold volume %"),
+                    plain_column("reference_daily_volume"), plain_column("reference_price"),
+                    plain_column("circuit_move_pct", "circuit move %"), "circuit_window_seconds",
                     "circuit_halt_seconds", "updated_at")
     search_fields = ("instrument__symbol",)
     list_select_related = ("instrument",)
@@ -102,7 +108,9 @@ class RiskLimitAdmin(_CommandAdmin):
 
 @admin.register(UserRiskLimit)
 class UserRiskLimitAdmin(_CommandAdmin):
-    list_display = ("user", "instrument", "max_position", "max_order_size", "updated_at")
+    form = PlainDecimalsForm
+    list_display = ("user", "instrument", plain_column("max_position"), plain_column("max_order_size"),
+                    "updated_at")
     list_filter = ("instrument",)
     search_fields = ("user__username", "instrument__symbol")
     list_select_related = ("user", "instrument")
@@ -191,10 +199,21 @@ class AccountAdmin(_ProjectedAdmin):
 
 @admin.register(Position)
 class PositionAdmin(_ProjectedAdmin):
-    list_display = ("user", "instrument", "qty", "cost", "average_price", "realised", "seq", "updated_at")
+    list_display = ("user", "instrument", "quantity", "cost", "average_price", "realised", "seq",
+                    "updated_at")
     list_filter = ("instrument",)
     search_fields = ("user__username", "instrument__symbol")
     list_select_related = ("user", "instrument")
+    fields = ("user", "instrument", "quantity", "cost", "average_price", "realised", "seq", "updated_at")
+    readonly_fields = fields
+
+    @admin.display(description="quantity", ordering="qty")
+    def quantity(self, obj: Position) -> str:
+        """At the instrument's lot precision: 10, not 10.00000000."""
+        lot = obj.instrument.lot_size.normalize()
+        exponent = lot.as_tuple().exponent
+        places = min(0, exponent) if isinstance(exponent, int) else 0
+        return plain(obj.qty) if places == 0 else f"{obj.qty.quantize(Decimal(1).scaleb(places)):f}"
 
     @admin.display(description="average price")
     def average_price(self, obj: Position) -> Decimal | None:
@@ -207,12 +226,14 @@ def _decide(request: HttpRequest, app_perm: str) -> bool:
 
 
 @admin.register(HeldOrder)
-class HeldOrderAdmin(_ProjectedAdmin):
+class HeldOrderAdmin(OrderDisplay, _ProjectedAdmin):
     """Orders the hold rule kept back (large against the daily volume): release sends them on to the
     book (checked again first), reject refuses them. Superusers, or staff with risk.change_heldorder."""
 
     list_display = OrderAdmin.list_display
-    list_filter = ("symbol", "side", "order_type")
+    list_filter = (MarketMakerFilter, "symbol", "side", "order_type")
+    fields = OrderAdmin.fields
+    readonly_fields = OrderAdmin.fields
     search_fields = OrderAdmin.search_fields
     list_select_related = ("user",)
     ordering = ("created_seq",)

@@ -4,6 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements.txt
+ensure_ui_assets  # the trading page's chart (npm's lightweight-charts into static/vendor/); skipped without npm
 cd "$ROOT"
 .venv/bin/python scripts/build_engine.py build
 .venv/bin/python manage.py migrate --noinput

@@ -4,6 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 ensure_venv requirements.txt requirements-dev.txt requirements-bench.txt
+ensure_ui_assets; ensure_chromium  # the chart's npm package; Debian's chromium for exchange/tests/ui
 cd "$ROOT"
 .venv/bin/ruff check .
 .venv/bin/mypy  # what it checks and how: [tool.mypy] in pyproject.toml

@@ -88,3 +88,11 @@ def test_create_users_writes_a_tokens_file(tmp_path, django_user_model):
 def test_create_users_refuses_nonsense():
     with pytest.raises(CommandError):
         create_users("--count", "0")
+
+
+def test_sign_up_errors_show_beside_their_fields(client):
+    response = client.post("/accounts/signup/", {**NEW, "password2": "something-else-42"})
+    html = response.content.decode()
+    assert 'class="field invalid"' in html
+    assert 'id="id_password2_errors"' in html
+    assert "The two password fields" in html

@@ -1,0 +1,28 @@
+"""The live server itself (exchange/tests/live_server.py), without a browser: it serves the exchange,
+its static files and the public pages, and says why when it cannot start."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from exchange.tests.live_server import LiveExchange, ServerFailed, live_exchange
+
+
+def test_it_serves_health_pages_and_static_files(live: LiveExchange) -> None:
+    status, health = live.get_json("/health")
+    assert status == 200
+    assert isinstance(health, dict) and health["components"]["marketmaker"]["status"] == "ok"
+    for path in ("/", "/markets/rows", "/static/css/site.css", "/static/js/trade.js", "/static/favicon.ico"):
+        with urllib.request.urlopen(live.url(path), timeout=10) as answer:
+            assert answer.status == 200, path
+    assert live.ws_url == f"ws://127.0.0.1:{live.port}/ws"
+    assert "demo" in live.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                                  "print(list(User.objects.values_list('username', flat=True)))")
+
+
+def test_a_server_that_cannot_start_says_why(tmp_path) -> None:
+    with pytest.raises(ServerFailed, match="MATCHER_TIMEOUT"), \
+            live_exchange(tmp_path, market_maker=False, static=False, extra_env={"MATCHER_TIMEOUT": "soon"}):
+        pass  # pragma: no cover - never reached
