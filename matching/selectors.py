@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.contrib.auth.models import User
 from django.db.models import Q, QuerySet
 
@@ -9,12 +11,14 @@ from matching.engine.types import OrderStatus
 from matching.models import Order, ProjectionCursor, Trade
 
 
-def order_list(*, user: User, status: OrderStatus | None = None,
+def order_list(*, user: User, status: OrderStatus | Collection[OrderStatus] | None = None,
                symbol: str | None = None) -> QuerySet[Order]:  # fmt: skip
-    """The user's orders, newest first, optionally of one status and/or symbol."""
+    """The user's orders, newest first, optionally of one status (or any of several) and/or symbol."""
     orders = Order.objects.filter(user=user)
-    if status is not None:
+    if isinstance(status, OrderStatus):
         orders = orders.filter(status=status)
+    elif status is not None:
+        orders = orders.filter(status__in=list(status))
     if symbol is not None:
         orders = orders.filter(symbol=symbol)
     return orders.order_by("-created_seq")

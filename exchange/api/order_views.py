@@ -21,19 +21,24 @@ from matching.outcomes import LIVE, outcomes
 
 
 class OrderListView(APIView):
-    """GET /api/orders?status=open&symbol=AAPL&limit=100: newest first."""
+    """GET /api/orders?status=open&symbol=AAPL&limit=100: newest first (status: one, or several
+    separated by commas, e.g. open,partially_filled,pending,held for the live ones)."""
 
-    @extend_schema(parameters=[OpenApiParameter("status", str, enum=[s.value for s in OrderStatus]),
+    @extend_schema(parameters=[OpenApiParameter("status", str, description="one status or several, "
+                                               "comma-separated: " + ", ".join(s.value for s in OrderStatus)),
                                OpenApiParameter("symbol", str),
                                OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
                    responses={200: schemas.OrderInfo(many=True), **ERRORS})
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status")
-        if status is not None and status not in {s.value for s in OrderStatus}:
-            raise ApiError(400, "invalid_request", f"unknown status {status!r}")
+        known = {s.value for s in OrderStatus}
+        asked = None if status is None else status.split(",")  # one status, or several: open,pending
+        if asked is not None and not set(asked) <= known:
+            raise ApiError(400, "invalid_request", f"unknown status {status!r}: one or more of "
+                           f"{', '.join(sorted(known))}, separated by commas")
         symbol = request.query_params.get("symbol")
         limit = bounded_int(request, "limit", default=100, top=500)
-        wanted = None if status is None else OrderStatus(status)
+        wanted = None if asked is None else [OrderStatus(value) for value in asked]
         orders = selectors.order_list(user=signed_in_user(request), status=wanted, symbol=symbol)[:limit]
         shown = []
         for order in orders:

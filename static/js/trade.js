@@ -581,7 +581,7 @@
     mineBusy = (async () => {
       try {
         const [orders, fills, account] = await Promise.all([
-          X.api("GET", `${config.api.orders}?limit=200`),
+          X.api("GET", `${config.api.orders}?status=${[...LIVE_STATUSES].join(",")}&limit=500`),
           X.api("GET", `${config.api.fills}?limit=50`),
           X.api("GET", config.api.account),
         ]);

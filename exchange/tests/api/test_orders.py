@@ -341,3 +341,15 @@ def test_unknown_symbol_candles_are_404(alice):
     assert response.status_code == 404
     assert response.json()["code"] == "unknown_symbol"
     assert alice.get("/api/candles/AAPL?interval=1h").json() == []  # known, no trades yet
+
+
+def test_orders_of_several_statuses(alice):
+    resting = submit(alice, price="90.00").json()["order_id"]
+    canceled = submit(alice, price="91.00").json()["order_id"]
+    assert alice.delete(f"/api/cancel/{canceled}").status_code == 200
+    live = alice.get("/api/orders?status=open,partially_filled,pending,held").json()
+    assert [o["order_id"] for o in live] == [resting]
+    both = alice.get("/api/orders?status=open,canceled").json()
+    assert sorted(o["order_id"] for o in both) == sorted([resting, canceled])
+    refused = alice.get("/api/orders?status=open,nope")
+    assert refused.status_code == 400 and refused.json()["code"] == "invalid_request"
