@@ -14,7 +14,6 @@ import sys
 
 from a2wsgi import WSGIMiddleware
 from channels.routing import ProtocolTypeRouter, URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "exchange.settings")
@@ -26,14 +25,16 @@ from django.conf import settings  # noqa: E402
 
 from exchange.lifespan import lifespan_app  # noqa: E402
 from exchange.status_phrases import register_with_twisted  # noqa: E402
+from marketdata.auth import origin_check, websocket_auth  # noqa: E402
 from marketdata.routing import websocket_urlpatterns  # noqa: E402
 
 register_with_twisted()  # "422 Unprocessable Entity", not "422 Unknown Status", under daphne
 application = ProtocolTypeRouter({
     # the stubs type a WSGI app's result as bytes; Django's handler returns an iterable response
     "http": WSGIMiddleware(django_wsgi_app, workers=settings.WEB_THREADS),  # type: ignore[arg-type]
-    # Channels' stubs want its own URL pattern type; Django's re_path is what its routing docs use
-    "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
+    # /ws (docs/WEBSOCKET.md): an Origin, when sent, must be an allowed host's; then the session cookie or
+    # an API token. Channels' stubs want its own URL pattern type; Django's re_path is what its docs use.
+    "websocket": origin_check(websocket_auth(URLRouter(websocket_urlpatterns))),  # type: ignore[arg-type]
     "lifespan": lifespan_app,  # the matcher and the market maker start and stop with the server
 })
 

@@ -200,3 +200,12 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
             parse_positive("MARKET_MAKER_INTERVAL", get("MARKET_MAKER_INTERVAL", "1"), float)
         ),
     )
+
+
+def redis_channel_layer(url: str) -> dict[str, object]:
+    """The channel layer on the Redis at `url` (production: REDIS_CACHE_URL). channels-redis waits for a
+    consumer's messages with a 5 s BZPOPMIN; redis-py 8 times a connection's reads out after 5 s by
+    default, so the wait raised TimeoutError and ended every WebSocket left idle for 5 s. Its
+    connections get a socket timeout well above the wait."""
+    return {"BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": url, "socket_timeout": 30}]}}

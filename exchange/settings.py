@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from exchange.env import Mode, read_env
+from exchange.env import Mode, read_env, redis_channel_layer
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV = read_env(os.environ, base_dir=BASE_DIR)
@@ -100,13 +100,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = ENV.redis_url
 REDIS_CACHE_URL = ENV.redis_cache_url
 if EXCHANGE_MODE == Mode.PRODUCTION:
+    assert REDIS_CACHE_URL is not None  # production mode has one (exchange/env.py)
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE_URL}
     }
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                    "CONFIG": {"hosts": [REDIS_CACHE_URL]}},
-    }
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_CACHE_URL)}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from exchange.env import Mode
 from exchange.models import Instrument
+from marketdata import publisher
 from marketdata.book_cache import MarketDataCache
 from marketdata.redis_cache import RedisMarketData, connect
 from matching.engine import AmendOrder, CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
@@ -81,6 +82,8 @@ def _start_embedded() -> EmbeddedBus:
     bus = EmbeddedBus(matcher)
     bus.subscribe(outputs.project)
     bus.subscribe(outputs.market_listener())
+    # the WebSocket feeds: the publisher's loop runs in the server's event loop (exchange/lifespan.py)
+    bus.subscribe(publisher.install(publisher.Publisher(cache, matcher.engine)).on_replies)
     bus.start()
     configure_risk(bus, config)
     _outputs, _market_data = outputs, cache

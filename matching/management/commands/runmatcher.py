@@ -36,6 +36,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
+from marketdata.publisher import Publisher
 from marketdata.redis_cache import RedisMarketDataWriter, connect
 from matching.selectors import projected_seq
 from matching.shard import ShardOutputs, cursor_name
@@ -104,6 +105,7 @@ class Command(BaseCommand):
         if projection:
             runner.heartbeat_extra = lambda: {"projector": outputs.health()}
         outputs.start()
+        feeds: Publisher | None = None
         try:
             replayed = runner.recover(wait=True, replay_after=cursor)
             if not runner.recovered:  # stopped while Redis was unreachable
@@ -117,6 +119,10 @@ class Command(BaseCommand):
                     client.xadd(runner.stream, entry_fields(encode_command(cmd)))
             outputs.recovered(runner.matcher)
             runner.subscribe(outputs.market_listener())
+            if projection:  # the WebSocket feeds, to every web process through the channel layer
+                feeds = Publisher(market_data.cache, runner.matcher.engine)
+                runner.subscribe(feeds.on_replies)
+                feeds.start_thread()  # its own event loop, sending to the channels-redis groups
             since = "" if cursor is None else f", projection cursor {cursor}"
             self.stdout.write(f"shard {shard} recovered at seq {runner.matcher.seq} (stream id "
                               f"{runner.stream_id}{since}, {replayed} replayed); "
@@ -128,6 +134,8 @@ class Command(BaseCommand):
         except UnsupportedFormat as exc:
             raise CommandError(f"shard {shard}: {exc}") from exc
         finally:
+            if feeds is not None:
+                feeds.stop_thread()  # the last publication out
             # Whatever is left unwritten (the database down past the timeout) is logged; the next
             # start recovers from the cursor and projects it again.
             outputs.stop()

@@ -1,0 +1,221 @@
+"""WebSocket fan-out: N subscribers on one symbol while orders cross, on a live embedded server.
+
+    python bench/ws_fanout.py --subscribers 100 --subscribers 1000 --rate 20 --seconds 10 --runs 3
+
+A uvicorn server (exchange/tests/live_server.py: the embedded exchange, no market maker) on this machine;
+subscriber processes (--procs, each an asyncio loop of `websockets` clients) subscribe to AAPL trades and
+level2; a driver sends `--rate` crossing pairs a second (a resting sell, then a buy that takes it: one
+trade each) through WebSocket order entry. Per run: messages delivered per second (all subscribers), the
+match-to-client latency of trades (client receive time - the trade's engine timestamp; one clock, one
+machine), detected gaps (level2 prev_seq != the last seq; trade ids not consecutive) and the server's
+memory per connection (RSS after connecting minus before, over N; the largest of the runs, as later
+runs reuse memory the first one freed). Medians over --runs; gaps: the most any run saw. The clients share
+the machine's cores with the server: latencies include that contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def server_pid(port: int) -> int:
+    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    return int(re.search(r"pid=(\d+)", out).group(1))  # type: ignore[union-attr]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def subscribers(url: str, count: int, ready: Any, go: Any, stop: Any, results: Any,
+                compression: str | None) -> None:
+    """One process: `count` subscribers; reports (messages, trade latencies in ms, gaps)."""
+    from websockets.asyncio.client import connect
+
+    async def main() -> None:
+        state: dict[str, Any] = {"messages": 0, "gaps": 0, "latencies": []}
+        measuring = asyncio.Event()
+
+        async def one() -> None:
+            async with connect(url, max_queue=None, compression=compression) as ws:
+                await ws.send(json.dumps({"action": "subscribe", "symbol": "AAPL",
+                                          "feed_types": ["trades", "level2"]}))
+                last_seq, last_trade = None, None
+                ready_once = False
+                async for raw in ws:
+                    now = time.time()
+                    message = json.loads(raw)
+                    kind = message["type"]
+                    if kind == "level2_snapshot":
+                        last_seq = message["seq"]
+                        if not ready_once:
+                            ready_once = True
+                            ready.put(1)
+                        continue
+                    if kind == "level2_update":
+                        if message["prev_seq"] != last_seq:
+                            state["gaps"] += 1
+                        last_seq = message["seq"]
+                    elif kind == "trade":
+                        number = int(message["trade_id"].rsplit("-", 1)[1])
+                        if last_trade is not None and number != last_trade + 1:
+                            state["gaps"] += 1
+                        last_trade = number
+                        if measuring.is_set():
+                            ts = datetime.fromisoformat(message["timestamp"]).timestamp()
+                            state["latencies"].append((now - ts) * 1000)
+                    if measuring.is_set():
+                        state["messages"] += 1
+
+        tasks = [asyncio.create_task(one()) for _ in range(count)]
+        await asyncio.to_thread(go.wait)
+        measuring.set()
+        cpu, wall = time.process_time(), time.monotonic()
+        await asyncio.to_thread(stop.wait)
+        measuring.clear()
+        busy = (time.process_time() - cpu) / (time.monotonic() - wall) * 100
+        results.put((state["messages"], state["latencies"], state["gaps"], busy))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+
+
+async def drive(url: str, tokens: list[str], rate: int, seconds: float) -> int:
+    """Crossing pairs at `rate` a second through WebSocket order entry (two users: a user's orders do not
+    trade with each other); the trades made."""
+    from websockets.asyncio.client import connect
+
+    trades = 0
+    seller = await connect(url, additional_headers={"Authorization": f"Token {tokens[0]}"})
+    buyer = await connect(url, additional_headers={"Authorization": f"Token {tokens[1]}"})
+    async with seller, buyer:
+        async def order(n: int, side: str) -> dict:
+            ws = seller if side == "sell" else buyer
+            await ws.send(json.dumps({"action": "order.submit", "id": n, "symbol": "AAPL", "side": side,
+                                      "quantity": "1", "price": "100.00"}))
+            while True:
+                answer = json.loads(await ws.recv())
+                if answer.get("type") == "order.result" and answer["id"] == n:
+                    return answer
+
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < seconds:
+            await order(n, "sell")
+            result = await order(n + 1, "buy")
+            trades += len(result["result"].get("trades", []))
+            n += 2
+            pause = start + n / 2 / rate - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+    return trades
+
+
+def run_once(live: Any, tokens: list[str], count: int, procs: int, rate: int, seconds: float,
+             compression: str | None) -> dict[str, float]:
+    pid = server_pid(live.port)
+    before = rss_kib(pid)
+    ctx = multiprocessing.get_context("spawn")
+    ready, results = ctx.Queue(), ctx.Queue()
+    go, stop = ctx.Event(), ctx.Event()
+    shares = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
+    workers = [ctx.Process(target=subscribers,
+                           args=(live.ws_url, share, ready, go, stop, results, compression))
+               for share in shares if share]
+    for worker in workers:
+        worker.start()
+    for _ in range(count):
+        ready.get(timeout=120)
+    time.sleep(1.0)
+    per_connection = (rss_kib(pid) - before) / count
+    go.set()
+    started, cpu = time.monotonic(), cpu_seconds(pid)
+    trades = asyncio.run(drive(live.ws_url, tokens, rate, seconds))
+    time.sleep(0.5)  # the last publication reaches the clients
+    stop.set()
+    elapsed = time.monotonic() - started
+    server_cpu = (cpu_seconds(pid) - cpu) / elapsed * 100
+    messages, latencies, gaps, client_cpu = 0, [], 0, 0.0
+    for _ in workers:
+        got = results.get(timeout=60)
+        messages += got[0]
+        latencies += got[1]
+        gaps += got[2]
+        client_cpu += got[3]
+    for worker in workers:
+        worker.join(30)
+    latencies.sort()
+    return {"msgs_per_s": messages / elapsed, "p50_ms": latencies[len(latencies) // 2] if latencies else 0,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] if latencies else 0, "gaps": gaps,
+            "kib_per_conn": per_connection, "trades": trades, "server_cpu": server_cpu,
+            "client_cpu": client_cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, action="append")
+    parser.add_argument("--rate", type=int, default=20, help="crossing pairs a second")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--procs", type=int, default=2, help="subscriber processes")
+    parser.add_argument("--deflate", action="store_true",
+                        help="clients negotiate permessage-deflate (browsers do; default: off)")
+    args = parser.parse_args()
+    counts = args.subscribers or [100, 1000]
+    compression = "deflate" if args.deflate else None
+
+    from bench.harness import machine
+    from exchange.tests.live_server import live_exchange
+
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp, live_exchange(
+            Path(tmp), market_maker=False, static=False,
+            extra_env={"API_RATES": "submit=100000/s,burst=100000/s,sustained=10000000/min"}) as live:
+        created = live.manage("create_users", "--count", "2", "--prefix", "fanout").strip().splitlines()
+        tokens = [line.split(",")[1] for line in created[-2:]]
+        print(f"{'subscribers':>11} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'gaps':>5} {'KiB/conn':>9}"
+              f" {'trades/s':>9} {'server CPU':>10} {'client CPU':>10}  (median of {args.runs} runs, "
+              f"{args.seconds:.0f} s each)")
+        for count in counts:
+            runs = [run_once(live, tokens, count, args.procs, args.rate, args.seconds, compression)
+                    for _ in range(args.runs)]
+
+            def med(key: str, runs: list[dict[str, float]] = runs) -> float:
+                return statistics.median(r[key] for r in runs)
+
+            print(f"{count:>11} {med('msgs_per_s'):>9.0f} {med('p50_ms'):>8.1f} {med('p99_ms'):>8.1f} "
+                  f"{max(r['gaps'] for r in runs):>5} {max(r['kib_per_conn'] for r in runs):>9.1f} "
+                  f"{med('trades') / args.seconds:>9.1f} {med('server_cpu'):>9.0f}% "
+                  f"{med('client_cpu'):>9.0f}%")
+
+
+if __name__ == "__main__":
+    main()

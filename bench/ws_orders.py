@@ -1,0 +1,152 @@
+"""Order entry over WebSockets beside REST submit, in the same run, on a live embedded server.
+
+    python bench/ws_orders.py --connections 32 --window 16 --seconds 10 --runs 3
+
+A uvicorn server (exchange/tests/live_server.py: the embedded exchange, no market maker, rate limits
+lifted) on this machine. WebSocket phase: `--connections` sockets, each of its own user, each keeping
+`--window` `order.submit` requests in flight (answers carry the request id). REST phase: as many threads,
+each with a persistent HTTP connection, POSTing /api/submit one after the other. Orders rest (buys at
+50.00, sells at 150.00: nothing trades), so both doors do the same work: validation, the risk stage, the
+matcher, the projection written before the answer (read-your-writes). Per phase: acknowledged orders a
+second and the ack latency p50/p99 as the client sees it. Phases alternate; medians over --runs.
+The client shares the machine's two cores with the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def order(n: int) -> dict[str, Any]:
+    buy = n % 2 == 0
+    return {"symbol": "AAPL", "side": "buy" if buy else "sell", "quantity": "1",
+            "price": "50.00" if buy else "150.00"}
+
+
+async def ws_phase(url: str, tokens: list[str], window: int,
+                   seconds: float) -> tuple[int, list[float], float]:
+    from websockets.asyncio.client import connect
+
+    latencies: list[float] = []
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def one(token: str) -> None:
+        nonlocal done
+        headers = {"Authorization": f"Token {token}"}
+        async with connect(url, additional_headers=headers, compression=None) as ws:
+            sent: dict[int, float] = {}
+            n = 0
+
+            async def send_one() -> None:
+                nonlocal n
+                sent[n] = time.monotonic()
+                await ws.send(json.dumps({"action": "order.submit", "id": n, **order(n)}))
+                n += 1
+
+            for _ in range(window):
+                await send_one()
+            while sent:
+                answer = json.loads(await ws.recv())
+                if answer.get("type") != "order.result":
+                    continue
+                started = sent.pop(answer["id"])
+                if answer["status"] != 201:
+                    raise RuntimeError(f"refused: {answer}")
+                latencies.append((time.monotonic() - started) * 1000)
+                done += 1
+                if time.monotonic() < deadline:
+                    await send_one()
+
+    started = time.monotonic()
+    await asyncio.gather(*(one(token) for token in tokens))
+    return done, latencies or [0.0], time.monotonic() - started
+
+
+def rest_phase(port: int, tokens: list[str], seconds: float) -> tuple[int, list[float], float]:
+    latencies: list[float] = []
+    counts = [0] * len(tokens)
+    deadline = time.monotonic() + seconds
+
+    def worker(i: int, token: str) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        n = 0
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            conn.request("POST", "/api/submit", body=json.dumps(order(n)), headers=headers)
+            answer = conn.getresponse()
+            body = answer.read()
+            if answer.status != 201:
+                raise RuntimeError(f"refused: {answer.status} {body[:200]!r}")
+            latencies.append((time.monotonic() - started) * 1000)
+            counts[i] += 1
+            n += 1
+        conn.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(i, t)) for i, t in enumerate(tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts), latencies, time.monotonic() - started
+
+
+def summary(count: int, latencies: list[float], elapsed: float) -> dict[str, float]:
+    latencies = sorted(latencies)
+    return {"rate": count / elapsed, "p50": latencies[len(latencies) // 2],
+            "p99": latencies[int(len(latencies) * 0.99)]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--window", type=int, default=16, help="requests in flight per socket")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a server setting, e.g. PROJECTION_WAIT_TIMEOUT=0")
+    args = parser.parse_args()
+
+    from bench.harness import machine
+    from exchange.tests.live_server import live_exchange
+
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {machine()}")
+    env = {"API_RATES": "submit=1000000/s,burst=1000000/s,sustained=100000000/min",
+           **dict(item.split("=", 1) for item in args.env)}
+    with tempfile.TemporaryDirectory() as tmp, live_exchange(Path(tmp), market_maker=False, static=False,
+                                                             extra_env=env) as live:
+        created = live.manage("create_users", "--count", str(args.connections), "--prefix", "wsorders")
+        tokens = [line.split(",")[1] for line in created.strip().splitlines()[-args.connections:]]
+        results: dict[str, list[dict[str, float]]] = {"websocket": [], "rest": []}
+        for _ in range(args.runs):
+            results["websocket"].append(summary(*asyncio.run(ws_phase(live.ws_url, tokens, args.window,
+                                                                      args.seconds))))
+            results["rest"].append(summary(*rest_phase(live.port, tokens, args.seconds)))
+        print(f"{'door':>10} {'orders/s':>9} {'p50 ms':>8} {'p99 ms':>8}  ({args.connections} clients, "
+              f"median of {args.runs} runs of {args.seconds:.0f} s)")
+        for door, runs in results.items():
+            med = {key: statistics.median(r[key] for r in runs) for key in ("rate", "p50", "p99")}
+            print(f"{door:>10} {med['rate']:>9.0f} {med['p50']:>8.1f} {med['p99']:>8.1f}")
+        ratio = statistics.median(r["rate"] for r in results["websocket"]) / statistics.median(
+            r["rate"] for r in results["rest"])
+        print(f"websocket / rest: {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The public feeds over /ws against the real embedded matcher and the in-memory channel layer:
+snapshot, then trades and sequenced level-2 updates; a forced drop in the layer is a visible gap, and a
+resync gives exactly the server's book."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from marketdata import publisher
+from marketdata.feed import checksum
+from marketdata.tests.ws import abook, aplace, connect, receive, receive_until, request, run, send
+
+
+def level2(message: dict) -> bool:
+    return message["type"] in ("level2_snapshot", "level2_update")
+
+
+def test_subscribe_snapshot_then_trades_and_updates_in_sequence(embedded, django_user_model):
+    seller = django_user_model.objects.create_user("seller").pk
+    buyer = django_user_model.objects.create_user("buyer").pk
+
+    async def scenario() -> None:
+        await aplace(seller, "sell", "151.00", "4")  # before the subscription: in the snapshot
+        comm = await connect()
+        answer = await request(comm, {"action": "subscribe", "symbol": "AAPL",
+                                      "feed_types": ["trades", "level2", "ticker"]})
+        assert answer == {"type": "subscribed", "symbol": "AAPL",
+                          "feed_types": ["level2", "ticker", "trades"]}
+        snapshot = await receive(comm)
+        assert snapshot["type"] == "level2_snapshot"
+        assert (snapshot["bids"], snapshot["asks"]) == ([], [["151.00", "4"]])
+        assert snapshot["checksum"] == checksum([], [["151.00", "4"]])
+        ticker = await receive(comm)
+        assert ticker["type"] == "ticker" and ticker["ask"] == "151.00" and ticker["last"] is None
+
+        await aplace(seller, "sell", "150.50", "2")
+        update = (await receive_until(comm, level2))[-1]
+        assert update["type"] == "level2_update"
+        assert update["prev_seq"] == snapshot["seq"] and update["seq"] > snapshot["seq"]
+        assert update["asks"] == [["150.50", "2"], ["151.00", "4"]]
+
+        await aplace(buyer, "buy", "151.00", "3")  # takes 2 at 150.50 and 1 at 151.00
+        got = await receive_until(comm, lambda m: level2(m) and m["asks"] == [["151.00", "3"]])
+        trades = [m for m in got if m["type"] == "trade"]
+        assert [(t["price"], t["quantity"], t["side"]) for t in trades] == [("150.50", "2", "buy"),
+                                                                             ("151.00", "1", "buy")]
+        assert trades[0]["trade_id"] == "AAPL-1" and trades[1]["trade_id"] == "AAPL-2"
+        assert trades[0]["timestamp"].endswith("+00:00")
+        chain = [update] + [m for m in got if level2(m)]
+        for before, after in itertools.pairwise(chain):
+            assert after["prev_seq"] == before["seq"]  # no gap on the way
+        final = chain[-1]
+        assert final["checksum"] == checksum(final["bids"], final["asks"])
+        server = await abook()
+        assert (final["bids"], final["asks"], final["seq"]) == (server["bids"], server["asks"], server["seq"])
+        await comm.disconnect()
+
+    run(scenario)
+
+
+def test_a_message_the_layer_drops_is_a_gap_and_a_resync_gives_the_servers_book(embedded, django_user_model,
+                                                                                    settings):
+    """The in-memory layer with a capacity of one message per channel: the second of two publications
+    sent before the consumer reads is dropped (ChannelFull), as channels-redis drops past its capacity."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer",
+                                           "CONFIG": {"capacity": 1}}}
+    seller = django_user_model.objects.create_user("seller").pk
+    from channels.layers import get_channel_layer
+
+    async def published_alone(pub: publisher.Publisher, side: str, price: str) -> list:
+        """Place one order and collect its publication (not sent yet)."""
+        before = pub.pending()
+        await aplace(seller, side, price, "1")
+        while pub.pending() == before:  # the matcher hands the batch to listeners after answering
+            await asyncio.sleep(0.005)
+        return await pub.collect()
+
+    async def scenario() -> None:
+        comm = await connect()  # starts the embedded publisher's loop in this loop ...
+        pub = publisher.installed()
+        assert pub is not None
+        await pub.aclose()  # ... which this test drives by hand instead
+        await request(comm, {"action": "subscribe", "symbol": "AAPL", "feed_types": ["level2"]})
+        snapshot = await receive(comm)
+        first = await published_alone(pub, "sell", "160.00")
+        second = await published_alone(pub, "sell", "161.00")
+        layer = get_channel_layer()
+        assert layer is not None
+        # together: both are put before the consumer runs again, so the second finds its channel full
+        await asyncio.gather(*(layer.group_send(group, message) for group, message in first + second))
+        got = await receive(comm)
+        assert got["prev_seq"] == snapshot["seq"] and got["asks"] == [["160.00", "1"]]
+        third = await published_alone(pub, "sell", "162.00")
+        for group, message in third:
+            await layer.group_send(group, message)
+        after_gap = await receive(comm)
+        assert after_gap["prev_seq"] != got["seq"]  # the client sees that it missed an update ...
+        assert after_gap["prev_seq"] == second[0][1]["level2"][0]  # ... the one the layer dropped
+        # resync: subscribe again; the new snapshot is exactly the server's book
+        await send(comm, {"action": "subscribe", "symbol": "AAPL", "feed_types": ["level2"]})
+        resync = (await receive_until(comm, lambda m: m["type"] == "level2_snapshot"))[-1]
+        server = await abook()
+        assert (resync["bids"], resync["asks"]) == (server["bids"], server["asks"])
+        assert resync["seq"] == server["seq"]
+        assert resync["asks"] == [["160.00", "1"], ["161.00", "1"], ["162.00", "1"]]
+        await comm.disconnect()
+
+    run(scenario)
