@@ -31,15 +31,15 @@ def chromium_path() -> str | None:
     return path if Path(path).exists() else shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # one server for the browser tests, stopped after them
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveExchange]:
-    """The embedded exchange with the demo market maker, on a free port, for the whole session."""
+    """The embedded exchange with the demo market maker, on a free port, for the browser tests."""
     with live_exchange(tmp_path_factory.mktemp("live-exchange"), extra_env=TEST_ENV) as server:
         yield server
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="package")  # closed after the browser tests: while Playwright's sync API is open it
+def browser() -> Iterator[Any]:  # runs an event loop in this thread, so later asyncio.run() would fail
     executable = chromium_path()
     if executable is None:
         pytest.skip("!!! CHROMIUM NOT INSTALLED (/usr/bin/chromium): the browser tests did NOT run; "
