@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from matching.tests.worker.stream_driver import free_port
 
@@ -61,15 +62,23 @@ class LiveExchange:
         """What the server printed so far (stdout and stderr)."""
         return self.log.read_text(errors="replace")
 
-    def get_json(self, path: str, *, token: str | None = None) -> tuple[int, object]:
-        request = urllib.request.Request(self.url(path))
-        if token:
-            request.add_header("Authorization", f"Token {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return answer.status, json.loads(answer.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+    def get_json(self, path: str, *, token: str | None = None) -> tuple[int, Any]:
+        return call_json(self.url(path), token=token)
+
+
+def call_json(url: str, method: str = "GET", *, token: str | None = None,
+              body: dict | None = None) -> tuple[int, Any]:
+    """One JSON call to a running server: (status, decoded body), 4xx and 5xx included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, method=method, data=data)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
 
 
 def _run(command: list[str], env: Mapping[str, str], *, timeout: float) -> str:

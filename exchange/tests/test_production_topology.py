@@ -6,36 +6,25 @@ Skips loudly without PostgreSQL or redis-server."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from exchange.tests.live_server import call_json
 from matching.tests.worker.stream_driver import free_port, scratch_postgres_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def call(port: int, method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode())
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Token {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return call_json(f"http://127.0.0.1:{port}{path}", method, token=token, body=body)
 
 
 def wait_healthy(port: int, script: subprocess.Popen, log: Path) -> dict:

@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from websockets.asyncio.client import connect
 
-from exchange.tests.live_server import live_exchange
+from exchange.tests.live_server import call_json, live_exchange
 
 TIMEOUT = 15.0
 
 
 def call(base: str, method: str, path: str, token: str, body: dict | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(base + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode())
-    request.add_header("Content-Type", "application/json")
-    request.add_header("Authorization", f"Token {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return call_json(base + path, method, token=token, body=body)
 
 
 async def until(ws: Any, done: Any) -> list[dict]:
