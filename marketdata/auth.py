@@ -71,7 +71,7 @@ class TokenAuthMiddleware:
             if user is None:
                 scope["auth_error"] = "invalid token"
             else:
-                scope["user"], scope["auth"] = user, "token"
+                scope["user"], scope["auth"], scope["token_group"] = user, "token", token_group(key)
         return await self.app(scope, receive, send)
 
 
@@ -110,6 +110,29 @@ def origin_check(app: Any) -> OriginCheck:
 
 def session_group(session_key: str) -> str:
     return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+def token_group(key: str) -> str:
+    """The sockets a token signed in: deleting the token ends their private access."""
+    return "token." + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def account_group(user_id: int) -> str:
+    """Every signed-in socket of a user: deactivating the user ends their private access."""
+    return f"account.{user_id}"
+
+
+def on_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """`post_delete` of an API token (also for each row a QuerySet.delete() removes)."""
+    group_send_from_thread(token_group(instance.key), {"type": "session.ended", "reason": "token_deleted"})
+
+
+def on_user_saved(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """`post_save` of a user: once inactive, none of their sockets keeps private access. (A
+    QuerySet.update() sends no signal: such a socket keeps it until it reconnects.)"""
+    if not instance.is_active:
+        ended = {"type": "session.ended", "reason": "user_inactive"}
+        group_send_from_thread(account_group(instance.pk), ended)
 
 
 def on_logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:

@@ -21,12 +21,23 @@ from asgiref.sync import sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import close_old_connections
+from django.db.models.signals import post_delete, post_save
+from rest_framework.authtoken.models import Token
 
 from exchange.env import Mode
 from marketdata import publisher
-from marketdata.auth import on_logged_out, session_group, user_for_token
+from marketdata.auth import (
+    account_group,
+    on_logged_out,
+    on_token_deleted,
+    on_user_saved,
+    session_group,
+    token_group,
+    user_for_token,
+)
 from marketdata.feed import PUBLIC_FEEDS, Level2, candle_message, ticker_message
 from marketdata.hub import HUB
 from marketdata.publisher import md_group, user_group
@@ -49,6 +60,8 @@ SLOW_CLOSE_TIMEOUT = 2.0  # seconds to tell a slow consumer before the connectio
 _orders_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ws-orders")
 
 user_logged_out.connect(on_logged_out, dispatch_uid="marketdata-ws-logout")
+post_delete.connect(on_token_deleted, sender=Token, dispatch_uid="marketdata-ws-token-deleted")
+post_save.connect(on_user_saved, sender=get_user_model(), dispatch_uid="marketdata-ws-user-saved")
 
 
 def _public_snapshot(symbol: str, interval_set: set[str]) -> tuple[Any, Any, dict[str, Any]] | None:
@@ -115,15 +128,13 @@ class MarketConsumer(AsyncWebsocketConsumer):
         self.closing = self.slow = False
         user = self.scope.get("user")
         self.user: Any = user if user is not None and user.is_authenticated else None  # a User, or None
-        self.session_group: str | None = None
+        self.credential_group: str | None = None  # the session's or the token's (auth.py)
+        self.account_group: str | None = None
         await self.accept()
         self.writer = asyncio.create_task(self._write())
-        if self.user is not None and self.scope.get("auth") != "token":
-            session = self.scope.get("session")
-            key = getattr(session, "session_key", None)
-            if key:  # logging out of this session ends its private feed (auth.on_logged_out)
-                self.session_group = session_group(key)
-                await self.channel_layer.group_add(self.session_group, self.channel_name)
+        if self.user is not None:
+            token = self.scope.get("token_group")
+            await self._join_credential_groups(token if isinstance(token, str) else None)
         if self.scope.get("auth_error"):
             self._queue(error("authentication_failed", "the token in the Authorization header is not valid"))
 
@@ -141,8 +152,26 @@ class MarketConsumer(AsyncWebsocketConsumer):
         if self.state.orders and self.user is not None:
             await layer.group_discard(user_group(self.user.pk), self.channel_name)
             self.state.orders = False
-        if self.session_group is not None:
-            await layer.group_discard(self.session_group, self.channel_name)
+        await self._leave_credential_groups()
+
+    async def _join_credential_groups(self, token: str | None) -> None:
+        """Ending the credentials this socket signed in with ends its private access: logging out of
+        its session (auth.on_logged_out), deleting its token, deactivating its user."""
+        assert self.user is not None
+        if token is None:
+            key = getattr(self.scope.get("session"), "session_key", None)
+            token = session_group(key) if key else None
+        self.credential_group = token
+        self.account_group = account_group(self.user.pk)
+        for group in (self.credential_group, self.account_group):
+            if group is not None:
+                await self.channel_layer.group_add(group, self.channel_name)
+
+    async def _leave_credential_groups(self) -> None:
+        for group in (self.credential_group, self.account_group):
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
+        self.credential_group = self.account_group = None
 
     # ---- client frames ------------------------------------------------------------------------------
 
@@ -227,10 +256,9 @@ class MarketConsumer(AsyncWebsocketConsumer):
         if self.user is not None and self.user.pk != user.pk and self.state.orders:
             await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
             self.state.orders = False
+        await self._leave_credential_groups()  # the token, not the session, authenticates this socket now
         self.user = user
-        if self.session_group is not None:  # the token, not the session, authenticates this socket now
-            await self.channel_layer.group_discard(self.session_group, self.channel_name)
-            self.session_group = None
+        await self._join_credential_groups(token_group(token))
         self._queue({"type": "authenticated", "username": user.get_username(),
                      **({"id": request_id} if request_id is not None else {})})
 
@@ -285,13 +313,15 @@ class MarketConsumer(AsyncWebsocketConsumer):
         self.wakeup.set()
 
     async def session_ended(self, message: dict[str, Any]) -> None:
-        """This socket's session logged out: no more private data, no more order entry."""
-        if self.user is not None and self.session_group is not None:
+        """The credentials of this socket ended (logged out, token deleted, user deactivated): no more
+        private data, no more order entry."""
+        if self.user is not None:
             if self.state.orders:
                 await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
                 self.state.orders = False
                 self._queue({"type": "unsubscribed", "symbol": None, "feed_types": ["orders"],
-                             "reason": "logged_out"})
+                             "reason": message.get("reason", "logged_out")})
+            await self._leave_credential_groups()
             self.user = None
 
     # ---- the writer ---------------------------------------------------------------------------------

@@ -205,3 +205,43 @@ def test_order_entry_shares_the_rest_rate_limit(embedded, django_user_model, set
         await comm.disconnect()
 
     run(scenario)
+
+
+def test_deleting_the_token_or_deactivating_the_user_ends_private_access(embedded, django_user_model):
+    """Besides logging out: an open socket keeps no private feed or order entry once its token is
+    deleted, or its user deactivated (through the ORM, as the admin does)."""
+    from rest_framework.authtoken.models import Token
+
+    frank = django_user_model.objects.create_user("frank", password="pw")
+    browser = Client()
+    browser.force_login(frank)
+
+    async def scenario() -> None:
+        key = await sync_to_async(token_for)(frank)
+        by_token = await connect(headers=[(b"authorization", f"Token {key}".encode())])
+        by_session = await connect(headers=[session_cookie(browser)])
+        for comm in (by_token, by_session):
+            subscribed = await request(comm, {"action": "subscribe", "feed_types": ["orders"]})
+            assert subscribed["type"] == "subscribed"
+
+        await sync_to_async(lambda: Token.objects.filter(key=key).delete(), thread_sensitive=False)()
+        ended = await receive_until(by_token, lambda m: m["type"] == "unsubscribed")
+        assert ended[-1]["reason"] == "token_deleted"
+        refused = await request(by_token, {"action": "order.cancel", "id": 1, "order_id": 1})
+        assert refused["code"] == "authentication_required"
+        await send(by_session, {"action": "ping", "id": 2})  # the session's socket is not the token's
+        assert await receive_until(by_session, lambda m: m["type"] == "pong") == [{"type": "pong", "id": 2}]
+
+        def deactivate() -> None:
+            frank.is_active = False
+            frank.save()
+
+        await sync_to_async(deactivate, thread_sensitive=False)()
+        ended = await receive_until(by_session, lambda m: m["type"] == "unsubscribed")
+        assert ended[-1]["reason"] == "user_inactive"
+        refused = await request(by_session, {"action": "subscribe", "feed_types": ["orders"]})
+        assert refused["code"] == "authentication_required"
+        await by_token.disconnect()
+        await by_session.disconnect()
+
+    run(scenario)
