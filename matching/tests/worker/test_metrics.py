@@ -8,6 +8,7 @@ import gc
 import json
 import math
 import threading
+import time
 
 import pytest
 from hypothesis import given
@@ -268,6 +269,10 @@ def test_the_stream_runner_publishes_its_metrics_with_its_heartbeat(redis_client
         assert [r.seq for r in replies] == list(range(6, 12))  # one pipeline, in order
         assert [r.duplicate for r in replies] == [False] * 3 + [True] * 3
         assert isinstance(replies[0].events[0], OrderAccepted)
+        # the runner records a batch once its replies are out: wait for the last batch's figures
+        commands, deadline = runner_metrics.throughput("matcher.commands"), time.monotonic() + 10
+        while commands.total < 11 and time.monotonic() < deadline:
+            time.sleep(0.01)
         runner.heartbeat()
         beat = bus.heartbeats()[0]
         assert beat is not None
