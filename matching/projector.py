@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 
 Kind = AuditEvent.Kind
 _DB_INT_MAX = 2**63 - 1
-_STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 _UPDATED_FIELDS = (
     "status", "price_ticks", "stop_price_ticks", "qty_lots", "filled_lots", "remaining_lots",
     "canceled_lots", "notional_ticks_lots", "cancel_reason", "reject_reason", "updated_seq", "updated_at",
