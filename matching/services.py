@@ -39,7 +39,7 @@ _lock = threading.Lock()
 _bus: CommandBus | None = None
 _outputs: ShardOutputs | None = None
 _watch: ProjectionWatch | None = None  # production: how far each shard's projection has written
-_market_data: MarketDataCache | RedisMarketData | None = None
+_market_data: RedisMarketData | None = None  # production: the shards' market data, read from Redis
 
 
 def command_bus() -> CommandBus:
@@ -65,7 +65,7 @@ def _start_market_maker() -> None:
 def _start_embedded() -> EmbeddedBus:
     """Recover the embedded matcher (shard 0) from its journal, replaying whatever the projection has
     not seen yet into it, then start the projector and the matcher thread."""
-    global _outputs, _market_data
+    global _outputs
     cache = MarketDataCache()
     outputs = ShardOutputs(0, cache)
     matcher = Matcher.open(
@@ -86,7 +86,7 @@ def _start_embedded() -> EmbeddedBus:
     bus.subscribe(publisher.install(publisher.Publisher(cache, matcher.engine)).on_replies)
     bus.start()
     configure_risk(bus, config)
-    _outputs, _market_data = outputs, cache
+    _outputs = outputs
     return bus
 
 
@@ -124,8 +124,8 @@ def market_data() -> MarketDataCache | RedisMarketData:
             _market_data = RedisMarketData(connect(settings.REDIS_URL), settings.MATCHER_STREAM_PREFIX)
         return _market_data
     command_bus()  # the embedded cache lives beside the matcher thread that feeds it
-    assert _market_data is not None
-    return _market_data
+    assert _outputs is not None and isinstance(_outputs.market_data, MarketDataCache)
+    return _outputs.market_data
 
 
 def command_bus_stop() -> None:
