@@ -2,9 +2,10 @@
 
 - `websocket_auth(app)`: the session cookie (`SessionAuthMiddleware`: Channels' CookieMiddleware and
   get_user, without its SessionMiddleware's wrapper around every frame sent), then `TokenAuthMiddleware`
-  (`Authorization: Token <key>`, read by DRF's own TokenAuthentication: a deleted token or an inactive
-  user is refused exactly as by the REST API). A client may also send {"action": "auth", "token": ...}
-  as a message (browsers cannot set headers on a WebSocket): `user_for_token`.
+  (`Authorization: Token <key>`, read by the API's own TokenAuthentication, exchange/api/authentication.py:
+  a deleted token or an inactive user is refused exactly as by the REST API). A client may also send
+  {"action": "auth", "token": ...} as a message (browsers cannot set headers on a WebSocket):
+  `user_for_token`.
 - `OriginCheck`: Channels' AllowedHostsOriginValidator, except that a handshake WITHOUT an Origin header
   is let through. Browsers always send Origin, so cross-site pages are still refused (the cookie is what a
   hostile page could borrow); programs send none, and they authenticate with a token, which a page on
@@ -29,8 +30,9 @@ from channels.sessions import CookieMiddleware
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import close_old_connections
-from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
+
+from exchange.api.authentication import TokenAuthentication
 
 log = logging.getLogger("marketdata.auth")
 
