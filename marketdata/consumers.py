@@ -5,8 +5,8 @@ other path. Thin: parsing, subscriptions and the outbound queue are `marketdata.
 Per connection, two tasks: Channels' own (client frames and channel-layer messages, one at a time) and a
 writer draining the bounded outbox into the socket, so a client that reads slowly holds up only its own
 writer; its outbox conflates depth and, past the bound, the client is told `slow_consumer` and dropped.
-Order requests run concurrently (up to `MAX_ORDERS_IN_FLIGHT` a connection) in a thread pool of their own,
-each answered with its request id when done.
+Order requests run concurrently (up to `MAX_ORDERS_IN_FLIGHT` a connection; submits batched across the
+process's connections, `marketdata.order_entry`), each answered with its request id when done.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -28,7 +27,7 @@ from django.db.models.signals import post_delete, post_save
 from rest_framework.authtoken.models import Token
 
 from exchange.env import Mode
-from marketdata import publisher
+from marketdata import order_entry, publisher
 from marketdata.auth import (
     account_group,
     on_logged_out,
@@ -57,7 +56,6 @@ log = logging.getLogger("marketdata.consumers")
 
 MAX_ORDERS_IN_FLIGHT = 64  # per connection; more waiting is refused with "too_many_requests"
 SLOW_CLOSE_TIMEOUT = 2.0  # seconds to tell a slow consumer before the connection is cut
-_orders_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ws-orders")
 
 user_logged_out.connect(on_logged_out, dispatch_uid="marketdata-ws-logout")
 post_delete.connect(on_token_deleted, sender=Token, dispatch_uid="marketdata-ws-token-deleted")
@@ -80,37 +78,6 @@ def _public_snapshot(symbol: str, interval_set: set[str]) -> tuple[Any, Any, dic
         if last:
             candles[interval] = last[-1]
     return instrument, market.snapshot(symbol), candles
-
-
-def _order_call(action: str, user: Any, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """One order request through exactly the REST API's functions: its rate limit, validation, risk
-    and answer (status, body)."""
-    from rest_framework.exceptions import Throttled
-
-    from exchange.api import entry
-    from exchange.api.throttles import take_call, user_ident
-
-    close_old_connections()
-    wait = take_call(user_ident(user.pk), orders=True)
-    if wait > 0:
-        def refuse() -> dict[str, Any]:
-            raise Throttled(wait)
-
-        return entry.answer(refuse)
-    data = {k: v for k, v in request.items() if k not in ("action", "id")}
-    if action == "order.submit":
-        return entry.answer(lambda: entry.submit(user=user, data=data), ok=201)
-    order_id = data.pop("order_id", None)
-    if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id <= 0:
-        from exchange.api.errors import ApiError
-
-        def bad() -> dict[str, Any]:
-            raise ApiError(400, "invalid_request", "order_id must be a positive whole number")
-
-        return entry.answer(bad)
-    if action == "order.cancel":
-        return entry.answer(lambda: entry.cancel(user=user, order_id=order_id))
-    return entry.answer(lambda: entry.amend(user=user, order_id=order_id, data=data))
 
 
 class MarketConsumer(AsyncWebsocketConsumer):
@@ -275,9 +242,8 @@ class MarketConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(self.orders_in_flight.discard)
 
     async def _order_task(self, action: str, request: dict[str, Any], user: Any) -> None:
-        call = sync_to_async(_order_call, thread_sensitive=False, executor=_orders_pool)
         try:
-            status, body = await call(action, user, request)
+            status, body = await order_entry.call(action, user, request)
         except Exception:  # not a refusal: a bug or an outage; the client gets a code, never silence
             log.exception("order request failed")
             status, body = 500, {"code": "server_error", "message": "the request failed on the server"}

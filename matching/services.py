@@ -212,11 +212,11 @@ def order_cancel(*, user_id: int, order_id: int, symbol: str = "") -> Reply:
     return command_bus().submit(CancelOrder(order_id, user_id, symbol), settings.MATCHER_TIMEOUT)
 
 
-def order_submit_many(*, user_id: int, orders: Sequence[OrderSpec]) -> list[Reply | Unavailable]:
-    """Send new orders together and wait for all: per order its Reply, or Unavailable if that one was
-    not answered in time. Embedded, they reach the matcher as one batch (one journal commit); over
-    Redis, as one pipeline per shard. Raises Unavailable when none could be sent."""
-    cmds = [new_order(user_id=user_id, order=order) for order in orders]
+def order_submit_many(*, orders: Sequence[tuple[int, OrderSpec]]) -> list[Reply | Unavailable]:
+    """Send new orders, each (user id, spec), together and wait for all: per order its Reply, or
+    Unavailable if that one was not answered in time. Embedded, they reach the matcher as one batch (one
+    journal commit); over Redis, as one pipeline per shard. Raises Unavailable when none could be sent."""
+    cmds = [new_order(user_id=user_id, order=order) for user_id, order in orders]
     return command_bus().submit_many(cmds, settings.MATCHER_TIMEOUT)
 
 

