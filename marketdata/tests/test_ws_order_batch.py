@@ -43,8 +43,14 @@ def test_a_burst_of_submits_is_batched_and_each_answered_as_rest(embedded, djang
                 await send(comm, {"action": "order.submit", "id": n, **CASES[n % len(CASES)]})
 
         async def answers(comm: Any) -> dict[int, dict[str, Any]]:
-            got = await receive_until(comm, lambda m, seen=set(): m["type"] == "order.result" and (
-                seen.add(m["id"]) or len(seen) == rounds * len(CASES)))
+            seen: set[int] = set()
+
+            def last(message: dict[str, Any]) -> bool:
+                if message["type"] == "order.result":
+                    seen.add(message["id"])
+                return len(seen) == rounds * len(CASES)
+
+            got = await receive_until(comm, last)
             return {m["id"]: m for m in got if m["type"] == "order.result"}
 
         for got in await asyncio.gather(*(answers(comm) for comm in comms)):

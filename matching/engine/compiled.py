@@ -26,6 +26,8 @@ COMPILED_MODULES = (
     "matching/worker/matcher",
     "risk/core/limits",
     "risk/core/commands",
+    "risk/core/balances",
+    "risk/core/cash",
     "risk/core/accounts",
     "risk/core/symbols",
     "risk/core/checks",

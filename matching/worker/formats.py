@@ -33,8 +33,10 @@ COMMAND_FORMATS_READ: Final = (1,)
 LEGACY_COMMAND_FORMAT: Final = 1  # of journal files and stream entries that name none
 
 # The snapshot file layout (matching.worker.snapshots); a body without the envelope is format 1.
-SNAPSHOT_FORMAT: Final = 1
-SNAPSHOT_FORMATS_READ: Final = (1,)
+# Format 2: the risk state holds the balance stage's shard ("balances") and the ledger no cash; a
+# format 1 state is converted as it is read (risk.core.engine.ledger_state_before_balances).
+SNAPSHOT_FORMAT: Final = 2
+SNAPSHOT_FORMATS_READ: Final = (1, 2)
 LEGACY_SNAPSHOT_FORMAT: Final = 1  # of a body without the envelope
 
 

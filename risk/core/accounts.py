@@ -1,15 +1,19 @@
-"""Accounts, positions and per-order reservations: the money side of risk, in integer cash units.
+"""Positions and per-order reservations: what a matching shard's risk keeps of its users, in integer
+cash units. The cash itself is the balance stage's (cash.py over balances.py): the ledger tells it
+each reservation and each settlement as it happens.
 
 1 cash unit = 10**-CASH_DECIMALS of the currency. An instrument's `cash_per_tick_lot` converts
 price (ticks) x quantity (lots) into cash units, so every amount here is an exact integer.
 
-- `Account`: cash and reserved (what open buy orders may still spend); available = cash - reserved.
-- `Position` (per account and symbol): qty (signed lots), cost (cash units paid for the open
+- `Holdings` (per owner): the owner's positions on this shard.
+- `Position` (per owner and symbol): qty (signed lots), cost (cash units paid for the open
   position, signed like qty), realised profit, and the lots of open buy and sell orders (the
   position-limit check counts them as if filled).
-- `OrderRisk`: what risk keeps for each live or held order: its open quantity and its reservation.
-- `Ledger`: all of the above plus the bookkeeping of one command (which accounts and positions it
-  changed), so `RiskEngine` can emit each changed one once, with its final values.
+- `OrderRisk`: what risk keeps for each live or held order: its open quantity, its reservation and
+  the balance stage's ticket for it.
+- `Account`: a read of an owner's cash (from the balance stage) and positions together.
+- `Ledger`: all of the above plus the bookkeeping of one command (which positions it changed), so
+  `RiskEngine` can emit each changed one once, with its final values.
 """
 
 from __future__ import annotations
@@ -20,17 +24,17 @@ from typing import Final
 
 from matching.engine.events import OrderAmended, Trade
 from matching.engine.types import OrderType, Side
-from risk.core.events import AccountUpdate, PositionUpdate, RiskAlert
+from risk.core.cash import CashStage
+from risk.core.events import PositionUpdate, RiskAlert
 from risk.core.types import AlertKind
 
 CASH_DECIMALS: Final = 4
 
 BUY: Final = Side.BUY
 OVERRUN: Final = AlertKind.RESERVATION_OVERRUN
-# The updates emitted after every command are built as the engine builds its hot events:
+# The position updates emitted after every command are built as the engine builds its hot events:
 # tuple.__new__(EventType, fields) is the same object at half the cost of the class call.
 _new: Final = tuple.__new__
-ACCOUNT_UPDATE: Final = AccountUpdate
 POSITION_UPDATE: Final = PositionUpdate
 
 
@@ -76,7 +80,20 @@ class Position:
 
 
 @dataclass(slots=True)
+class Holdings:
+    """An owner's positions on this shard."""
+
+    owner: int
+    positions: dict[str, Position]
+
+    def state(self) -> list:
+        return [self.owner, [self.positions[symbol].state() for symbol in sorted(self.positions)]]
+
+
+@dataclass(slots=True)
 class Account:
+    """A read of an account: the balance stage's cash and reserved, this shard's positions (copies)."""
+
     owner: int
     cash: int
     reserved: int
@@ -84,14 +101,6 @@ class Account:
 
     def available(self) -> int:
         return self.cash - self.reserved
-
-    def copy(self) -> Account:
-        positions = {symbol: position.copy() for symbol, position in self.positions.items()}
-        return Account(self.owner, self.cash, self.reserved, positions)
-
-    def state(self) -> list:
-        return [self.owner, self.cash, self.reserved,
-                [self.positions[symbol].state() for symbol in sorted(self.positions)]]
 
 
 @dataclass(slots=True)
@@ -103,7 +112,8 @@ class OrderRisk:
     whatever the fill price, so a fill below the limit frees the difference. A `pooled` order (a
     market order, or a stop order once triggered: both never rest) holds a budget instead: each fill
     draws its cost from `reserved`, and what is left is released when the order ends. Sells reserve
-    nothing.
+    nothing. `ticket`: the balance stage's number for the reservation (every order has one, a sell's
+    holding 0), named in each settlement line of the order.
     """
 
     order_id: int
@@ -118,85 +128,72 @@ class OrderRisk:
     lot_reserve: int
     reserved: int
     pooled: bool
+    ticket: int = 0
 
     def state(self) -> list:
         return [self.order_id, self.owner, self.symbol, self.side.value, self.order_type.value, self.qty,
-                self.remaining, self.price, self.stop_price, self.lot_reserve, self.reserved, self.pooled]
+                self.remaining, self.price, self.stop_price, self.lot_reserve, self.reserved, self.pooled,
+                self.ticket]
 
     @classmethod
     def from_state(cls, v: Sequence) -> OrderRisk:
-        return cls(v[0], v[1], v[2], Side(v[3]), OrderType(v[4]), v[5], v[6], v[7], v[8], v[9], v[10], v[11])
+        return cls(v[0], v[1], v[2], Side(v[3]), OrderType(v[4]), v[5], v[6], v[7], v[8], v[9], v[10], v[11],
+                   v[12] if len(v) > 12 else 0)
 
 
 class Ledger:
-    """Accounts, positions and order reservations, changed only through these methods."""
+    """Positions and order reservations, changed only through these methods; every change of money
+    goes to the balance stage (`cash`) as it happens."""
 
-    __slots__ = ("accounts", "alerts", "default_cash", "orders", "touched", "traded")
+    __slots__ = ("accounts", "alerts", "cash", "orders", "traded")
 
-    def __init__(self) -> None:
-        self.accounts: dict[int, Account] = {}
+    def __init__(self, cash: CashStage) -> None:
+        self.cash = cash
+        self.accounts: dict[int, Holdings] = {}
         self.orders: dict[int, OrderRisk] = {}  # live in the engine or held, by order id
-        self.default_cash = 0
-        # What the current command changed: owner -> (cash, reserved) before it (None: opened by it),
-        # the positions it traded, and the overrun alerts it found.
-        self.touched: dict[int, tuple[int, int] | None] = {}
+        # What the current command changed: the positions it traded, and the overrun alerts it found.
         self.traded: dict[tuple[int, str], Position] = {}
         self.alerts: list[RiskAlert] = []
 
     # ---- accounts and positions ---------------------------------------------------------------
 
-    def account(self, owner: int) -> Account:
-        """The owner's account, opened with the default cash on first sight."""
-        account = self.accounts.get(owner)
-        if account is None:
-            account = self.accounts[owner] = Account(owner, self.default_cash, 0, {})
-            self.touched[owner] = None
-        return account
-
-    def touch(self, account: Account) -> None:
-        if account.owner not in self.touched:
-            self.touched[account.owner] = (account.cash, account.reserved)
+    def account(self, owner: int) -> Holdings:
+        """The owner's holdings, opened on first sight (and the cash account with them)."""
+        holdings = self.accounts.get(owner)
+        if holdings is None:
+            holdings = self.accounts[owner] = Holdings(owner, {})
+            self.cash.open(owner)
+        return holdings
 
     @staticmethod
-    def position(account: Account, symbol: str) -> Position:
-        position = account.positions.get(symbol)
+    def position(holdings: Holdings, symbol: str) -> Position:
+        position = holdings.positions.get(symbol)
         if position is None:
-            position = account.positions[symbol] = Position(symbol)
+            position = holdings.positions[symbol] = Position(symbol)
         return position
-
-    def adjust_cash(self, account: Account, amount: int) -> None:
-        self.touch(account)
-        account.cash += amount
 
     # ---- orders -------------------------------------------------------------------------------
 
     def open(self, order: OrderRisk) -> None:
-        """Start tracking an order: count its lots as open and reserve its cash."""
-        account = self.account(order.owner)
-        position = self.position(account, order.symbol)
+        """Start tracking an order whose reservation the balance stage holds (`order.ticket`)."""
+        position = self.position(self.account(order.owner), order.symbol)
         if order.side is BUY:
             position.open_buy += order.remaining
         else:
             position.open_sell += order.remaining
-        if order.reserved:
-            self.touch(account)
-            account.reserved += order.reserved
         self.orders[order.order_id] = order
 
     def close(self, order: OrderRisk) -> None:
         """Stop tracking an order: its open lots and whatever it still reserves are released."""
         del self.orders[order.order_id]
-        account = self.accounts[order.owner]
-        position = account.positions[order.symbol]
+        position = self.accounts[order.owner].positions[order.symbol]
         if order.side is BUY:
             position.open_buy -= order.remaining
         else:
             position.open_sell -= order.remaining
         order.remaining = 0
-        if order.reserved:
-            self.touch(account)
-            account.reserved -= order.reserved
-            order.reserved = 0
+        self.cash.settle(order.owner, order.ticket, 0, order.reserved, order.order_id, True)
+        order.reserved = 0
 
     def take_away(self, order_id: int, lots: int) -> None:
         """Lots of an order ended without a trade (canceled, expired, reduced by self-trade prevention)."""
@@ -206,13 +203,12 @@ class Ledger:
         if lots >= order.remaining:
             self.close(order)
             return
-        account = self.accounts[order.owner]
-        position = account.positions[order.symbol]
+        position = self.accounts[order.owner].positions[order.symbol]
         order.remaining -= lots
         if order.side is BUY:
             position.open_buy -= lots
             if not order.pooled:
-                self._reserve_to(account, order, order.remaining * order.lot_reserve)
+                self._reserve_to(order, order.remaining * order.lot_reserve)
         else:
             position.open_sell -= lots
 
@@ -222,8 +218,7 @@ class Ledger:
         order = self.orders.get(event.order_id)
         if order is None:
             return
-        account = self.accounts[order.owner]
-        position = account.positions[order.symbol]
+        position = self.accounts[order.owner].positions[order.symbol]
         delta = event.remaining - order.remaining
         order.qty, order.remaining = event.qty, event.remaining
         order.price, order.stop_price = event.price, event.stop_price
@@ -231,7 +226,7 @@ class Ledger:
             position.open_buy += delta
             if not order.pooled:
                 order.lot_reserve = lot_reserve
-                self._reserve_to(account, order, order.remaining * lot_reserve)
+                self._reserve_to(order, order.remaining * lot_reserve)
         else:
             position.open_sell += delta
 
@@ -241,16 +236,17 @@ class Ledger:
         if order is not None and order.order_type is OrderType.STOP:
             order.pooled = True
 
-    def _reserve_to(self, account: Account, order: OrderRisk, target: int) -> None:
-        if target != order.reserved:
-            self.touch(account)
-            account.reserved += target - order.reserved
-            order.reserved = target
+    def _reserve_to(self, order: OrderRisk, target: int) -> None:
+        if target < order.reserved:
+            self.cash.settle(order.owner, order.ticket, 0, order.reserved - target, order.order_id, False)
+        elif target > order.reserved:  # an amendment the pre-check let through: the cash is there
+            self.cash.extend(order.owner, order.ticket, target - order.reserved)
+        order.reserved = target
 
     # ---- trades -------------------------------------------------------------------------------
 
     def settle(self, trade: Trade, cash_per_tick_lot: int) -> None:
-        """Move cash from buyer to seller (conserved), update both positions and both orders."""
+        """Cash from buyer to seller (conserved: one line each), both positions, both orders."""
         lot_value = trade.price * cash_per_tick_lot
         lots = trade.qty
         cost = lot_value * lots
@@ -263,10 +259,6 @@ class Ledger:
         symbol = trade.symbol
         buyer = self.account(buyer_owner)
         seller = self.account(seller_owner)
-        self.touch(buyer)
-        self.touch(seller)
-        buyer.cash -= cost
-        seller.cash += cost
         bought = self.position(buyer, symbol)
         sold = self.position(seller, symbol)
         bought.fill(lots, lot_value)
@@ -275,16 +267,21 @@ class Ledger:
         self.traded[(seller_owner, symbol)] = sold
         order = self.orders.get(buy_id)
         if order is not None:
-            self._bought(buyer, bought, order, lots, cost, trade.timestamp)
+            self._bought(bought, order, lots, cost, trade.timestamp)
+        else:
+            self.cash.settle(buyer_owner, None, -cost, 0, buy_id, False)
         order = self.orders.get(sell_id)
+        ticket = None if order is None else order.ticket
+        done = False
         if order is not None:
             order.remaining -= lots
             sold.open_sell -= lots
             if not order.remaining:
                 del self.orders[sell_id]
+                done = True
+        self.cash.settle(seller_owner, ticket, cost, 0, sell_id, done)
 
-    def _bought(self, account: Account, position: Position, order: OrderRisk, lots: int, cost: int,
-                ts: int) -> None:
+    def _bought(self, position: Position, order: OrderRisk, lots: int, cost: int, ts: int) -> None:
         order.remaining -= lots
         position.open_buy -= lots
         if order.pooled:
@@ -293,16 +290,17 @@ class Ledger:
             target = order.remaining * order.lot_reserve
             release = order.reserved - target if order.reserved > target else 0
         order.reserved -= release
-        account.reserved -= release
-        if release < cost:
-            self.alerts.append(RiskAlert(
-                account.owner, order.symbol, OVERRUN,
-                f"order {order.order_id} filled {cost - release} cash units above its reservation; "
-                f"cash {account.cash}, reserved {account.reserved}", ts))
-        if not order.remaining:
-            account.reserved -= order.reserved
+        done = not order.remaining
+        if done:
             order.reserved = 0
             del self.orders[order.order_id]
+        self.cash.settle(order.owner, order.ticket, -cost, release, order.order_id, done)
+        if release < cost:
+            cash, reserved = self.cash.account(order.owner) or (0, 0)
+            self.alerts.append(RiskAlert(
+                order.owner, order.symbol, OVERRUN,
+                f"order {order.order_id} filled {cost - release} cash units above its reservation; "
+                f"cash {cash}, reserved {reserved}", ts))
 
     # ---- one command's changes ----------------------------------------------------------------
 
@@ -315,29 +313,20 @@ class Ledger:
                 p = traded[key]
                 out.append(_new(POSITION_UPDATE, (key[0], key[1], p.qty, p.cost, p.realised, ts)))
             self.traded = {}
-        if self.touched:
-            touched, accounts = self.touched, self.accounts
-            for owner in sorted(touched):
-                account = accounts[owner]
-                before = touched[owner]
-                if before is None or before[0] != account.cash or before[1] != account.reserved:
-                    out.append(_new(ACCOUNT_UPDATE, (owner, account.cash, account.reserved, ts)))
-            self.touched = {}
+        self.cash.flush(ts, out)
 
     # ---- state --------------------------------------------------------------------------------
 
     def state(self) -> list:
-        return [self.default_cash,
-                [self.accounts[owner].state() for owner in sorted(self.accounts)],
+        return [[self.accounts[owner].state() for owner in sorted(self.accounts)],
                 [self.orders[order_id].state() for order_id in sorted(self.orders)]]
 
     @classmethod
-    def from_state(cls, state: Sequence) -> Ledger:
-        default_cash, accounts, orders = state
-        ledger = cls()
-        ledger.default_cash = default_cash
-        for owner, cash, reserved, positions in accounts:
-            account = ledger.accounts[owner] = Account(owner, cash, reserved, {})
+    def from_state(cls, state: Sequence, cash: CashStage) -> Ledger:
+        holdings, orders = state
+        ledger = cls(cash)
+        for owner, positions in holdings:
+            account = ledger.accounts[owner] = Holdings(owner, {})
             for symbol, qty, cost, realised in positions:
                 account.positions[symbol] = Position(symbol, qty, cost, realised)
         for values in orders:

@@ -40,7 +40,7 @@ def apply_admin(risk: RiskEngine, cmd: AdminCommand, out: list) -> None:
         if type(cmd.amount) is not int or cmd.amount < 0:
             out.append(AdminRejected(AdminKind.SET_DEFAULT_CASH, "", INVALID, "amount", ts))
             return
-        risk.ledger.default_cash = cmd.amount
+        risk.cash.set_default_cash(cmd.amount)
         out.append(AdminApplied(AdminKind.SET_DEFAULT_CASH, "", ts))
     elif isinstance(cmd, AdjustCash):
         adjust_cash(risk, cmd.owner, cmd.amount, ts, out)
@@ -110,14 +110,10 @@ def adjust_cash(risk: RiskEngine, owner: int, amount: int, ts: int, out: list) -
         out.append(AdminRejected(AdminKind.ADJUST_CASH, key, INVALID,
                                  "amount" if type(owner) is int else "owner", ts))
         return
-    ledger = risk.ledger
-    account = ledger.accounts.get(owner)
-    cash = ledger.default_cash if account is None else account.cash
-    reserved = 0 if account is None else account.reserved
-    if amount < 0 and cash + amount < reserved:
+    if risk.cash.adjust(owner, amount) is not None:  # below_reserved: the only refusal of valid values
         out.append(AdminRejected(AdminKind.ADJUST_CASH, key, AdminRejectReason.BELOW_RESERVED, "", ts))
         return
-    ledger.adjust_cash(ledger.account(owner), amount)
+    risk.ledger.account(owner)
     out.append(AdminApplied(AdminKind.ADJUST_CASH, key, ts))
 
 
@@ -127,7 +123,7 @@ def config_changes(risk: RiskEngine, commands: list[AdminCommand]) -> list[Admin
     out: list[AdminCommand] = []
     for cmd in commands:
         if isinstance(cmd, SetDefaultCash):
-            changed = cmd.amount != risk.ledger.default_cash
+            changed = cmd.amount != risk.cash.default_cash
         elif isinstance(cmd, SetInstrumentRisk):
             sym = risk.symbols.get(cmd.config.symbol)
             changed = sym is None or sym.config is None or sym.config.state() != cmd.config.state()

@@ -30,7 +30,11 @@ Every command's effect depends only on the state and the command (no clock: time
 `timestamp`), so replaying this shard's log rebuilds its state; `state()` / `from_state()` are its
 snapshots. A refused command changes nothing. Integers only, in cash units (see accounts.py).
 
-Events of one command, in order: its answer (`Reserved` / `ReserveRefused`, `Adjusted` /
+`Extend` (an amendment raising a buy's reservation) and `Open` (show an account before it holds
+anything) complete R1.
+
+Events of one command, in order: its answer (`Reserved` / `ReserveRefused`, `Extended` /
+`ExtendRefused`, `Adjusted` /
 `AdjustRefused`, `AdminApplied` / `AdminRejected` for `SetDefaultCash`, `SettleSkipped`,
 `ReservationVoided` by ticket), then `BalanceUpdate` for every account it changed or opened, by owner,
 with final values, then `OverrunAlert`s by owner (in line order for one owner). NamedTuples compare
@@ -74,6 +78,27 @@ class Reserve:
     owner: int
     amount: int
     matching_shard: int
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class Extend:
+    """R1 for an amendment that raises a buy's reservation: hold `amount` (> 0) more under the owner's
+    live `ticket`. Refused like a Reserve (above the available cash), or if the ticket is not the
+    owner's live one."""
+
+    owner: int
+    ticket: int
+    amount: int
+    timestamp: int = 0
+
+
+@dataclass(slots=True)
+class Open:
+    """Open the owner's account with the default cash if it is not open (a first order, even one that
+    the matching shard refuses, shows the account); nothing if it is."""
+
+    owner: int
     timestamp: int = 0
 
 
@@ -132,7 +157,7 @@ class Void:
 
 # `SetDefaultCash` is the risk core's own command (the cash an account opens with from now on; existing
 # accounts keep theirs), answered as RiskEngine answers it: AdminApplied / AdminRejected.
-BalanceCommand = Reserve | Settle | Adjust | Void | SetDefaultCash
+BalanceCommand = Reserve | Extend | Open | Settle | Adjust | Void | SetDefaultCash
 
 
 # ---- events -----------------------------------------------------------------------------------
@@ -143,6 +168,22 @@ class Reserved(NamedTuple):
     owner: int
     amount: int
     matching_shard: int
+    timestamp: int
+
+
+class Extended(NamedTuple):
+    ticket: int
+    owner: int
+    amount: int  # added
+    timestamp: int
+
+
+class ExtendRefused(NamedTuple):
+    ticket: int
+    owner: int
+    amount: int
+    reason: BalanceRefusal
+    available: int
     timestamp: int
 
 
@@ -216,6 +257,8 @@ class OverrunAlert(NamedTuple):
 BalanceEvent = (
     Reserved
     | ReserveRefused
+    | Extended
+    | ExtendRefused
     | Adjusted
     | AdjustRefused
     | SettleSkipped
@@ -274,6 +317,11 @@ class BalanceShard:
         out: list[BalanceEvent] = []
         if isinstance(cmd, Reserve):
             self._reserve(cmd, out)
+        elif isinstance(cmd, Extend):
+            self._extend(cmd, out)
+        elif isinstance(cmd, Open):
+            if type(cmd.owner) is int and cmd.owner not in self.accounts:
+                self._open(cmd.owner)
         elif isinstance(cmd, Settle):
             self._settle(cmd, out)
         elif isinstance(cmd, Adjust):
@@ -365,6 +413,24 @@ class BalanceShard:
         self.next_ticket = ticket + 1
         self.reservations[ticket] = Reservation(ticket, owner, matching_shard, amount, False, None)
         out.append(Reserved(ticket, owner, amount, matching_shard, ts))
+
+    def _extend(self, cmd: Extend, out: list) -> None:
+        owner, ticket, amount, ts = cmd.owner, cmd.ticket, cmd.amount, cmd.timestamp
+        reservation = self.reservations.get(ticket) if type(ticket) is int else None
+        if type(owner) is not int or type(amount) is not int or amount <= 0 or reservation is None \
+                or reservation.owner != owner:
+            available = self.available(owner) if type(owner) is int else 0
+            out.append(ExtendRefused(ticket, owner, amount, INVALID, available, ts))
+            return
+        balance = self.accounts[owner]
+        available = balance.cash - balance.reserved
+        if amount > available:
+            out.append(ExtendRefused(ticket, owner, amount, INSUFFICIENT, available, ts))
+            return
+        self._touch(balance)
+        balance.reserved += amount
+        reservation.amount += amount
+        out.append(Extended(ticket, owner, amount, ts))
 
     def _settle(self, cmd: Settle, out: list) -> None:
         matching_shard, seq, ts = cmd.matching_shard, cmd.seq, cmd.timestamp

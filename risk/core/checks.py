@@ -7,7 +7,7 @@ New order, in this order (the first failure wins, each with its own reason):
                      + this one, all filled, beyond +-max_position
   4. price band      a limit (or stop-limit) price more than price_band_bps   -> price_band
                      from the last trade (else the reference price; none: skip)
-  5. buying power    a buy's reservation > cash - reserved                    -> insufficient_funds
+  5. buying power    a buy's reservation > cash - reserved (the balance stage) -> insufficient_funds
   6. hold rule       qty > hold_volume_bps x daily volume / 10,000            -> held for an admin
 A limit is accepted exactly at its bound and refused one step beyond. Amends pass 1-5 for what they
 add (more lots, a new price, more cash). Malformed orders (a missing price, a float quantity ...) are
@@ -124,8 +124,7 @@ class PreTradeChecks:
             else:
                 unit = cast(int, stop if otype is STOP else price)
                 reserve = qty * unit * cash_per_tick_lot
-            available = self.ledger.default_cash if account is None else account.cash - account.reserved
-            if available < reserve:
+            if self.ledger.cash.available(owner) < reserve:
                 return INSUFFICIENT_FUNDS, 0
         if hold_rule and config is not None and config.hold_volume_bps is not None:
             volume = cast(SymbolRisk, sym).daily_volume(cmd.timestamp, config.reference_daily_volume)
@@ -181,7 +180,7 @@ class PreTradeChecks:
                             order.stop_price if stop is None else stop)
             cash_per_tick_lot = 1 if sym is None else sym.cash_per_tick_lot
             more = remaining * unit * cash_per_tick_lot - order.reserved
-            if more > 0 and more > account.cash - account.reserved:
+            if more > 0 and more > self.ledger.cash.available(order.owner):
                 return INSUFFICIENT_FUNDS
         return None
 

@@ -10,7 +10,7 @@ randomness, time from `cmd.timestamp`, anything emitted for several accounts or 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from hashlib import sha256
 from typing import Any, Final, cast
 
@@ -33,6 +33,8 @@ from matching.engine.events import (
 from matching.engine.types import CancelReason, OrderType, RejectReason, Side
 from risk.core.accounts import Account, Ledger, OrderRisk, Position
 from risk.core.admin import apply_admin, config_changes
+from risk.core.balances import BalanceShard
+from risk.core.cash import CashStage
 from risk.core.checks import PreTradeChecks, lot_unit
 from risk.core.commands import AdminCommand, copy_order, order_from_state, order_state
 from risk.core.events import (
@@ -54,11 +56,15 @@ BUY: Final = Side.BUY
 
 
 class RiskEngine:
-    __slots__ = ("checks", "deadline", "engine", "held", "ledger", "symbols", "tripped", "user_limits")
+    __slots__ = ("cash", "checks", "deadline", "engine", "held", "ledger", "symbols", "tripped",
+                 "user_limits")
 
-    def __init__(self, engine: MatchingEngine) -> None:
+    def __init__(self, engine: MatchingEngine, balances: BalanceShard | None = None,
+                 matching_shard: int = 0) -> None:
         self.engine = engine
-        self.ledger = Ledger()
+        # The balance stage: a balance shard in this process (cash.py), which holds every account's cash.
+        self.cash = CashStage(BalanceShard(0) if balances is None else balances, matching_shard)
+        self.ledger = Ledger(self.cash)
         self.symbols: dict[str, SymbolRisk] = {}
         self.user_limits: dict[tuple[int, str], UserLimit] = {}
         self.held: dict[int, NewOrder] = {}  # held orders by id, in arrival order
@@ -72,6 +78,7 @@ class RiskEngine:
         """Apply one command; its events in order (see risk/core/events.py for the order)."""
         out: list[Event | RiskEvent] = []
         ts = cmd.timestamp
+        self.cash.ts = ts
         if self.deadline is not None and ts >= self.deadline:
             self._lift_halts(ts, out)
         kind = type(cmd)
@@ -95,9 +102,15 @@ class RiskEngine:
     # ---- reads --------------------------------------------------------------------------------
 
     def account(self, owner: int) -> Account | None:
-        """A copy of the owner's account and positions (None before the owner was first seen)."""
-        account = self.ledger.accounts.get(owner)
-        return None if account is None else account.copy()
+        """The owner's cash (the balance stage's) and a copy of their positions here (None before the
+        owner was first seen)."""
+        holdings = self.ledger.accounts.get(owner)
+        cash = self.cash.account(owner)
+        if holdings is None and cash is None:
+            return None
+        positions = {} if holdings is None else {s: p.copy() for s, p in holdings.positions.items()}
+        funds = (self.cash.default_cash, 0) if cash is None else cash
+        return Account(owner, funds[0], funds[1], positions)
 
     def position(self, owner: int, symbol: str) -> Position | None:
         """A copy of the owner's position in the symbol (None if the owner never had an order in it)."""
@@ -135,11 +148,15 @@ class RiskEngine:
             out.append(OrderRejected(order_id, owner, symbol, RejectReason.DUPLICATE_ORDER_ID, ts))
             return
         verdict, reserve = self.checks.check_new(cmd)
+        if verdict is PASS or verdict is HOLD:
+            ticket = self.cash.reserve(owner, reserve)
+            if ticket is None:  # the checks read the same cash: only if they were bypassed
+                out.append(OrderRejected(order_id, owner, symbol, RejectReason.INSUFFICIENT_FUNDS, ts))
+                return
+            self.ledger.open(order_risk(cmd, reserve, ticket))
         if verdict is PASS:
-            self.ledger.open(order_risk(cmd, reserve))
             self.settle(self.engine.apply(cmd), out)
         elif verdict is HOLD:
-            self.ledger.open(order_risk(cmd, reserve))
             self.held[order_id] = copy_order(cmd, ts)
             out.append(OrderHeld(order_id, owner, symbol, cmd.side, cmd.qty, cmd.price, ts))
         elif verdict is MALFORMED:
@@ -158,11 +175,13 @@ class RiskEngine:
         out.append(HeldOrderReleased(order_id, cmd.owner, cmd.symbol, ts))
         self._expire_due(self.engine.books[cmd.symbol], ts, out)
         verdict, reserve = self.checks.check_new(cmd, hold_rule=False)
-        if isinstance(verdict, RejectReason):
-            out.append(OrderRejected(order_id, cmd.owner, cmd.symbol, verdict, ts))
+        ticket = None if isinstance(verdict, RejectReason) else self.cash.reserve(cmd.owner, reserve)
+        if ticket is None:
+            reason = verdict if isinstance(verdict, RejectReason) else RejectReason.INSUFFICIENT_FUNDS
+            out.append(OrderRejected(order_id, cmd.owner, cmd.symbol, reason, ts))
             return True
         if verdict is PASS:  # always, in fact: it was well formed when held, and the hold rule is off
-            self.ledger.open(order_risk(cmd, reserve))
+            self.ledger.open(order_risk(cmd, reserve, ticket))
         self.settle(self.engine.apply(cmd), out)
         return True
 
@@ -271,7 +290,7 @@ class RiskEngine:
 
     def _finish(self, ts: int, out: list) -> None:
         ledger = self.ledger
-        if not (ledger.touched or ledger.traded or ledger.alerts or self.tripped):
+        if not (self.cash.touched or ledger.traded or ledger.alerts or self.tripped):
             return
         if ledger.traded:
             for (owner, symbol), position in sorted(ledger.traded.items()):
@@ -323,6 +342,7 @@ class RiskEngine:
         """Everything risk decides by, as plain JSON-able values (the engine's state is separate)."""
         return {
             "ledger": self.ledger.state(),
+            "balances": self.cash.balances.state(),
             "symbols": [self.symbols[symbol].state() for symbol in sorted(self.symbols)],
             "user_limits": [self.user_limits[key].state() for key in sorted(self.user_limits)],
             "held": [order_state(cmd) for cmd in self.held.values()],
@@ -331,8 +351,11 @@ class RiskEngine:
     @classmethod
     def from_state(cls, state: Mapping[str, Any], engine: MatchingEngine) -> RiskEngine:
         """Rebuild from `state()` (also after a JSON round trip) around the restored engine."""
-        risk = cls(engine)
-        risk.ledger = Ledger.from_state(state["ledger"])
+        ledger, balances = state["ledger"], state.get("balances")
+        if balances is None:  # written before the balance stage: the ledger held the cash
+            ledger, balances = ledger_state_before_balances(ledger)
+        risk = cls(engine, BalanceShard.from_state(balances))
+        risk.ledger = Ledger.from_state(ledger, risk.cash)
         for values in state["symbols"]:
             sym = SymbolRisk.from_state(values)
             risk.symbols[sym.symbol] = sym
@@ -351,12 +374,29 @@ class RiskEngine:
         return sha256((repr(self.state()) + self.engine.state_hash()).encode()).hexdigest()
 
 
-def order_risk(cmd: NewOrder, reserve: int) -> OrderRisk:
-    """Risk's record of a new order that passed the checks with `reserve` cash units to hold."""
+def order_risk(cmd: NewOrder, reserve: int, ticket: int) -> OrderRisk:
+    """Risk's record of a new order that passed the checks with `reserve` cash units held (`ticket`)."""
     pooled = cmd.order_type is OrderType.MARKET
     lot_reserve = 0 if pooled or cmd.side is not BUY else reserve // cmd.qty
     return OrderRisk(cmd.order_id, cmd.owner, cmd.symbol, cmd.side, cmd.order_type, cmd.qty, cmd.qty,
-                     cmd.price, cmd.stop_price, lot_reserve, reserve, pooled)
+                     cmd.price, cmd.stop_price, lot_reserve, reserve, pooled, ticket)
+
+
+def ledger_state_before_balances(old: Sequence) -> tuple[list, dict[str, Any]]:
+    """A ledger's state from before the balance stage ([default_cash, accounts with cash, orders]) as
+    today's ledger state and a balance shard's: the cash moves to the balance shard, each order's
+    reservation becomes a ticket there (numbered in order id order, confirmed)."""
+    default_cash, accounts, orders = old
+    tickets = {values[0]: number for number, values in enumerate(sorted(orders), start=1)}
+    balances = {
+        "shard": 0, "default_cash": default_cash, "next_ticket": len(tickets) + 1,
+        "accounts": [[owner, cash, reserved] for owner, cash, reserved, _ in accounts],
+        "reservations": [[tickets[v[0]], v[1], 0, v[10], True, v[0]] for v in sorted(orders)],
+        "cursors": [],
+    }
+    ledger = [[[owner, positions] for owner, _, _, positions in accounts],
+              [[*v[:12], tickets[v[0]]] for v in orders]]
+    return ledger, balances
 
 
 def _alert_key(alert: RiskAlert) -> tuple[int, str]:

@@ -85,7 +85,7 @@ def test_the_check_names_where_what_and_which_versions():
             check_format("journal", "here", found, (1,))
         refused_by(refused, "here", "journal", found)
     assert issubclass(UnsupportedFormat, ValueError)
-    assert (JOURNAL_FORMAT, COMMAND_FORMAT, SNAPSHOT_FORMAT) == (1, 1, 1)
+    assert (JOURNAL_FORMAT, COMMAND_FORMAT, SNAPSHOT_FORMAT) == (1, 1, 2)
 
 
 # ---- the journal ------------------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def test_a_snapshot_carries_its_format_and_round_trips(tmp_path):
     path = store.save(7, STATE)
     digest, body = path.read_bytes().split(b"\n")
     assert digest == hashlib.sha256(body).hexdigest().encode()
-    assert json.loads(body) == {"snapshot_format": 1, "state": STATE}
+    assert json.loads(body) == {"snapshot_format": 2, "state": STATE}
     assert store.latest() == (7, STATE)
     for state in ([1, 2], None, "text", {"snapshot": 1}):  # any JSON value is a state
         store.save(8, state)
@@ -281,7 +281,7 @@ def versioned_snapshot(path: Path, state: object, version: object) -> None:
     path.write_bytes(hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "1", None])
 def test_an_unknown_snapshot_version_refuses_rather_than_falling_back(tmp_path, caplog, version):
     store = SnapshotStore(tmp_path)
     store.save(5, {"at": 5})  # an older snapshot that a skip would silently fall back to
@@ -315,10 +315,10 @@ def test_the_matcher_recovers_from_current_and_legacy_snapshots_and_refuses_unkn
     path = tmp_path / "shard-0-snapshots" / "snapshot-0000000000000011.json"
     legacy_snapshot(path, state)
     assert reopened() == first.state()
-    versioned_snapshot(path, state, 2)
+    versioned_snapshot(path, state, 3)
     with caplog.at_level(logging.INFO), pytest.raises(UnsupportedFormat) as refused:
         Matcher.open(SYMBOLS, tmp_path, fsync=False)
-    refused_by(refused, str(path), "snapshot", 2)
+    refused_by(refused, str(path), "snapshot", 3)
     no_skip_logged(caplog)
 
 

@@ -123,23 +123,30 @@ class Harness:
 
 
 def ledger_errors(risk: RiskEngine) -> list:
-    """Everything that must hold between commands: each account's reserved is the sum of its orders'
-    reservations, none negative; open lots match the orders; risk's orders are exactly the engine's
-    live orders (same remaining) plus the held ones."""
-    errors: list[tuple] = []
+    """Everything that must hold between commands: each order's reservation is its ticket's in the
+    balance stage, and each account's reserved their sum, none negative (the balance shard's own
+    check); open lots match the orders; risk's orders are exactly the engine's live orders (same
+    remaining) plus the held ones."""
+    errors: list[tuple] = [("balances", problem) for problem in risk.cash.balances.check()]
     ledger = risk.ledger
     reserved: dict[int, int] = {}
     open_lots: dict[tuple, list[int]] = {}
     for order in ledger.orders.values():
         if order.reserved < 0 or order.remaining <= 0:
             errors.append(("order", order))
+        ticket = risk.cash.balances.reservation(order.ticket)
+        if ticket is None or (ticket.owner, ticket.amount) != (order.owner, order.reserved):
+            errors.append(("ticket", order, ticket))
         reserved[order.owner] = reserved.get(order.owner, 0) + order.reserved
         lots = open_lots.setdefault((order.owner, order.symbol), [0, 0])
         lots[0 if order.side is BUY else 1] += order.remaining
-    for owner, account in ledger.accounts.items():
-        if account.reserved != reserved.get(owner, 0) or account.reserved < 0:
-            errors.append(("reserved", owner, account.reserved, reserved.get(owner, 0)))
-        for symbol, p in account.positions.items():
+    for owner, balance in risk.cash.balances.accounts.items():
+        if balance.reserved != reserved.get(owner, 0):
+            errors.append(("reserved", owner, balance.reserved, reserved.get(owner, 0)))
+    if len(risk.cash.balances.reservations) != len(ledger.orders):
+        errors.append(("tickets without an order", set(risk.cash.balances.reservations)))
+    for owner, holdings in ledger.accounts.items():
+        for symbol, p in holdings.positions.items():
             if [p.open_buy, p.open_sell] != open_lots.get((owner, symbol), [0, 0]):
                 errors.append(("open lots", owner, symbol, p.open_buy, p.open_sell))
     live = {oid: o.remaining for book in risk.engine.books.values() for oid, o in book.orders.items()}

@@ -140,7 +140,7 @@ def test_config_changes_keeps_only_what_would_change_something(r):
             SetUserLimit(UserLimit(1, SYM, 10, None))]
     assert r.risk.config_changes(same) == []
     changed = [
-        SetDefaultCash(r.risk.ledger.default_cash + 1),
+        SetDefaultCash(r.risk.cash.default_cash + 1),
         SetInstrumentRisk(InstrumentRisk(SYM, 100, max_position=51)),
         SetInstrumentRisk(InstrumentRisk("OTHER", 1)),  # not configured yet
         SetUserLimit(UserLimit(1, SYM, 11, None)),

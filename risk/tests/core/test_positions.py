@@ -117,8 +117,9 @@ def test_a_random_flow_matches_a_recomputation_from_its_trades(seed):
                 if before and (before > 0) != (lots > 0) and abs(lots) < abs(before):
                     position.partial_reductions += 1
     traded = 0
-    for owner, account in risk.ledger.accounts.items():
-        assert account.cash == DEFAULT_CASH + cash[owner]
+    for owner in risk.ledger.accounts:
+        account = risk.account(owner)
+        assert account is not None and account.cash == DEFAULT_CASH + cash[owner]
         for symbol, p in account.positions.items():
             reference = exact[(owner, symbol)]
             traded += reference.qty != 0

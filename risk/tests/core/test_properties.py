@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matching.engine import Side, Trade
-from risk.core import AccountUpdate, AdjustCash, AdminApplied, AlertKind, PositionUpdate, RiskAlert
+from risk.core import Account, AccountUpdate, AdjustCash, AdminApplied, AlertKind, PositionUpdate, RiskAlert
 
 from .conftest import ledger_errors, of
 from .flow import (
@@ -75,7 +75,12 @@ class Checker:
     def check(self, events) -> None:
         ledger = self.risk.ledger
         assert ledger_errors(self.risk) == []
-        accounts = ledger.accounts
+        accounts: dict[int, Account] = {}
+        for owner in ledger.accounts:
+            account = self.risk.account(owner)
+            assert account is not None
+            accounts[owner] = account
+        assert set(accounts) == set(self.risk.cash.balances.accounts)  # one cash account each
         assert sum(a.cash for a in accounts.values()) == DEFAULT_CASH * len(accounts) + self.adjusted
         for symbol in SYMBOLS:
             assert sum(a.positions[symbol].qty for a in accounts.values() if symbol in a.positions) == 0

@@ -77,3 +77,33 @@ def test_the_same_commands_hash_the_same_in_another_process():
         hashes.add(result.stdout.strip())
     hashes.add(recorded_run(4, 800)[2].state_hash())
     assert len(hashes) == 1
+
+
+def before_balances(state: dict) -> dict:
+    """The risk state as a build before the balance stage wrote it: the ledger held each account's cash
+    and reserved ([default_cash, [owner, cash, reserved, positions], orders without a ticket])."""
+    balances = state["balances"]
+    cash = {owner: (c, r) for owner, c, r in balances["accounts"]}
+    holdings = {owner: positions for owner, positions in state["ledger"][0]}
+    accounts = [[owner, *cash[owner], holdings.get(owner, [])] for owner in sorted({*cash, *holdings})]
+    old = {key: value for key, value in state.items() if key != "balances"}
+    old["ledger"] = [balances["default_cash"], accounts, [v[:12] for v in state["ledger"][1]]]
+    return old
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_a_state_from_before_the_balance_stage_continues_like_the_uninterrupted_run(seed):
+    """Snapshots of format 1 (matching.worker.formats) hold the cash in the ledger: read, the cash
+    moves to the balance stage and each reservation to a ticket, and the run goes on exactly."""
+    commands, events, final = recorded_run(seed, 1_200)
+    risk = new_engines()
+    for i, cmd in enumerate(commands):
+        if i == 600:
+            engine = MatchingEngine.from_state(json.loads(json.dumps(risk.engine.state())))
+            old = json.loads(json.dumps(before_balances(risk.state())))
+            assert "balances" not in old and len(old["ledger"]) == 3
+            risk = RiskEngine.from_state(old, engine)
+            assert risk.cash.balances.check() == []
+        assert risk.apply(cmd) == events[i], i
+    for owner in final.ledger.accounts:
+        assert risk.account(owner) == final.account(owner)
