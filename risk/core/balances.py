@@ -320,8 +320,8 @@ class BalanceShard:
         elif isinstance(cmd, Extend):
             self._extend(cmd, out)
         elif isinstance(cmd, Open):
-            if type(cmd.owner) is int and cmd.owner not in self.accounts:
-                self._open(cmd.owner)
+            if type(cmd.owner) is int:
+                self.open_account(cmd.owner)
         elif isinstance(cmd, Settle):
             self._settle(cmd, out)
         elif isinstance(cmd, Adjust):
@@ -399,11 +399,20 @@ class BalanceShard:
             available = self.available(owner) if type(owner) is int else 0
             out.append(ReserveRefused(owner, amount, matching_shard, INVALID, available, ts))
             return
+        ticket = self.hold(owner, amount, matching_shard)
+        if not ticket:
+            out.append(ReserveRefused(owner, amount, matching_shard, INSUFFICIENT, self.available(owner), ts))
+            return
+        out.append(Reserved(ticket, owner, amount, matching_shard, ts))
+
+    # ---- the commands' effects, for valid values (a local stage calls these directly: cash.py) ---
+
+    def hold(self, owner: int, amount: int, matching_shard: int) -> int:
+        """Reserve's effect: the new ticket, or 0 (more than the available cash; nothing changed)."""
         balance = self.accounts.get(owner)
         available = self.default_cash if balance is None else balance.cash - balance.reserved
         if amount and amount > available:
-            out.append(ReserveRefused(owner, amount, matching_shard, INSUFFICIENT, available, ts))
-            return
+            return 0
         if balance is None:
             balance = self._open(owner)
         if amount:
@@ -412,24 +421,63 @@ class BalanceShard:
         ticket = self.next_ticket
         self.next_ticket = ticket + 1
         self.reservations[ticket] = Reservation(ticket, owner, matching_shard, amount, False, None)
-        out.append(Reserved(ticket, owner, amount, matching_shard, ts))
+        return ticket
 
-    def _extend(self, cmd: Extend, out: list) -> None:
-        owner, ticket, amount, ts = cmd.owner, cmd.ticket, cmd.amount, cmd.timestamp
-        reservation = self.reservations.get(ticket) if type(ticket) is int else None
-        if type(owner) is not int or type(amount) is not int or amount <= 0 or reservation is None \
-                or reservation.owner != owner:
-            available = self.available(owner) if type(owner) is int else 0
-            out.append(ExtendRefused(ticket, owner, amount, INVALID, available, ts))
-            return
+    def hold_more(self, owner: int, ticket: int, amount: int) -> BalanceRefusal | None:
+        """Extend's effect (amount > 0): None, or why nothing changed."""
+        reservation = self.reservations.get(ticket)
+        if reservation is None or reservation.owner != owner:
+            return INVALID
         balance = self.accounts[owner]
-        available = balance.cash - balance.reserved
-        if amount > available:
-            out.append(ExtendRefused(ticket, owner, amount, INSUFFICIENT, available, ts))
-            return
+        if amount > balance.cash - balance.reserved:
+            return INSUFFICIENT
         self._touch(balance)
         balance.reserved += amount
         reservation.amount += amount
+        return None
+
+    def open_account(self, owner: int) -> None:
+        """Open's effect: the account with the default cash, if it is not open."""
+        if owner not in self.accounts:
+            self._open(owner)
+
+    def settle_next(self, matching_shard: int, owner: int, ticket: int | None, cash: int, release: int,
+                    order_id: int | None, done: bool, ts: int) -> None:
+        """One line (SettleLine's fields) as the matching shard's next sequence number (a local stage
+        settles each line as it happens): the cursor moves on by one."""
+        cursors = self.cursors
+        cursors[matching_shard] = cursors.get(matching_shard, 0) + 1
+        self._settle_fields(matching_shard, owner, ticket, cash, release, order_id, done, ts)
+
+    def deposit(self, owner: int, amount: int) -> BalanceRefusal | None:
+        """Adjust's effect (amount != 0): None, or why nothing changed (a withdrawal below reserved)."""
+        balance = self.accounts.get(owner)
+        cash = self.default_cash if balance is None else balance.cash
+        reserved = 0 if balance is None else balance.reserved
+        if amount < 0 and cash + amount < reserved:
+            return BalanceRefusal.BELOW_RESERVED
+        if balance is None:
+            balance = self._open(owner)
+        self._touch(balance)
+        balance.cash += amount
+        return None
+
+    def forget_changes(self) -> None:
+        """Drop the current command's bookkeeping (touched accounts, alerts) without emitting it: for a
+        local stage that reports the accounts itself."""
+        if self.touched:
+            self.touched = {}
+        if self.alerts:
+            self.alerts = []
+
+    def _extend(self, cmd: Extend, out: list) -> None:
+        owner, ticket, amount, ts = cmd.owner, cmd.ticket, cmd.amount, cmd.timestamp
+        valid = type(owner) is int and type(ticket) is int and type(amount) is int and amount > 0
+        refused = self.hold_more(owner, ticket, amount) if valid else INVALID
+        if refused is not None:
+            available = self.available(owner) if type(owner) is int else 0
+            out.append(ExtendRefused(ticket, owner, amount, refused, available, ts))
+            return
         out.append(Extended(ticket, owner, amount, ts))
 
     def _settle(self, cmd: Settle, out: list) -> None:
@@ -443,13 +491,16 @@ class BalanceShard:
             self._settle_line(matching_shard, line, ts)
 
     def _settle_line(self, matching_shard: int, line: SettleLine, ts: int) -> None:
-        owner, ticket = line.owner, line.ticket
+        self._settle_fields(matching_shard, line.owner, line.ticket, line.cash, line.release, line.order_id,
+                            line.done, ts)
+
+    def _settle_fields(self, matching_shard: int, owner: int, ticket: int | None, cash: int, release: int,
+                       order_id: int | None, done: bool, ts: int) -> None:
         balance = self.accounts.get(owner)
         if balance is None:
             balance = self._open(owner)
         self._touch(balance)
         freed = 0
-        order_id = line.order_id
         reservation = None if ticket is None else self.reservations.get(ticket)
         # A ticket of another owner or another matching shard is a routing error: its cash still moves
         # (trades are facts), but nobody else's reservation is touched.
@@ -461,14 +512,13 @@ class BalanceShard:
             else:
                 reservation.order_id = order_id
             held = reservation.amount
-            release = line.release
-            freed = held if line.done or release >= held else (release if release > 0 else 0)
+            freed = held if done or release >= held else (release if release > 0 else 0)
             reservation.amount = held - freed
             balance.reserved -= freed
-            if line.done:
+            if done:
                 del self.reservations[reservation.ticket]
-        balance.cash += line.cash
-        excess = -line.cash - freed
+        balance.cash += cash
+        excess = -cash - freed
         if excess > 0:
             self.alerts.append(OverrunAlert(owner, ticket, order_id, excess, ts))
 
@@ -478,16 +528,11 @@ class BalanceShard:
             available = self.available(owner) if type(owner) is int else 0
             out.append(AdjustRefused(owner, amount, ref, INVALID, available, ts))
             return
-        balance = self.accounts.get(owner)
-        cash = self.default_cash if balance is None else balance.cash
-        reserved = 0 if balance is None else balance.reserved
-        if amount < 0 and cash + amount < reserved:
-            out.append(AdjustRefused(owner, amount, ref, BalanceRefusal.BELOW_RESERVED, cash - reserved, ts))
+        available = self.available(owner)
+        refused = self.deposit(owner, amount)
+        if refused is not None:
+            out.append(AdjustRefused(owner, amount, ref, refused, available, ts))
             return
-        if balance is None:
-            balance = self._open(owner)
-        self._touch(balance)
-        balance.cash += amount
         out.append(Adjusted(owner, amount, ref, ts))
 
     def _void(self, cmd: Void, out: list) -> None:

@@ -290,7 +290,7 @@ class RiskEngine:
 
     def _finish(self, ts: int, out: list) -> None:
         ledger = self.ledger
-        if not (self.cash.touched or ledger.traded or ledger.alerts or self.tripped):
+        if not (self.cash.changed or ledger.traded or ledger.alerts or self.tripped):
             return
         if ledger.traded:
             for (owner, symbol), position in sorted(ledger.traded.items()):
