@@ -351,8 +351,8 @@ class OrderBook:
         price: object = getattr(cmd, "price")
         if type(qty) is not int or not 0 < qty <= MAX_UNITS:
             return RejectReason.INVALID_QUANTITY
-        if otype is LIMIT or otype is STOP_LIMIT:
-            if type(price) is not int or not 0 < price <= MAX_UNITS:
+        if otype is LIMIT or otype is STOP_LIMIT or (otype is MARKET and price is not None):
+            if type(price) is not int or not 0 < price <= MAX_UNITS:  # (a market order's protection)
                 return RejectReason.INVALID_PRICE
         elif price is not None:
             return RejectReason.INVALID_PRICE
@@ -417,7 +417,9 @@ class OrderBook:
         return last >= stop if side is BUY else last <= stop
 
     def _execute(self, order: Order, ts: int, out: list) -> None:
-        """Match an active order against the book, then rest or cancel what is left."""
+        """Match an active order against the book, then rest or cancel what is left. A market order
+        with a price (its protection price) trades at that price or better only, and the rest is
+        canceled like any market order's: no liquidity within its protection."""
         if order.side is BUY:
             opposite, limit = self.asks, _NO_LIMIT if order.price is None else order.price
         else:

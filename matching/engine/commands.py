@@ -18,7 +18,7 @@ class NewOrder:
     symbol: str
     side: Side
     qty: int
-    price: int | None = None  # limit price; required for LIMIT and STOP_LIMIT
+    price: int | None = None  # limit price: required for LIMIT and STOP_LIMIT; a MARKET order's protection
     order_type: OrderType = OrderType.LIMIT
     tif: TimeInForce = TimeInForce.GTC
     post_only: bool = False

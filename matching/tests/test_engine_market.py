@@ -91,3 +91,21 @@ def test_market_fok_fillable(h):
 def test_market_fok_into_empty_book_reason_fok(h, side):
     ev = h.market(1, side, 3, tif=TimeInForce.FOK)
     assert canceled(ev) == [(1, 3, CancelReason.FOK)]
+
+
+@pytest.mark.parametrize("side, protection, filled", [(BUY, 110, [(1, 100, 2), (2, 110, 3)]),
+                                                      (BUY, 109, [(1, 100, 2)]),
+                                                      (SELL, 80, [(1, 100, 2), (2, 80, 3)]),
+                                                      (SELL, 101, [])])
+def test_a_protected_market_order_trades_within_its_protection_price_only(h, side, protection, filled):
+    """A market order's price is its protection: it takes what the book has at that price or better,
+    the rest is canceled (no liquidity within its protection), and it never rests."""
+    resting = SELL if side is BUY else BUY
+    h.new(1, resting, 2, 100)
+    h.new(2, resting, 3, 110 if side is BUY else 80)
+    qty = 10
+    ev = h.new(5, side, qty, protection, order_type=OrderType.MARKET, owner=2)
+    assert fills(ev) == filled
+    assert canceled(ev) == [(5, qty - sum(q for _, _, q in filled), NO_LIQ)]
+    assert 5 not in h.book.orders
+    h.check()

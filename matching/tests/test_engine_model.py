@@ -204,8 +204,9 @@ class EngineVersusModel(RuleBasedStateMachine):
         elif kind == "price":
             bad_price = data.draw(st.integers(-1, 0), label="bad price")
             cmd = NewOrder(self._new_id(), owner, SYMBOL, side, 5, bad_price, timestamp=ts)
-        elif kind == "market_price":
-            cmd = NewOrder(self._new_id(), owner, SYMBOL, side, 5, 100, OrderType.MARKET, timestamp=ts)
+        elif kind == "market_price":  # a market order's price is its protection: it must be a price
+            bad_price = data.draw(st.integers(-1, 0), label="bad protection")
+            cmd = NewOrder(self._new_id(), owner, SYMBOL, side, 5, bad_price, OrderType.MARKET, timestamp=ts)
         else:
             cmd = NewOrder(self._new_id(), owner, SYMBOL, side, 5, None, OrderType.MARKET, post_only=True,
                            timestamp=ts)

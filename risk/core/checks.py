@@ -71,8 +71,9 @@ class PreTradeChecks:
     def check_new(self, cmd: NewOrder, hold_rule: bool = True) -> tuple[RejectReason | Verdict, int]:
         """Checks 1-6 for a new order on a symbol the engine has a book for. Returns the verdict and
         the cash units the order must reserve: a limit or stop-limit buy qty x limit price, a stop buy
-        qty x stop price, a market buy the cost of taking the best asks for qty (what is there), each
-        times cash_per_tick_lot; a sell nothing. `hold_rule=False` when an admin releases a held order."""
+        qty x stop price, a market buy qty x its protection price if it has one, else the cost of taking
+        the best asks for qty (what is there), each times cash_per_tick_lot; a sell nothing.
+        `hold_rule=False` when an admin releases a held order."""
         # Untyped reads, as in the engine's book.py: compiled, a typed read of a wrongly typed field
         # would raise before the engine could reject it with a reason.
         qty: object = getattr(cmd, "qty")  # noqa: B009
@@ -81,8 +82,8 @@ class PreTradeChecks:
         otype = cmd.order_type
         if type(qty) is not int or not 0 < qty <= MAX_UNITS:
             return MALFORMED, 0
-        if otype is LIMIT or otype is STOP_LIMIT:
-            if type(price) is not int or not 0 < price <= MAX_UNITS:
+        if otype is LIMIT or otype is STOP_LIMIT or (otype is MARKET and price is not None):
+            if type(price) is not int or not 0 < price <= MAX_UNITS:  # (a market order's protection)
                 return MALFORMED, 0
         elif price is not None or (otype is not MARKET and otype is not STOP):
             return MALFORMED, 0
@@ -119,8 +120,10 @@ class PreTradeChecks:
                     return PRICE_BAND, 0
         reserve = 0
         if buy:
-            if otype is MARKET:
+            if otype is MARKET and price is None:
                 reserve = self.engine.books[symbol].taker_cost(BUY, qty)[0] * cash_per_tick_lot
+            elif otype is MARKET:  # protected: it never pays more than its protection price
+                reserve = qty * cast(int, price) * cash_per_tick_lot
             else:
                 unit = cast(int, stop if otype is STOP else price)
                 reserve = qty * unit * cash_per_tick_lot

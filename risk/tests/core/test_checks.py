@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from matching.engine import AmendRejected, NewOrder, OrderAccepted, OrderType, RejectReason
-from risk.core import DAY_NS, AdjustCash, HaltInstrument, OrderHeld, SetUserLimit, UserLimit, Verdict
+from matching.engine import AmendRejected, NewOrder, OrderAccepted, OrderType, RejectReason, Trade
+from risk.core import (
+    DAY_NS,
+    AdjustCash,
+    HaltInstrument,
+    OrderHeld,
+    RiskAlert,
+    SetUserLimit,
+    UserLimit,
+    Verdict,
+)
 
 from .conftest import BUY, CASH, SELL, SYM, Harness, of, rejection
 
@@ -193,7 +202,7 @@ def test_unconfigured_instruments_have_no_limits_and_one_cash_unit_a_tick_lot(r)
 def test_malformed_orders_get_the_engines_reason_and_reserve_nothing(r):
     assert rejection(r.buy(1, 1, None)) is R.INVALID_PRICE
     assert rejection(r.buy(1, 0, 100)) is R.INVALID_QUANTITY
-    assert rejection(r.new(1, BUY, 1, 100, order_type=OrderType.MARKET)) is R.INVALID_PRICE
+    assert rejection(r.new(1, BUY, 1, 0, order_type=OrderType.MARKET)) is R.INVALID_PRICE  # protection
     assert rejection(r.stop(1, BUY, 1, None, 100)) is R.INVALID_STOP_PRICE
     assert r.risk.check_new(_order(1, 0))[0] is Verdict.MALFORMED
     assert r.cash(1) == (CASH, 0)
@@ -284,3 +293,17 @@ def test_check_new_changes_nothing(r):
     assert r.risk.check_new(_order(5, 101))[0] is R.POSITION_LIMIT
     assert r.risk.state_hash() == before
     assert r.risk.check_new(NewOrder(99, 5, SYM, SELL, 3, 100))[0] is Verdict.HOLD
+
+
+def test_a_protected_market_buy_reserves_at_its_protection_and_spends_within_it(r):
+    r.sell(2, 3, 100)
+    r.sell(2, 4, 120)
+    unprotected = NewOrder(98, 1, SYM, BUY, 10, None, OrderType.MARKET, timestamp=r.ts())
+    assert r.risk.check_new(unprotected)[1] == 3 * 100 + 4 * 120  # what is there
+    order = NewOrder(99, 1, SYM, BUY, 10, 110, OrderType.MARKET, timestamp=r.ts())
+    assert r.risk.check_new(order)[1] == 10 * 110  # its protection, whatever the book holds
+    events = r.new(1, BUY, 10, 110, order_type=OrderType.MARKET)
+    assert [(t.price, t.qty) for t in of(events, Trade)] == [(100, 3)]  # not the asks above 110
+    assert r.cash(1) == (CASH - 300, 0)  # the rest of the budget released with the canceled rest
+    assert not of(events, RiskAlert)
+    r.check()
