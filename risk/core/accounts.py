@@ -24,7 +24,7 @@ from typing import Final
 
 from matching.engine.events import OrderAmended, Trade
 from matching.engine.types import OrderType, Side
-from risk.core.cash import CashStage
+from risk.core.cash import BalanceStage
 from risk.core.events import PositionUpdate, RiskAlert
 from risk.core.types import AlertKind
 
@@ -147,7 +147,7 @@ class Ledger:
 
     __slots__ = ("accounts", "alerts", "cash", "orders", "traded")
 
-    def __init__(self, cash: CashStage) -> None:
+    def __init__(self, cash: BalanceStage) -> None:
         self.cash = cash
         self.accounts: dict[int, Holdings] = {}
         self.orders: dict[int, OrderRisk] = {}  # live in the engine or held, by order id
@@ -183,8 +183,8 @@ class Ledger:
             position.open_sell += order.remaining
         self.orders[order.order_id] = order
 
-    def close(self, order: OrderRisk) -> None:
-        """Stop tracking an order: its open lots and whatever it still reserves are released."""
+    def close(self, order: OrderRisk, release: bool = True) -> None:
+        """Stop tracking an order: its open lots and (`release`) whatever it still reserves are released."""
         del self.orders[order.order_id]
         position = self.accounts[order.owner].positions[order.symbol]
         if order.side is BUY:
@@ -192,7 +192,8 @@ class Ledger:
         else:
             position.open_sell -= order.remaining
         order.remaining = 0
-        self.cash.settle(order.owner, order.ticket, 0, order.reserved, order.order_id, True)
+        if release:
+            self.cash.settle(order.owner, order.ticket, 0, order.reserved, order.order_id, True)
         order.reserved = 0
 
     def take_away(self, order_id: int, lots: int) -> None:
@@ -322,7 +323,7 @@ class Ledger:
                 [self.orders[order_id].state() for order_id in sorted(self.orders)]]
 
     @classmethod
-    def from_state(cls, state: Sequence, cash: CashStage) -> Ledger:
+    def from_state(cls, state: Sequence, cash: BalanceStage) -> Ledger:
         holdings, orders = state
         ledger = cls(cash)
         for owner, positions in holdings:

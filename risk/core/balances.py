@@ -5,7 +5,8 @@ BALANCE_SHARDS), so one account backs orders on every symbol. After exchange-cor
 order goes:
 
 - R1, here: `Reserve` holds the order's cash (0 for a sell) under a *ticket*, a number this shard
-  gives out in increasing order from 1. The order travels on carrying (balance shard, ticket).
+  gives out in increasing order from shard x TICKET_STRIDE + 1 (so a ticket names its shard). The
+  order travels on carrying its ticket.
 - ME, its symbol's matching shard: symbol checks, matching, positions. Every sequence number it
   logs yields settlement lines for the parties of what happened (fills, cancels, rejections).
 - R2, here again: `Settle` applies one matching-shard sequence number's lines for this shard's
@@ -63,6 +64,9 @@ class BalanceRefusal(StrEnum):
 
 
 INSUFFICIENT: Final = BalanceRefusal.INSUFFICIENT_FUNDS
+# Tickets are numbered from shard x TICKET_STRIDE + 1, so a ticket names its balance shard (as an order
+# id names its matching shard: matching.worker.matcher.ORDER_ID_STRIDE).
+TICKET_STRIDE: Final = 10**12
 INVALID: Final = BalanceRefusal.INVALID_VALUE
 
 
@@ -303,7 +307,7 @@ class BalanceShard:
     def __init__(self, shard: int) -> None:
         self.shard = shard
         self.default_cash = 0
-        self.next_ticket = 1
+        self.next_ticket = shard * TICKET_STRIDE + 1
         self.accounts: dict[int, Balance] = {}
         self.reservations: dict[int, Reservation] = {}  # by ticket
         self.cursors: dict[int, int] = {}  # matching shard -> highest sequence number settled
@@ -375,7 +379,7 @@ class BalanceShard:
         errors: list[str] = []
         held: dict[int, int] = {}
         for ticket, r in self.reservations.items():
-            if r.ticket != ticket or not 0 < ticket < self.next_ticket:
+            if r.ticket != ticket or not self.shard * TICKET_STRIDE < ticket < self.next_ticket:
                 errors.append(f"ticket {ticket}: numbered {r.ticket}, next_ticket {self.next_ticket}")
             if r.amount < 0:
                 errors.append(f"ticket {ticket}: reserves {r.amount}")

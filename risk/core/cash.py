@@ -19,22 +19,77 @@ from __future__ import annotations
 
 from typing import Final
 
-from risk.core.balances import BalanceRefusal, BalanceShard
-from risk.core.events import AccountUpdate
+from risk.core.balances import TICKET_STRIDE, BalanceRefusal, BalanceShard, SettleLine
+from risk.core.events import AccountUpdate, Settlement
 
 _new: Final = tuple.__new__
 ACCOUNT_UPDATE: Final = AccountUpdate
 
 
-class CashStage:
-    """R1 and R2 for one matching shard, on a local balance shard."""
+class BalanceStage:
+    """What the matching shard's risk asks of the balance stage (both kinds below)."""
 
-    __slots__ = ("balances", "matching_shard", "ts")
+    __slots__ = ("matching_shard", "ts")
 
-    def __init__(self, balances: BalanceShard, matching_shard: int = 0) -> None:
-        self.balances = balances
+    def __init__(self, matching_shard: int) -> None:
         self.matching_shard = matching_shard
         self.ts = 0  # the current command's time: the balance commands carry it
+
+    @property
+    def local(self) -> bool:
+        """Whether R1 can happen here (a reservation, an extension): the balance shard is in-process."""
+        return False
+
+    @property
+    def default_cash(self) -> int:
+        return 0
+
+    @property
+    def changed(self) -> bool:
+        """Whether the current command has something to report so far."""
+        return False
+
+    def available(self, owner: int) -> int:
+        return 0
+
+    def account(self, owner: int) -> tuple[int, int] | None:
+        return None
+
+    def open(self, owner: int) -> None:
+        return None
+
+    def reserve(self, owner: int, amount: int) -> int | None:
+        return None
+
+    def extend(self, owner: int, ticket: int, amount: int) -> bool:
+        return False
+
+    def settle(self, owner: int, ticket: int | None, cash: int, release: int, order_id: int,
+               done: bool) -> None:
+        raise NotImplementedError
+
+    def adjust(self, owner: int, amount: int) -> BalanceRefusal | None:
+        return BalanceRefusal.INVALID_VALUE
+
+    def set_default_cash(self, amount: int) -> None:
+        return None
+
+    def flush(self, ts: int, out: list) -> None:
+        return None
+
+
+class CashStage(BalanceStage):
+    """R1 and R2 for one matching shard, on a local balance shard."""
+
+    __slots__ = ("balances",)
+
+    def __init__(self, balances: BalanceShard, matching_shard: int = 0) -> None:
+        super().__init__(matching_shard)
+        self.balances = balances
+
+    @property
+    def local(self) -> bool:
+        return True
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -104,3 +159,40 @@ class CashStage:
     def changed(self) -> bool:
         """Whether the current command has changed or opened an account so far."""
         return bool(self.balances.touched)
+
+
+class SettlementOutbox(BalanceStage):
+    """The balance stage when balance shards run elsewhere: the orders come funded (R1 done: a
+    `FundedOrder` with its ticket), and each command's settlement lines leave as one `Settlement`
+    event per balance shard (the ticket names it: balances.TICKET_STRIDE; a line without a ticket,
+    an order risk never saw, goes by its owner: owner modulo `balance_shards`). Nothing can be
+    reserved here: an order that comes unfunded, or an amendment that needs more cash, is refused
+    (`available` is 0), and cash adjustments belong to the balance shards."""
+
+    __slots__ = ("balance_shards", "lines")
+
+    def __init__(self, balance_shards: int, matching_shard: int = 0) -> None:
+        super().__init__(matching_shard)
+        self.balance_shards = balance_shards
+        self.lines: dict[int, list[SettleLine]] = {}  # the current command's, by balance shard
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.lines)
+
+    def settle(self, owner: int, ticket: int | None, cash: int, release: int, order_id: int,
+               done: bool) -> None:
+        shard = owner % self.balance_shards if ticket is None else ticket // TICKET_STRIDE
+        lines = self.lines.get(shard)
+        if lines is None:
+            lines = self.lines[shard] = []
+        lines.append(SettleLine(owner, ticket, cash, release, order_id, done))
+
+    def flush(self, ts: int, out: list) -> None:
+        """One Settlement for each balance shard the command settled with, by shard."""
+        lines = self.lines
+        if not lines:
+            return
+        for shard in sorted(lines):
+            out.append(Settlement(shard, tuple(lines[shard]), ts))
+        self.lines = {}

@@ -68,12 +68,14 @@ class PreTradeChecks:
                     max_position = override.max_position
         return max_qty, max_position
 
-    def check_new(self, cmd: NewOrder, hold_rule: bool = True) -> tuple[RejectReason | Verdict, int]:
+    def check_new(self, cmd: NewOrder, hold_rule: bool = True, funds: bool = True
+                  ) -> tuple[RejectReason | Verdict, int]:
         """Checks 1-6 for a new order on a symbol the engine has a book for. Returns the verdict and
         the cash units the order must reserve: a limit or stop-limit buy qty x limit price, a stop buy
         qty x stop price, a market buy qty x its protection price if it has one, else the cost of taking
         the best asks for qty (what is there), each times cash_per_tick_lot; a sell nothing.
-        `hold_rule=False` when an admin releases a held order."""
+        `hold_rule=False` when an admin releases a held order; `funds=False` for an order whose cash its
+        balance shard holds already (check 5 skipped)."""
         # Untyped reads, as in the engine's book.py: compiled, a typed read of a wrongly typed field
         # would raise before the engine could reject it with a reason.
         qty: object = getattr(cmd, "qty")  # noqa: B009
@@ -127,7 +129,7 @@ class PreTradeChecks:
             else:
                 unit = cast(int, stop if otype is STOP else price)
                 reserve = qty * unit * cash_per_tick_lot
-            if self.ledger.cash.available(owner) < reserve:
+            if funds and self.ledger.cash.available(owner) < reserve:
                 return INSUFFICIENT_FUNDS, 0
         if hold_rule and config is not None and config.hold_volume_bps is not None:
             volume = cast(SymbolRisk, sym).daily_volume(cmd.timestamp, config.reference_daily_volume)
@@ -186,6 +188,20 @@ class PreTradeChecks:
             if more > 0 and more > self.ledger.cash.available(order.owner):
                 return INSUFFICIENT_FUNDS
         return None
+
+
+def funding(cmd: NewOrder, cash_per_tick_lot: int) -> int | None:
+    """What a balance shard holds for a new order before its matching shard sees it (R1): a buy's
+    reservation as check 5 computes it, from the order alone (qty x limit price, x stop price for a
+    stop, x protection price for a market buy), times cash_per_tick_lot; a sell 0. None for a market
+    buy without a protection price, whose cost only the book can tell."""
+    if cmd.side is not BUY:
+        return 0
+    otype = cmd.order_type
+    unit = cmd.stop_price if otype is STOP else cmd.price
+    if unit is None:
+        return None
+    return cmd.qty * unit * cash_per_tick_lot
 
 
 def lot_unit(price: int | None, stop_price: int | None) -> int:

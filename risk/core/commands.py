@@ -81,6 +81,22 @@ class RejectHeld:
     timestamp: int = 0
 
 
+@dataclass(slots=True)
+class FundedOrder:
+    """A new order whose cash its owner's balance shard holds already (R1): `ticket` names that
+    reservation there, `reserved` is what it holds (a sell: 0). The matching shard checks the symbol
+    (never the cash) and matches; what the order then spends or frees is settled against the ticket.
+    An order the matching shard refuses releases the ticket whole. Time and id are the order's."""
+
+    order: NewOrder
+    ticket: int
+    reserved: int
+
+    @property
+    def timestamp(self) -> int:
+        return self.order.timestamp
+
+
 AdminCommand = (
     SetInstrumentRisk
     | SetUserLimit

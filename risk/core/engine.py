@@ -34,9 +34,9 @@ from matching.engine.types import CancelReason, OrderType, RejectReason, Side
 from risk.core.accounts import Account, Ledger, OrderRisk, Position
 from risk.core.admin import apply_admin, config_changes
 from risk.core.balances import BalanceShard
-from risk.core.cash import CashStage
+from risk.core.cash import BalanceStage, CashStage, SettlementOutbox
 from risk.core.checks import PreTradeChecks, lot_unit
-from risk.core.commands import AdminCommand, copy_order, order_from_state, order_state
+from risk.core.commands import AdminCommand, FundedOrder, copy_order, order_from_state, order_state
 from risk.core.events import (
     HeldOrderReleased,
     InstrumentHalted,
@@ -60,10 +60,13 @@ class RiskEngine:
                  "user_limits")
 
     def __init__(self, engine: MatchingEngine, balances: BalanceShard | None = None,
-                 matching_shard: int = 0) -> None:
+                 matching_shard: int = 0, stage: BalanceStage | None = None) -> None:
         self.engine = engine
-        # The balance stage: a balance shard in this process (cash.py), which holds every account's cash.
-        self.cash = CashStage(BalanceShard(0) if balances is None else balances, matching_shard)
+        # The balance stage (cash.py): a balance shard in this process, which holds every account's cash,
+        # or (`stage`, a SettlementOutbox) balance shards elsewhere, which fund the orders and take the
+        # settlements this shard emits.
+        self.cash: BalanceStage = stage if stage is not None else CashStage(
+            BalanceShard(0) if balances is None else balances, matching_shard)
         self.ledger = Ledger(self.cash)
         self.symbols: dict[str, SymbolRisk] = {}
         self.user_limits: dict[tuple[int, str], UserLimit] = {}
@@ -74,7 +77,7 @@ class RiskEngine:
 
     # ---- the entry point ----------------------------------------------------------------------
 
-    def apply(self, cmd: Command | AdminCommand) -> list[Event | RiskEvent]:
+    def apply(self, cmd: Command | FundedOrder | AdminCommand) -> list[Event | RiskEvent]:
         """Apply one command; its events in order (see risk/core/events.py for the order)."""
         out: list[Event | RiskEvent] = []
         ts = cmd.timestamp
@@ -83,7 +86,10 @@ class RiskEngine:
             self._lift_halts(ts, out)
         kind = type(cmd)
         if kind is NewOrder:
-            self._new(cast(NewOrder, cmd), out)
+            self._new(cast(NewOrder, cmd), out, None)
+        elif kind is FundedOrder:
+            funded = cast(FundedOrder, cmd)
+            self._new(funded.order, out, funded)
         elif kind is CancelOrder:
             self._cancel(cast(CancelOrder, cmd), out)
         elif kind is AmendOrder:
@@ -100,6 +106,14 @@ class RiskEngine:
         return self.checks.check_new(cmd, hold_rule)
 
     # ---- reads --------------------------------------------------------------------------------
+
+    @property
+    def balances(self) -> BalanceShard:
+        """The balance shard in this process (a RiskEngine with a local balance stage only)."""
+        cash = self.cash
+        if not isinstance(cash, CashStage):
+            raise TypeError("the balance shards of this matching shard run elsewhere")
+        return cash.balances
 
     def account(self, owner: int) -> Account | None:
         """The owner's cash (the balance stage's) and a copy of their positions here (None before the
@@ -136,22 +150,32 @@ class RiskEngine:
 
     # ---- order commands -----------------------------------------------------------------------
 
-    def _new(self, cmd: NewOrder, out: list) -> None:
+    def _new(self, cmd: NewOrder, out: list, funded: FundedOrder | None) -> None:
+        """A new order: checked, then reserved for (R1 here), or (`funded`) reserved for already by its
+        balance shard, whose ticket is released whole if the order goes no further."""
         ts, order_id, owner, symbol = cmd.timestamp, cmd.order_id, cmd.owner, cmd.symbol
         self.ledger.account(owner)
         book = self.engine.books.get(symbol)
         if book is None:
             self.settle(self.engine.apply(cmd), out)  # the engine rejects the unknown symbol
+            self._unfund(funded)
             return
         self._expire_due(book, ts, out)
         if order_id in self.ledger.orders:  # held under this id (the engine knows live ones itself)
             out.append(OrderRejected(order_id, owner, symbol, RejectReason.DUPLICATE_ORDER_ID, ts))
+            self._unfund(funded)
             return
-        verdict, reserve = self.checks.check_new(cmd)
+        verdict, reserve = self.checks.check_new(cmd, True, funded is None)
         if verdict is PASS or verdict is HOLD:
-            ticket = self.cash.reserve(owner, reserve)
-            if ticket is None:  # the checks read the same cash: only if they were bypassed
+            if funded is None:
+                ticket = self.cash.reserve(owner, reserve)
+            elif funded.reserved >= reserve:
+                ticket, reserve = funded.ticket, funded.reserved
+            else:  # its balance shard holds less than the order needs
+                ticket = None
+            if ticket is None:
                 out.append(OrderRejected(order_id, owner, symbol, RejectReason.INSUFFICIENT_FUNDS, ts))
+                self._unfund(funded)
                 return
             self.ledger.open(order_risk(cmd, reserve, ticket))
         if verdict is PASS:
@@ -161,8 +185,16 @@ class RiskEngine:
             out.append(OrderHeld(order_id, owner, symbol, cmd.side, cmd.qty, cmd.price, ts))
         elif verdict is MALFORMED:
             self.settle(self.engine.apply(cmd), out)
+            self._unfund(funded)
         else:
             out.append(OrderRejected(order_id, owner, symbol, verdict, ts))
+            self._unfund(funded)
+
+    def _unfund(self, funded: FundedOrder | None) -> None:
+        """Release a funded order's ticket whole: the order was refused before it held anything here."""
+        if funded is not None:
+            order = funded.order
+            self.cash.settle(order.owner, funded.ticket, 0, funded.reserved, order.order_id, True)
 
     def release(self, order_id: int, ts: int, out: list) -> bool:
         """Send a held order to the engine, re-checked like a new order except for the hold rule
@@ -170,7 +202,10 @@ class RiskEngine:
         held = self.held.pop(order_id, None)
         if held is None:
             return False
-        self.ledger.close(self.ledger.orders[order_id])  # its own lots and cash no longer count
+        record = self.ledger.orders[order_id]
+        if not self.cash.local:  # funded: the reservation stays with its ticket at the balance shard
+            return self._release_funded(record, copy_order(held, ts), out)
+        self.ledger.close(record)  # its own lots and cash no longer count
         cmd = copy_order(held, ts)
         out.append(HeldOrderReleased(order_id, cmd.owner, cmd.symbol, ts))
         self._expire_due(self.engine.books[cmd.symbol], ts, out)
@@ -183,6 +218,27 @@ class RiskEngine:
         if verdict is PASS:  # always, in fact: it was well formed when held, and the hold rule is off
             self.ledger.open(order_risk(cmd, reserve, ticket))
         self.settle(self.engine.apply(cmd), out)
+        return True
+
+    def _release_funded(self, record: OrderRisk, cmd: NewOrder, out: list) -> bool:
+        """Release a held funded order: re-checked like a new order except for the hold rule and the
+        cash (held at R1 all along); what it reserves goes on with it, or is released if refused."""
+        ts, order_id = cmd.timestamp, cmd.order_id
+        ticket, reserved = record.ticket, record.reserved
+        self.ledger.close(record, False)  # its own lots no longer count
+        out.append(HeldOrderReleased(order_id, cmd.owner, cmd.symbol, ts))
+        self._expire_due(self.engine.books[cmd.symbol], ts, out)
+        verdict, reserve = self.checks.check_new(cmd, False, False)
+        if isinstance(verdict, RejectReason) or reserve > reserved:
+            reason = verdict if isinstance(verdict, RejectReason) else RejectReason.INSUFFICIENT_FUNDS
+            out.append(OrderRejected(order_id, cmd.owner, cmd.symbol, reason, ts))
+            self.cash.settle(cmd.owner, ticket, 0, reserved, order_id, True)
+            return True
+        if verdict is PASS:
+            self.ledger.open(order_risk(cmd, reserved, ticket))
+        self.settle(self.engine.apply(cmd), out)
+        if verdict is not PASS:  # malformed (never, in fact: it was checked when held)
+            self.cash.settle(cmd.owner, ticket, 0, reserved, order_id, True)
         return True
 
     def reject_held(self, order_id: int, ts: int, out: list) -> bool:
@@ -340,9 +396,11 @@ class RiskEngine:
 
     def state(self) -> dict[str, Any]:
         """Everything risk decides by, as plain JSON-able values (the engine's state is separate)."""
+        cash = self.cash
         return {
             "ledger": self.ledger.state(),
-            "balances": self.cash.balances.state(),
+            **({"balances": cash.balances.state()} if isinstance(cash, CashStage) else
+               {"outbox": [cast(SettlementOutbox, cash).balance_shards, cash.matching_shard]}),
             "symbols": [self.symbols[symbol].state() for symbol in sorted(self.symbols)],
             "user_limits": [self.user_limits[key].state() for key in sorted(self.user_limits)],
             "held": [order_state(cmd) for cmd in self.held.values()],
@@ -351,10 +409,13 @@ class RiskEngine:
     @classmethod
     def from_state(cls, state: Mapping[str, Any], engine: MatchingEngine) -> RiskEngine:
         """Rebuild from `state()` (also after a JSON round trip) around the restored engine."""
-        ledger, balances = state["ledger"], state.get("balances")
-        if balances is None:  # written before the balance stage: the ledger held the cash
-            ledger, balances = ledger_state_before_balances(ledger)
-        risk = cls(engine, BalanceShard.from_state(balances))
+        ledger, balances, outbox = state["ledger"], state.get("balances"), state.get("outbox")
+        if outbox is not None:
+            risk = cls(engine, stage=SettlementOutbox(outbox[0], outbox[1]))
+        else:
+            if balances is None:  # written before the balance stage: the ledger held the cash
+                ledger, balances = ledger_state_before_balances(ledger)
+            risk = cls(engine, BalanceShard.from_state(balances))
         risk.ledger = Ledger.from_state(ledger, risk.cash)
         for values in state["symbols"]:
             sym = SymbolRisk.from_state(values)

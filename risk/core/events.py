@@ -68,6 +68,16 @@ class PositionUpdate(NamedTuple):
     timestamp: int
 
 
+class Settlement(NamedTuple):
+    """What one command of a matching shard settles with one balance shard (its owners' lines, in
+    order), when the balance shards run elsewhere (cash.SettlementOutbox): the runner sends it as
+    that balance shard's `Settle(matching shard, seq, lines)`. Not a `RiskEvent` (see below)."""
+
+    balance_shard: int
+    lines: tuple
+    timestamp: int
+
+
 class RiskAlert(NamedTuple):
     """A breach found after trades (which stand): a position beyond its limit, fills above the
     reservation."""
@@ -126,3 +136,5 @@ RiskEvent = (
     | AdminApplied
     | AdminRejected
 )
+# `Settlement` is not among them: it is not part of what a reply tells the web tier or the projector;
+# the runner of a matching shard whose balance shards run elsewhere takes it out and routes it.

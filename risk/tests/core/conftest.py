@@ -127,24 +127,24 @@ def ledger_errors(risk: RiskEngine) -> list:
     balance stage, and each account's reserved their sum, none negative (the balance shard's own
     check); open lots match the orders; risk's orders are exactly the engine's live orders (same
     remaining) plus the held ones."""
-    errors: list[tuple] = [("balances", problem) for problem in risk.cash.balances.check()]
+    errors: list[tuple] = [("balances", problem) for problem in risk.balances.check()]
     ledger = risk.ledger
     reserved: dict[int, int] = {}
     open_lots: dict[tuple, list[int]] = {}
     for order in ledger.orders.values():
         if order.reserved < 0 or order.remaining <= 0:
             errors.append(("order", order))
-        ticket = risk.cash.balances.reservation(order.ticket)
+        ticket = risk.balances.reservation(order.ticket)
         if ticket is None or (ticket.owner, ticket.amount) != (order.owner, order.reserved):
             errors.append(("ticket", order, ticket))
         reserved[order.owner] = reserved.get(order.owner, 0) + order.reserved
         lots = open_lots.setdefault((order.owner, order.symbol), [0, 0])
         lots[0 if order.side is BUY else 1] += order.remaining
-    for owner, balance in risk.cash.balances.accounts.items():
+    for owner, balance in risk.balances.accounts.items():
         if balance.reserved != reserved.get(owner, 0):
             errors.append(("reserved", owner, balance.reserved, reserved.get(owner, 0)))
-    if len(risk.cash.balances.reservations) != len(ledger.orders):
-        errors.append(("tickets without an order", set(risk.cash.balances.reservations)))
+    if len(risk.balances.reservations) != len(ledger.orders):
+        errors.append(("tickets without an order", set(risk.balances.reservations)))
     for owner, holdings in ledger.accounts.items():
         for symbol, p in holdings.positions.items():
             if [p.open_buy, p.open_sell] != open_lots.get((owner, symbol), [0, 0]):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from risk.core import AdminApplied, AdminKind, AdminRejected, AdminRejectReason, SetDefaultCash
 from risk.core.balances import (
+    TICKET_STRIDE,
     Adjust,
     Adjusted,
     AdjustRefused,
@@ -51,7 +52,7 @@ def of(events, *kinds):
 
 @pytest.fixture
 def b():
-    shard = BalanceShard(3)
+    shard = BalanceShard(0)  # tickets from 1 (see test_a_shards_tickets_name_it)
     shard.apply(SetDefaultCash(CASH, timestamp=1))
     return shard
 
@@ -80,6 +81,14 @@ def test_reserve_holds_cash_under_a_new_ticket(b):
     assert b.unconfirmed(ME) == [1]
     assert b.next_ticket == 2
     assert b.check() == []
+
+
+def test_a_shards_tickets_name_it():
+    shard = BalanceShard(3)
+    tickets = [reserve(shard, 7, 0), reserve(shard, 8, 0)]
+    assert tickets == [3 * TICKET_STRIDE + 1, 3 * TICKET_STRIDE + 2]
+    assert {ticket // TICKET_STRIDE for ticket in tickets} == {3}
+    assert shard.check() == []
 
 
 def test_tickets_increase_across_owners_and_matching_shards(b):
@@ -574,7 +583,8 @@ class Driver:
             fits = cmd.amount == 0 or 0 < cmd.amount <= available
             if isinstance(answer, Reserved):
                 assert fits
-                assert answer.ticket == len(self.tickets) + 1 == shard.next_ticket - 1
+                first = shard.shard * TICKET_STRIDE + 1
+                assert answer.ticket == first + len(self.tickets) == shard.next_ticket - 1
                 self.tickets.append(answer.ticket)
                 self.owner_of[answer.ticket], self.shard_of[answer.ticket] = cmd.owner, cmd.matching_shard
                 self.reserved[answer.ticket] = cmd.amount

@@ -80,7 +80,7 @@ class Checker:
             account = self.risk.account(owner)
             assert account is not None
             accounts[owner] = account
-        assert set(accounts) == set(self.risk.cash.balances.accounts)  # one cash account each
+        assert set(accounts) == set(self.risk.balances.accounts)  # one cash account each
         assert sum(a.cash for a in accounts.values()) == DEFAULT_CASH * len(accounts) + self.adjusted
         for symbol in SYMBOLS:
             assert sum(a.positions[symbol].qty for a in accounts.values() if symbol in a.positions) == 0

@@ -103,7 +103,7 @@ def test_a_state_from_before_the_balance_stage_continues_like_the_uninterrupted_
             old = json.loads(json.dumps(before_balances(risk.state())))
             assert "balances" not in old and len(old["ledger"]) == 3
             risk = RiskEngine.from_state(old, engine)
-            assert risk.cash.balances.check() == []
+            assert risk.balances.check() == []
         assert risk.apply(cmd) == events[i], i
     for owner in final.ledger.accounts:
         assert risk.account(owner) == final.account(owner)

@@ -1,0 +1,93 @@
+"""R1 -> ME -> R2 across several balance and matching shards, in one process and one thread.
+
+The shape the production processes take (docs/ARCHITECTURE.md, "Accounts across shards"), with the
+transport replaced by calls: a new order goes to its owner's balance shard (owner modulo the number of
+balance shards), which holds its cash under a ticket (`Reserve`, the amount from `checks.funding`) or
+refuses it; the funded order goes to its symbol's matching shard (`FundedOrder`, whose risk checks the
+symbol and never the cash, and emits `Settlement` events); each Settlement goes back to its balance
+shard as `Settle(matching shard, seq, lines)`, seq counting that matching shard's commands. Cancels,
+amendments that need no more cash, time and per-symbol admin commands go straight to the matching
+shard; deposits and the default cash to the balance shards.
+
+Pure and deterministic like its parts: the same commands give the same books in any process. The
+tests drive it beside a single `RiskEngine` with all symbols and its balance shard in-process (one
+ledger) and check that every account comes out the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matching.engine.commands import Command, NewOrder
+from matching.engine.engine import MatchingEngine
+from matching.engine.events import OrderRejected
+from matching.engine.types import RejectReason
+from risk.core.balances import Adjust, AdjustRefused, BalanceShard, Reserve, Reserved, Settle
+from risk.core.cash import SettlementOutbox
+from risk.core.checks import funding
+from risk.core.commands import AdminCommand, FundedOrder, SetDefaultCash, SetInstrumentRisk
+from risk.core.engine import RiskEngine
+from risk.core.events import Settlement
+
+
+class Pipeline:
+    """Balance shards by user, matching shards by symbol, and the routes between them."""
+
+    def __init__(self, symbols: Mapping[int, Sequence[str]], balance_shards: int) -> None:
+        """`symbols`: each matching shard's symbols."""
+        self.balances = {b: BalanceShard(b) for b in range(balance_shards)}
+        self.matching = {m: RiskEngine(MatchingEngine(list(names)), stage=SettlementOutbox(balance_shards, m))
+                         for m, names in symbols.items()}
+        self.shard_of = {name: m for m, names in symbols.items() for name in names}
+        self.seqs = dict.fromkeys(symbols, 0)  # commands each matching shard has applied
+        self.cash_per_tick_lot: dict[str, int] = {}  # as configured (1 until then, as in risk)
+
+    def balance_shard(self, owner: int) -> BalanceShard:
+        return self.balances[owner % len(self.balances)]
+
+    # ---- orders ------------------------------------------------------------------------------------
+
+    def submit(self, cmd: NewOrder) -> list[Any]:
+        """R1, then (funded) the symbol's matching shard, then R2: the matching shard's events, or
+        the refusal of R1 as the order's rejection."""
+        ts, owner = cmd.timestamp, cmd.owner
+        shard = self.shard_of.get(cmd.symbol)
+        amount = funding(cmd, self.cash_per_tick_lot.get(cmd.symbol, 1)) if shard is not None else 0
+        if shard is None or amount is None:  # an unknown symbol; an unprotected market buy
+            reason = RejectReason.UNKNOWN_SYMBOL if shard is None else RejectReason.INVALID_PRICE
+            return [OrderRejected(cmd.order_id, owner, cmd.symbol, reason, ts)]
+        answer = self.balance_shard(owner).apply(Reserve(owner, amount, shard, ts))
+        ticket = next((event.ticket for event in answer if type(event) is Reserved), None)
+        if ticket is None:
+            return [OrderRejected(cmd.order_id, owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS, ts)]
+        return self.on_shard(shard, FundedOrder(cmd, ticket, amount))
+
+    def on_shard(self, shard: int, cmd: Command | FundedOrder | AdminCommand) -> list[Any]:
+        """One command through a matching shard, and its settlements to the balance shards."""
+        if isinstance(cmd, SetInstrumentRisk):
+            self.cash_per_tick_lot[cmd.config.symbol] = cmd.config.cash_per_tick_lot
+        events = self.matching[shard].apply(cmd)
+        seq = self.seqs[shard] = self.seqs[shard] + 1
+        for event in events:
+            if type(event) is Settlement:
+                self.balances[event.balance_shard].apply(Settle(shard, seq, event.lines, event.timestamp))
+        return events
+
+    def to_symbol(self, symbol: str, cmd: Command | AdminCommand) -> list[Any]:
+        return self.on_shard(self.shard_of[symbol], cmd)
+
+    # ---- cash --------------------------------------------------------------------------------------
+
+    def set_default_cash(self, amount: int, ts: int) -> None:
+        for shard in self.balances.values():
+            shard.apply(SetDefaultCash(amount, ts))
+
+    def adjust(self, owner: int, amount: int, ts: int) -> bool:
+        """A deposit or withdrawal at the owner's balance shard; False if refused."""
+        events = self.balance_shard(owner).apply(Adjust(owner, amount, "", ts))
+        return not any(type(event) is AdjustRefused for event in events)
+
+    def account(self, owner: int) -> tuple[int, int] | None:
+        """(cash, reserved) at the owner's balance shard; None before it opened."""
+        return self.balance_shard(owner).account(owner)
