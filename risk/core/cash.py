@@ -68,6 +68,10 @@ class BalanceStage:
                done: bool) -> None:
         raise NotImplementedError
 
+    def confirm(self, owner: int, ticket: int, order_id: int) -> None:
+        """A funded order arrived and holds its ticket here (nothing to say to a local balance shard)."""
+        return None
+
     def adjust(self, owner: int, amount: int) -> BalanceRefusal | None:
         return BalanceRefusal.INVALID_VALUE
 
@@ -187,6 +191,11 @@ class SettlementOutbox(BalanceStage):
         if lines is None:
             lines = self.lines[shard] = []
         lines.append(SettleLine(owner, ticket, cash, release, order_id, done))
+
+    def confirm(self, owner: int, ticket: int, order_id: int) -> None:
+        """A line that moves nothing and names the ticket, so its balance shard knows the order arrived
+        (a `Void` after a fence then leaves it alone)."""
+        self.settle(owner, ticket, 0, 0, order_id, False)
 
     def flush(self, ts: int, out: list) -> None:
         """One Settlement for each balance shard the command settled with, by shard."""

@@ -97,6 +97,20 @@ class FundedOrder:
         return self.order.timestamp
 
 
+@dataclass(slots=True)
+class Fence:
+    """From a balance shard that restarted: of its `tickets` sent here, those this shard never received
+    are void. Funded orders arrive in ticket order on one stream, so everything sent before the fence
+    has been applied here already (and confirmed back); the answer (`Voids`) goes back on the
+    settlements' own stream, after those confirmations, and the balance shard releases only the tickets
+    still unconfirmed then. A funded order of that balance shard at or below a fenced ticket arriving
+    later is ignored."""
+
+    balance_shard: int
+    tickets: Sequence[int]
+    timestamp: int = 0
+
+
 AdminCommand = (
     SetInstrumentRisk
     | SetUserLimit

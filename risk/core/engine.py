@@ -33,10 +33,10 @@ from matching.engine.events import (
 from matching.engine.types import CancelReason, OrderType, RejectReason, Side
 from risk.core.accounts import Account, Ledger, OrderRisk, Position
 from risk.core.admin import apply_admin, config_changes
-from risk.core.balances import BalanceShard
+from risk.core.balances import TICKET_STRIDE, BalanceShard
 from risk.core.cash import BalanceStage, CashStage, SettlementOutbox
 from risk.core.checks import PreTradeChecks, lot_unit
-from risk.core.commands import AdminCommand, FundedOrder, copy_order, order_from_state, order_state
+from risk.core.commands import AdminCommand, Fence, FundedOrder, copy_order, order_from_state, order_state
 from risk.core.events import (
     HeldOrderReleased,
     InstrumentHalted,
@@ -44,6 +44,7 @@ from risk.core.events import (
     OrderHeld,
     RiskAlert,
     RiskEvent,
+    Voids,
 )
 from risk.core.limits import UserLimit
 from risk.core.symbols import SymbolRisk
@@ -56,7 +57,7 @@ BUY: Final = Side.BUY
 
 
 class RiskEngine:
-    __slots__ = ("cash", "checks", "deadline", "engine", "held", "ledger", "symbols", "tripped",
+    __slots__ = ("cash", "checks", "deadline", "engine", "fenced", "held", "ledger", "symbols", "tripped",
                  "user_limits")
 
     def __init__(self, engine: MatchingEngine, balances: BalanceShard | None = None,
@@ -68,6 +69,7 @@ class RiskEngine:
         self.cash: BalanceStage = stage if stage is not None else CashStage(
             BalanceShard(0) if balances is None else balances, matching_shard)
         self.ledger = Ledger(self.cash)
+        self.fenced: dict[int, int] = {}  # balance shard -> its highest fenced ticket
         self.symbols: dict[str, SymbolRisk] = {}
         self.user_limits: dict[tuple[int, str], UserLimit] = {}
         self.held: dict[int, NewOrder] = {}  # held orders by id, in arrival order
@@ -77,7 +79,7 @@ class RiskEngine:
 
     # ---- the entry point ----------------------------------------------------------------------
 
-    def apply(self, cmd: Command | FundedOrder | AdminCommand) -> list[Event | RiskEvent]:
+    def apply(self, cmd: Command | FundedOrder | Fence | AdminCommand) -> list[Event | RiskEvent]:
         """Apply one command; its events in order (see risk/core/events.py for the order)."""
         out: list[Event | RiskEvent] = []
         ts = cmd.timestamp
@@ -89,7 +91,10 @@ class RiskEngine:
             self._new(cast(NewOrder, cmd), out, None)
         elif kind is FundedOrder:
             funded = cast(FundedOrder, cmd)
-            self._new(funded.order, out, funded)
+            if funded.ticket > self.fenced.get(funded.ticket // TICKET_STRIDE, 0):
+                self._new(funded.order, out, funded)
+        elif kind is Fence:
+            self._fence(cast(Fence, cmd), out)
         elif kind is CancelOrder:
             self._cancel(cast(CancelOrder, cmd), out)
         elif kind is AmendOrder:
@@ -178,6 +183,8 @@ class RiskEngine:
                 self._unfund(funded)
                 return
             self.ledger.open(order_risk(cmd, reserve, ticket))
+            if funded is not None:
+                self.cash.confirm(owner, ticket, order_id)
         if verdict is PASS:
             self.settle(self.engine.apply(cmd), out)
         elif verdict is HOLD:
@@ -189,6 +196,14 @@ class RiskEngine:
         else:
             out.append(OrderRejected(order_id, owner, symbol, verdict, ts))
             self._unfund(funded)
+
+    def _fence(self, cmd: Fence, out: list) -> None:
+        """A restarted balance shard's unconfirmed tickets: void from now on (see Fence)."""
+        shard = cmd.balance_shard
+        tickets = tuple(sorted(t for t in cmd.tickets if type(t) is int and t // TICKET_STRIDE == shard))
+        if tickets:
+            self.fenced[shard] = max(self.fenced.get(shard, 0), tickets[-1])
+        out.append(Voids(shard, tickets, cmd.timestamp))
 
     def _unfund(self, funded: FundedOrder | None) -> None:
         """Release a funded order's ticket whole: the order was refused before it held anything here."""
@@ -399,6 +414,7 @@ class RiskEngine:
         cash = self.cash
         return {
             "ledger": self.ledger.state(),
+            "fenced": [[shard, self.fenced[shard]] for shard in sorted(self.fenced)],
             **({"balances": cash.balances.state()} if isinstance(cash, CashStage) else
                {"outbox": [cast(SettlementOutbox, cash).balance_shards, cash.matching_shard]}),
             "symbols": [self.symbols[symbol].state() for symbol in sorted(self.symbols)],
@@ -417,6 +433,7 @@ class RiskEngine:
                 ledger, balances = ledger_state_before_balances(ledger)
             risk = cls(engine, BalanceShard.from_state(balances))
         risk.ledger = Ledger.from_state(ledger, risk.cash)
+        risk.fenced = {shard: ticket for shard, ticket in state.get("fenced", [])}
         for values in state["symbols"]:
             sym = SymbolRisk.from_state(values)
             risk.symbols[sym.symbol] = sym

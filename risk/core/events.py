@@ -78,6 +78,15 @@ class Settlement(NamedTuple):
     timestamp: int
 
 
+class Voids(NamedTuple):
+    """The answer to a `Fence`: the runner sends it to the balance shard as `Void(matching shard,
+    tickets)`, in order with the settlements. Not a `RiskEvent`, like `Settlement`."""
+
+    balance_shard: int
+    tickets: tuple
+    timestamp: int
+
+
 class RiskAlert(NamedTuple):
     """A breach found after trades (which stand): a position beyond its limit, fills above the
     reservation."""

@@ -7,7 +7,9 @@ refuses it; the funded order goes to its symbol's matching shard (`FundedOrder`,
 symbol and never the cash, and emits `Settlement` events); each Settlement goes back to its balance
 shard as `Settle(matching shard, seq, lines)`, seq counting that matching shard's commands. Cancels,
 amendments that need no more cash, time and per-symbol admin commands go straight to the matching
-shard; deposits and the default cash to the balance shards.
+shard; deposits and the default cash to the balance shards. A balance shard that restarts fences its
+unconfirmed tickets on each matching shard (`recover`): the `Voids` answer, applied after every
+confirmation sent before it, releases the reservations of orders that never arrived.
 
 Pure and deterministic like its parts: the same commands give the same books in any process. The
 tests drive it beside a single `RiskEngine` with all symbols and its balance shard in-process (one
@@ -23,12 +25,12 @@ from matching.engine.commands import Command, NewOrder
 from matching.engine.engine import MatchingEngine
 from matching.engine.events import OrderRejected
 from matching.engine.types import RejectReason
-from risk.core.balances import Adjust, AdjustRefused, BalanceShard, Reserve, Reserved, Settle
+from risk.core.balances import Adjust, AdjustRefused, BalanceShard, Reserve, Reserved, Settle, Void
 from risk.core.cash import SettlementOutbox
 from risk.core.checks import funding
-from risk.core.commands import AdminCommand, FundedOrder, SetDefaultCash, SetInstrumentRisk
+from risk.core.commands import AdminCommand, Fence, FundedOrder, SetDefaultCash, SetInstrumentRisk
 from risk.core.engine import RiskEngine
-from risk.core.events import Settlement
+from risk.core.events import Settlement, Voids
 
 
 class Pipeline:
@@ -51,6 +53,13 @@ class Pipeline:
     def submit(self, cmd: NewOrder) -> list[Any]:
         """R1, then (funded) the symbol's matching shard, then R2: the matching shard's events, or
         the refusal of R1 as the order's rejection."""
+        funded = self.reserve(cmd)
+        if not isinstance(funded, FundedOrder):
+            return funded
+        return self.on_shard(self.shard_of[cmd.symbol], funded)
+
+    def reserve(self, cmd: NewOrder) -> FundedOrder | list[Any]:
+        """R1 alone: the funded order to send on, or the order's rejection."""
         ts, owner = cmd.timestamp, cmd.owner
         shard = self.shard_of.get(cmd.symbol)
         amount = funding(cmd, self.cash_per_tick_lot.get(cmd.symbol, 1)) if shard is not None else 0
@@ -61,9 +70,18 @@ class Pipeline:
         ticket = next((event.ticket for event in answer if type(event) is Reserved), None)
         if ticket is None:
             return [OrderRejected(cmd.order_id, owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS, ts)]
-        return self.on_shard(shard, FundedOrder(cmd, ticket, amount))
+        return FundedOrder(cmd, ticket, amount)
 
-    def on_shard(self, shard: int, cmd: Command | FundedOrder | AdminCommand) -> list[Any]:
+    def recover(self, balance_shard: int, ts: int) -> None:
+        """What a restarted balance shard does: fence its unconfirmed tickets on each matching shard,
+        whose answers void those that never arrived."""
+        shard = self.balances[balance_shard]
+        for matching_shard in self.matching:
+            tickets = shard.unconfirmed(matching_shard)
+            if tickets:
+                self.on_shard(matching_shard, Fence(balance_shard, tickets, ts))
+
+    def on_shard(self, shard: int, cmd: Command | FundedOrder | Fence | AdminCommand) -> list[Any]:
         """One command through a matching shard, and its settlements to the balance shards."""
         if isinstance(cmd, SetInstrumentRisk):
             self.cash_per_tick_lot[cmd.config.symbol] = cmd.config.cash_per_tick_lot
@@ -72,9 +90,11 @@ class Pipeline:
         for event in events:
             if type(event) is Settlement:
                 self.balances[event.balance_shard].apply(Settle(shard, seq, event.lines, event.timestamp))
+            elif type(event) is Voids:
+                self.balances[event.balance_shard].apply(Void(shard, event.tickets, event.timestamp))
         return events
 
-    def to_symbol(self, symbol: str, cmd: Command | AdminCommand) -> list[Any]:
+    def to_symbol(self, symbol: str, cmd: Command | FundedOrder | AdminCommand) -> list[Any]:
         return self.on_shard(self.shard_of[symbol], cmd)
 
     # ---- cash --------------------------------------------------------------------------------------
