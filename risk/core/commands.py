@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from matching.engine.commands import NewOrder
+from matching.engine.commands import AmendOrder, NewOrder
 from matching.engine.types import OrderType, Side, STPMode, TimeInForce
 from risk.core.limits import InstrumentRisk, UserLimit
 
@@ -95,6 +95,21 @@ class FundedOrder:
     @property
     def timestamp(self) -> int:
         return self.order.timestamp
+
+
+@dataclass(slots=True)
+class FundedAmend:
+    """An amendment of a buy whose extra cash (`extra`) its owner's balance shard holds already, added
+    to the order's `ticket` there (R1's Extend). The matching shard counts it in the order's
+    reservation; an amendment refused, or one that needs less, releases what is not needed."""
+
+    amend: AmendOrder
+    ticket: int
+    extra: int
+
+    @property
+    def timestamp(self) -> int:
+        return self.amend.timestamp
 
 
 @dataclass(slots=True)

@@ -36,7 +36,15 @@ from risk.core.admin import apply_admin, config_changes
 from risk.core.balances import TICKET_STRIDE, BalanceShard
 from risk.core.cash import BalanceStage, CashStage, SettlementOutbox
 from risk.core.checks import PreTradeChecks, lot_unit
-from risk.core.commands import AdminCommand, Fence, FundedOrder, copy_order, order_from_state, order_state
+from risk.core.commands import (
+    AdminCommand,
+    Fence,
+    FundedAmend,
+    FundedOrder,
+    copy_order,
+    order_from_state,
+    order_state,
+)
 from risk.core.events import (
     HeldOrderReleased,
     InstrumentHalted,
@@ -79,7 +87,8 @@ class RiskEngine:
 
     # ---- the entry point ----------------------------------------------------------------------
 
-    def apply(self, cmd: Command | FundedOrder | Fence | AdminCommand) -> list[Event | RiskEvent]:
+    def apply(self, cmd: Command | FundedOrder | FundedAmend | Fence | AdminCommand
+              ) -> list[Event | RiskEvent]:
         """Apply one command; its events in order (see risk/core/events.py for the order)."""
         out: list[Event | RiskEvent] = []
         ts = cmd.timestamp
@@ -98,7 +107,10 @@ class RiskEngine:
         elif kind is CancelOrder:
             self._cancel(cast(CancelOrder, cmd), out)
         elif kind is AmendOrder:
-            self._amend(cast(AmendOrder, cmd), out)
+            self._amend(cast(AmendOrder, cmd), out, None)
+        elif kind is FundedAmend:
+            funded_amend = cast(FundedAmend, cmd)
+            self._amend(funded_amend.amend, out, funded_amend)
         elif isinstance(cmd, AdvanceTime):
             self.settle(self.engine.apply(cmd), out)
         else:
@@ -276,7 +288,28 @@ class RiskEngine:
             return
         self.settle(self.engine.apply(cmd), out)  # cancels pass even when the symbol is halted
 
-    def _amend(self, cmd: AmendOrder, out: list) -> None:
+    def _amend(self, cmd: AmendOrder, out: list, funded: FundedAmend | None) -> None:
+        """An amendment, checked for what it adds; `funded`: with extra cash its balance shard holds on
+        the order's ticket already, counted in the order's reservation here and released again if the
+        amendment is refused (an accepted one releases what it does not need)."""
+        order_id, owner = cmd.order_id, cmd.owner
+        record = self.ledger.orders.get(order_id)
+        extra = 0
+        if funded is not None:
+            if record is None or record.owner != owner or record.ticket != funded.ticket or funded.extra < 0:
+                if funded.extra > 0:  # nothing here to hold it: back to the owner at once
+                    self.cash.settle(owner, funded.ticket, 0, funded.extra, order_id, False)
+                record = None
+            else:
+                extra = funded.extra
+                record.reserved += extra
+        if not self._amend_checked(cmd, out) and extra and self.ledger.orders.get(order_id) is record:
+            assert record is not None
+            record.reserved -= extra  # refused: the extra goes back
+            self.cash.settle(owner, record.ticket, 0, extra, order_id, False)
+
+    def _amend_checked(self, cmd: AmendOrder, out: list) -> bool:
+        """Check and apply an amendment; whether the engine amended the order."""
         order_id, owner, symbol, ts = cmd.order_id, cmd.owner, cmd.symbol, cmd.timestamp
         book = self.engine.books.get(symbol)
         if book is not None:
@@ -284,17 +317,19 @@ class RiskEngine:
             held = self.held.get(order_id)
             if held is not None and held.owner == owner and held.symbol == symbol:
                 out.append(AmendRejected(order_id, owner, symbol, RejectReason.NOT_AMENDABLE, ts))
-                return
+                return False
             if self.is_halted(symbol):
                 out.append(AmendRejected(order_id, owner, symbol, RejectReason.HALTED, ts))
-                return
+                return False
             order = self.ledger.orders.get(order_id)
             if order is not None and order.owner == owner and order.symbol == symbol:
                 reason = self.checks.check_amend(order, cmd)
                 if reason is not None:
                     out.append(AmendRejected(order_id, owner, symbol, reason, ts))
-                    return
-        self.settle(self.engine.apply(cmd), out)
+                    return False
+        events = self.engine.apply(cmd)
+        self.settle(events, out)
+        return any(type(event) is OrderAmended for event in events)
 
     def _expire_due(self, book: OrderBook, ts: int, out: list) -> None:
         """Expire the book's DAY/GTD orders due at `ts` before risk checks a command on its symbol.

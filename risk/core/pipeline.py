@@ -5,9 +5,10 @@ transport replaced by calls: a new order goes to its owner's balance shard (owne
 balance shards), which holds its cash under a ticket (`Reserve`, the amount from `checks.funding`) or
 refuses it; the funded order goes to its symbol's matching shard (`FundedOrder`, whose risk checks the
 symbol and never the cash, and emits `Settlement` events); each Settlement goes back to its balance
-shard as `Settle(matching shard, seq, lines)`, seq counting that matching shard's commands. Cancels,
-amendments that need no more cash, time and per-symbol admin commands go straight to the matching
-shard; deposits and the default cash to the balance shards. A balance shard that restarts fences its
+shard as `Settle(matching shard, seq, lines)`, seq counting that matching shard's commands. An
+amendment that raises a buy's reservation goes through R1 too (`Extend` on the order's ticket, then
+`FundedAmend`). Cancels, other amendments, time and per-symbol admin commands go straight to the
+matching shard; deposits and the default cash to the balance shards. A balance shard that restarts fences its
 unconfirmed tickets on each matching shard (`recover`): the `Voids` answer, applied after every
 confirmation sent before it, releases the reservations of orders that never arrived.
 
@@ -21,14 +22,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matching.engine.commands import Command, NewOrder
+from matching.engine.commands import AmendOrder, Command, NewOrder
 from matching.engine.engine import MatchingEngine
-from matching.engine.events import OrderRejected
+from matching.engine.events import AmendRejected, OrderRejected
 from matching.engine.types import RejectReason
-from risk.core.balances import Adjust, AdjustRefused, BalanceShard, Reserve, Reserved, Settle, Void
+from risk.core.balances import (
+    Adjust,
+    AdjustRefused,
+    BalanceShard,
+    Extend,
+    Extended,
+    Reserve,
+    Reserved,
+    Settle,
+    Void,
+)
 from risk.core.cash import SettlementOutbox
 from risk.core.checks import funding
-from risk.core.commands import AdminCommand, Fence, FundedOrder, SetDefaultCash, SetInstrumentRisk
+from risk.core.commands import (
+    AdminCommand,
+    Fence,
+    FundedAmend,
+    FundedOrder,
+    SetDefaultCash,
+    SetInstrumentRisk,
+)
 from risk.core.engine import RiskEngine
 from risk.core.events import Settlement, Voids
 
@@ -72,6 +90,23 @@ class Pipeline:
             return [OrderRejected(cmd.order_id, owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS, ts)]
         return FundedOrder(cmd, ticket, amount)
 
+    def amend(self, cmd: AmendOrder, ticket: int, needed: int) -> list[Any]:
+        """An amendment, through R1 if it raises a buy's reservation: `needed` is what the amended order
+        will reserve (what the caller knows of it: the web tier from its projection), `ticket` the
+        order's; the balance shard holds the difference more (refused: the amendment is, with
+        insufficient_funds) and the matching shard gets it with the amendment (`FundedAmend`)."""
+        shard = self.shard_of[cmd.symbol]
+        balances = self.balance_shard(cmd.owner)
+        held = balances.reservation(ticket)
+        extra = 0 if held is None else max(0, needed - held.amount)
+        if extra:
+            answer = balances.apply(Extend(cmd.owner, ticket, extra, cmd.timestamp))
+            if not any(type(event) is Extended for event in answer):
+                return [AmendRejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS,
+                                      cmd.timestamp)]
+            return self.on_shard(shard, FundedAmend(cmd, ticket, extra))
+        return self.on_shard(shard, cmd)
+
     def recover(self, balance_shard: int, ts: int) -> None:
         """What a restarted balance shard does: fence its unconfirmed tickets on each matching shard,
         whose answers void those that never arrived."""
@@ -81,7 +116,8 @@ class Pipeline:
             if tickets:
                 self.on_shard(matching_shard, Fence(balance_shard, tickets, ts))
 
-    def on_shard(self, shard: int, cmd: Command | FundedOrder | Fence | AdminCommand) -> list[Any]:
+    def on_shard(self, shard: int, cmd: Command | FundedOrder | FundedAmend | Fence | AdminCommand
+                 ) -> list[Any]:
         """One command through a matching shard, and its settlements to the balance shards."""
         if isinstance(cmd, SetInstrumentRisk):
             self.cash_per_tick_lot[cmd.config.symbol] = cmd.config.cash_per_tick_lot

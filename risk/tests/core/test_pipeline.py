@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 from matching.engine import (
     AdvanceTime,
     AmendOrder,
+    AmendRejected,
     CancelOrder,
     MatchingEngine,
     NewOrder,
+    OrderAmended,
     OrderRejected,
     OrderType,
     RejectReason,
@@ -28,6 +30,7 @@ from matching.engine import (
 )
 from risk.core import AdjustCash, AdminApplied, InstrumentRisk, RiskEngine, SetDefaultCash, SetInstrumentRisk
 from risk.core.balances import BalanceShard
+from risk.core.checks import lot_unit
 from risk.core.commands import FundedOrder
 from risk.core.pipeline import Pipeline
 
@@ -97,6 +100,25 @@ def test_a_reservation_whose_order_never_arrived_is_released_by_the_fence():
         assert shard.check() == []
 
 
+def test_an_amendment_that_needs_more_cash_goes_through_r1():
+    p = Pipeline(SHARDS, balance_shards=2)
+    p.set_default_cash(10_000, 1)
+    p.submit(NewOrder(1, 3, "T", BUY, 10, 900, timestamp=2))  # 9,000 of 10,000
+    record = p.matching[0].ledger.orders[1]
+    up = AmendOrder(1, 3, "T", price=1_000, timestamp=3)  # needs 10,000: 1,000 more, all there is
+    assert of(p.amend(up, record.ticket, 10 * 1_000), OrderAmended)
+    assert p.account(3) == (10_000, 10_000)
+    too_far = AmendOrder(1, 3, "T", price=1_001, timestamp=4)
+    refused = p.amend(too_far, record.ticket, 10 * 1_001)
+    assert [(type(e), e.reason) for e in refused] == [(AmendRejected, RejectReason.INSUFFICIENT_FUNDS)]
+    assert p.account(3) == (10_000, 10_000) and record.price == 1_000
+    down = AmendOrder(1, 3, "T", qty=4, timestamp=5)  # needs less: straight to the matching shard
+    assert of(p.amend(down, record.ticket, 4 * 1_000), OrderAmended)
+    assert p.account(3) == (10_000, 4_000) and record.reserved == 4_000
+    for shard in p.balances.values():
+        assert shard.check() == []
+
+
 # ---- the property ---------------------------------------------------------------------------------
 
 # (kind 0-99, owner 1-6, symbol 0-3, side 0-1, qty 1-8, price 90-110, aux 0-9999)
@@ -157,14 +179,15 @@ class Twins:
             self.both(target.symbol, CancelOrder(target.order_id, target.owner, target.symbol, ts))
         elif kind < 90 and self.placed:
             target = self.placed[aux % len(self.placed)]
-            # amendments that need no more cash: a buy lowers its price, anything lowers its quantity
-            if target.side is BUY and target.price is not None and aux % 2:
-                amend = AmendOrder(target.order_id, target.owner, target.symbol, price=target.price - 1,
+            # prices up or down (a buy's up goes through R1), quantities up or down
+            change = 1 if aux % 4 < 2 else -1
+            if target.price is not None and aux % 2:
+                amend = AmendOrder(target.order_id, target.owner, target.symbol, price=target.price + change,
                                    timestamp=ts)
             else:
-                amend = AmendOrder(target.order_id, target.owner, target.symbol, qty=max(1, target.qty - 1),
-                                   timestamp=ts)
-            self.both(target.symbol, amend)
+                amend = AmendOrder(target.order_id, target.owner, target.symbol,
+                                   qty=max(1, target.qty + change), timestamp=ts)
+            self.amend(target, amend)
         elif kind < 95:
             amount = (aux % 50 + 1) * 1_000 * (1 if side is BUY else -1)
             done = self.pipeline.adjust(owner, amount, ts)
@@ -199,6 +222,28 @@ class Twins:
         assert trades(got) == trades(want), cmd
         rejected = of(want, OrderRejected)
         self.seen.add("rejected" if rejected else "trade" if trades(want) else "placed")
+
+    def amend(self, target: NewOrder, cmd: AmendOrder) -> None:
+        """As the web tier would: the order's ticket and what it will reserve, from what it knows of
+        the order (here the matching shard's own record: no fill is in flight in one thread)."""
+        engine = self.pipeline.matching[self.pipeline.shard_of[target.symbol]]
+        record = engine.ledger.orders.get(cmd.order_id)
+        if record is None or record.side is not BUY or record.pooled:
+            got = self.pipeline.to_symbol(target.symbol, cmd)
+        else:
+            price = record.price if cmd.price is None else cmd.price
+            unit = lot_unit(price, record.stop_price)
+            remaining = record.remaining if cmd.qty is None else record.remaining + cmd.qty - record.qty
+            needed = max(0, remaining) * unit * CASH_PER_TICK_LOT[target.symbol]
+            got = self.pipeline.amend(cmd, record.ticket, needed)
+            if needed > record.reserved:
+                at_r1 = of(got, AmendRejected) and not of(got, OrderAmended) and len(got) == 1
+                self.seen.add("amend refused at R1" if at_r1 else "amend through R1")
+        want = self.single.apply(cmd)
+        assert trades(got) == trades(want), cmd
+        accepted = bool(of(want, OrderAmended))
+        assert accepted == bool(of(got, OrderAmended)), (cmd, got, want)
+        self.seen.add("amended" if accepted else "amend refused")
 
     def both(self, symbol: str, cmd: CancelOrder | AmendOrder) -> None:
         got = self.pipeline.to_symbol(symbol, cmd)
@@ -261,4 +306,5 @@ def test_long_seeded_flows_across_shards_match_one_ledger():
             if i == 1_000:  # every shard restored from its snapshot (through JSON) goes on the same
                 twins.pipeline = restored(twins.pipeline)
         seen |= twins.seen
-    assert seen >= {"placed", "trade", "rejected", "adjust", "adjust refused", "lost"}
+    assert seen >= {"placed", "trade", "rejected", "adjust", "adjust refused", "lost", "amended",
+                    "amend refused", "amend through R1"}
