@@ -32,6 +32,9 @@ from matching.engine import (
 from risk.core import (
     AdjustCash,
     AdminCommand,
+    Fence,
+    FundedAmend,
+    FundedOrder,
     HaltInstrument,
     InstrumentRisk,
     RejectHeld,
@@ -43,8 +46,9 @@ from risk.core import (
     UserLimit,
 )
 
-# Everything the matcher's log holds: the engine's commands and the risk stage's admin commands.
-WorkerCommand: TypeAlias = Command | AdminCommand
+# Everything the matcher's log holds: the engine's commands, the risk stage's admin commands, and what
+# balance shards send a matching shard (funded orders and amendments, fences; docs/ARCHITECTURE.md).
+WorkerCommand: TypeAlias = Command | AdminCommand | FundedOrder | FundedAmend | Fence
 
 
 class CodecError(ValueError):
@@ -53,6 +57,7 @@ class CodecError(ValueError):
 
 _NEW, _CANCEL, _AMEND, _TIME = 1, 2, 3, 4
 _SET_RISK, _SET_USER_LIMIT, _SET_CASH, _ADJUST_CASH, _HALT, _RESUME, _RELEASE, _REJECT = range(5, 13)
+_FUNDED_NEW, _FUNDED_AMEND, _FENCE = 13, 14, 15  # command format 2
 _pack = msgpack.Packer().pack  # one reusable packer: msgpack.packb builds a new one per call
 _SIDES = {s.value: s for s in Side}
 _TYPES = {t.value: t for t in OrderType}
@@ -82,6 +87,12 @@ def _fields(cmd: WorkerCommand) -> tuple:
                   cmd.timestamp)
     elif isinstance(cmd, AdvanceTime):
         fields = (_TIME, cmd.timestamp)
+    elif isinstance(cmd, FundedOrder):
+        fields = (_FUNDED_NEW, *_fields(cmd.order)[1:], cmd.ticket, cmd.reserved)
+    elif isinstance(cmd, FundedAmend):
+        fields = (_FUNDED_AMEND, *_fields(cmd.amend)[1:], cmd.ticket, cmd.extra)
+    elif isinstance(cmd, Fence):
+        fields = (_FENCE, cmd.balance_shard, list(cmd.tickets), cmd.timestamp)
     else:
         fields = _admin_fields(cmd)
     return fields
@@ -133,8 +144,22 @@ def decode_batch(data: bytes) -> list[WorkerCommand | CodecError]:
 
 
 def _command(fields: Any) -> WorkerCommand:  # whatever msgpack produced: checked below
+    if not isinstance(fields, list) or not fields:
+        raise CodecError(f"a command is a non-empty array, not {type(fields).__name__}")
     try:
         tag = fields[0]
+        if tag == _FUNDED_NEW and len(fields) == 17:
+            order = _command([_NEW, *fields[1:15]])
+            assert isinstance(order, NewOrder)
+            return FundedOrder(order, _int(fields[15]), _int(fields[16]))
+        if tag == _FUNDED_AMEND and len(fields) == 10:
+            amend = _command([_AMEND, *fields[1:8]])
+            assert isinstance(amend, AmendOrder)
+            return FundedAmend(amend, _int(fields[8]), _int(fields[9]))
+        if tag == _FENCE and len(fields) == 4:
+            if not isinstance(fields[2], list):
+                raise CodecError("fence tickets must be an array")
+            return Fence(_int(fields[1]), [_int(t) for t in fields[2]], _int(fields[3]))
         if tag >= _SET_RISK:
             return _admin_command(tag, fields)
         if tag == _NEW and len(fields) == 15:

@@ -28,8 +28,10 @@ JOURNAL_MAGIC: Final = b"XMJOURNL"
 
 # The command payload encoding (matching.worker.codec): of a journal record's batch and of a stream
 # entry's command. Data from before versions existed is this format 1.
-COMMAND_FORMAT: Final = 1
-COMMAND_FORMATS_READ: Final = (1,)
+# Format 2 adds tags for what balance shards send a matching shard (FundedOrder, FundedAmend, Fence);
+# the tags of format 1 are unchanged, so format 1 data reads the same.
+COMMAND_FORMAT: Final = 2
+COMMAND_FORMATS_READ: Final = (1, 2)
 LEGACY_COMMAND_FORMAT: Final = 1  # of journal files and stream entries that name none
 
 # The snapshot file layout (matching.worker.snapshots); a body without the envelope is format 1.

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from matching.engine import AdvanceTime, AmendOrder, CancelOrder, Event, MatchingEngine, NewOrder
+from matching.engine import AdvanceTime, AmendOrder, CancelOrder, Command, Event, MatchingEngine, NewOrder
 from matching.worker.codec import CodecError, WorkerCommand, decode_batch, decode_command, encode_batch
 from matching.worker.journal import BackgroundSync, Journal, JournalRecord, Segments
 from matching.worker.snapshots import SnapshotStore
-from risk.core import AdminCommand, RiskEngine, RiskEvent, SetInstrumentRisk
+from risk.core import AdminCommand, Fence, FundedAmend, FundedOrder, RiskEngine, RiskEvent, SetInstrumentRisk
+from risk.core.cash import SettlementOutbox
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,17 @@ class Matcher:
         snapshots: SnapshotStore | None = None,
         snapshot_every: int = 100_000,
         clock: Callable[[], int] = time.time_ns,
+        balance_shards: int = 0,
     ) -> None:
         self.engine = MatchingEngine(symbols)
         # The risk stage switches on with the first admin command in the log (the web tier sends
         # the limits and starting cash when it starts the matcher), so the log alone decides it and
-        # a replay takes the same path. Without one, orders go straight to the engine.
-        self.risk: RiskEngine | None = None
+        # a replay takes the same path. Without one, orders go straight to the engine. With
+        # `balance_shards`, the accounts live in that many balance shards elsewhere: risk is on from the
+        # start, takes funded orders and emits settlements (risk.core.cash.SettlementOutbox).
+        self.balance_shards = balance_shards
         self.shard = shard
+        self.risk: RiskEngine | None = None if not balance_shards else self._new_risk()
         self.journal = journal
         self.snapshots = snapshots
         self.snapshot_every = snapshot_every
@@ -189,11 +194,46 @@ class Matcher:
         elif isinstance(cmd, AdvanceTime):
             cmd.timestamp = timestamp
             order_id = 0
+        elif isinstance(cmd, FundedOrder):
+            return self._funded(seq, timestamp, cmd)
+        elif isinstance(cmd, FundedAmend):
+            amend = cmd.amend
+            amend.timestamp = timestamp
+            order_id = amend.order_id
+            if not amend.symbol:
+                amend.symbol = self.symbol_of(order_id)
+        elif isinstance(cmd, Fence):
+            cmd.timestamp = timestamp
+            order_id = 0
         else:
             cmd.timestamp = timestamp
             return Reply(seq, getattr(cmd, "order_id", 0), self._admin(cmd), False, cmd)
         if risk is None:
+            if not isinstance(cmd, Command):  # funded: only a matcher with balance shards takes them
+                return Reply(seq, order_id, [], False, cmd)
             return Reply(seq, order_id, cast(list, self.engine.apply(cmd)), False, cmd)
+        return Reply(seq, order_id, risk.apply(cmd), False, cmd)
+
+    def _funded(self, seq: int, timestamp: int, cmd: FundedOrder) -> Reply:
+        """A new order funded by its balance shard: numbered like any new order; a retried
+        client_order_id is a duplicate, whose ticket goes back to the balance shard whole."""
+        order = cmd.order
+        order.timestamp = timestamp
+        risk = self.risk
+        coid = order.client_order_id
+        key = None
+        if coid is not None:
+            key = (order.owner, order.symbol, coid)
+            original = self.client_order_ids.get(key)
+            if original is not None:
+                refund = [] if risk is None else risk.unfunded(cmd)
+                return Reply(seq, original, refund, True, cmd)
+        self.orders_created += 1
+        order_id = order.order_id = self.shard * ORDER_ID_STRIDE + self.orders_created
+        if key is not None:
+            self.client_order_ids[key] = order_id
+        if risk is None:
+            return Reply(seq, order_id, [], False, cmd)
         return Reply(seq, order_id, risk.apply(cmd), False, cmd)
 
     def symbol_of(self, order_id: int) -> str:
@@ -209,9 +249,14 @@ class Matcher:
                 return held.symbol
         return ""
 
+    def _new_risk(self) -> RiskEngine:
+        if self.balance_shards:
+            return RiskEngine(self.engine, stage=SettlementOutbox(self.balance_shards, self.shard))
+        return RiskEngine(self.engine)
+
     def _admin(self, cmd: AdminCommand) -> list[Event | RiskEvent]:
         if self.risk is None:
-            self.risk = RiskEngine(self.engine)
+            self.risk = self._new_risk()
         if isinstance(cmd, SetInstrumentRisk):
             self.engine.add_symbol(cmd.config.symbol)  # an instrument created since the start
         return self.risk.apply(cmd)
@@ -281,6 +326,7 @@ class Matcher:
             "client_order_ids": [[*key, oid] for key, oid in self.client_order_ids.items()],
             "engine": self.engine.state(),
             "risk": None if self.risk is None else self.risk.state(),
+            "balance_shards": self.balance_shards,
         }
 
     def restore(self, state: dict) -> None:
@@ -295,6 +341,7 @@ class Matcher:
         self.orders_created = state["orders_created"]
         self.client_order_ids = {(o, s, c): oid for o, s, c, oid in state["client_order_ids"]}
         risk = state.get("risk")
+        self.balance_shards = state.get("balance_shards", 0)
         self.risk = None if risk is None else RiskEngine.from_state(risk, self.engine)
 
     def state_hash(self) -> str:

@@ -68,7 +68,17 @@ from matching.worker.matcher import ORDER_ID_STRIDE, Reply
 from matching.worker.metrics import METRICS, Registry
 from matching.worker.replies import decode_reply, unaddress
 from matching.worker.stream_runner import entry_fields, heartbeat_key, stream_key
-from risk.core import AdjustCash, RejectHeld, ReleaseHeld, SetDefaultCash, SetInstrumentRisk, SetUserLimit
+from risk.core import (
+    AdjustCash,
+    Fence,
+    FundedAmend,
+    FundedOrder,
+    RejectHeld,
+    ReleaseHeld,
+    SetDefaultCash,
+    SetInstrumentRisk,
+    SetUserLimit,
+)
 
 try:
     from hiredis import pack_command as _pack_command
@@ -606,8 +616,12 @@ class RedisBus:
             return self._shard_of(cmd.limit.symbol)
         if isinstance(cmd, AdjustCash):
             return self.default_shard  # deposits and withdrawals: the default shard's balance (RISK.md)
-        if isinstance(cmd, AdvanceTime | SetDefaultCash):
+        if isinstance(cmd, AdvanceTime | SetDefaultCash | Fence):
             raise ValueError(f"{type(cmd).__name__} has no symbol: pass shard=")
+        if isinstance(cmd, FundedOrder):
+            return self._shard_of(cmd.order.symbol)
+        if isinstance(cmd, FundedAmend):
+            return cmd.amend.order_id // ORDER_ID_STRIDE
         return self._shard_of(cmd.symbol)
 
     def submit(self, cmd: WorkerCommand, timeout: float | None = None, *, shard: int | None = None) -> Reply:

@@ -217,6 +217,15 @@ class RiskEngine:
             self.fenced[shard] = max(self.fenced.get(shard, 0), tickets[-1])
         out.append(Voids(shard, tickets, cmd.timestamp))
 
+    def unfunded(self, funded: FundedOrder) -> list[Event | RiskEvent]:
+        """Turn a funded order away before it is applied (a retried client_order_id): its ticket is
+        released whole; the Settlement that says so."""
+        out: list[Event | RiskEvent] = []
+        self.cash.ts = funded.order.timestamp
+        self._unfund(funded)
+        self.cash.flush(funded.order.timestamp, out)
+        return out
+
     def _unfund(self, funded: FundedOrder | None) -> None:
         """Release a funded order's ticket whole: the order was refused before it held anything here."""
         if funded is not None:

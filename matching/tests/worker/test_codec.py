@@ -21,6 +21,7 @@ from matching.worker.codec import (
     encode_batch,
     encode_command,
 )
+from risk.core import Fence, FundedAmend, FundedOrder
 
 COMMANDS = [
     NewOrder(7, 3, "AAPL", Side.SELL, 12, 10_050, OrderType.STOP_LIMIT, TimeInForce.GTD, False, 10_000,
@@ -30,7 +31,23 @@ COMMANDS = [
     CancelOrder(7, 3, "AAPL", 100),
     AmendOrder(7, 3, "AAPL", 10, None, 9_999, 101),
     AdvanceTime(10**18),
+    FundedOrder(NewOrder(9, 4, "MSFT", Side.BUY, 2, 100, timestamp=5), 10**12 + 3, 200),
+    FundedAmend(AmendOrder(9, 4, "MSFT", None, 101, None, 6), 10**12 + 3, 2),
+    Fence(1, [10**12 + 4, 10**12 + 6], 7),
 ]
+
+
+@pytest.mark.parametrize("fields", [
+    [13, 9, 4, "MSFT", "buy", 2, 100],  # a funded order cut short
+    [13, 9, 4, "MSFT", "buy", 2, 100, "limit", "gtc", False, None, None, "cancel_newest", 5, None, "x", 200],
+    [14, 9, 4, "MSFT", None, 101, None, 6, 1, 2.5],  # a float extra
+    [15, 1, "tickets", 7],  # tickets not an array
+    [15, 1, [1, "2"], 7],  # a ticket not an integer
+    [13],
+])
+def test_malformed_funded_commands_are_codec_errors(fields):
+    with pytest.raises(CodecError):
+        decode_command(msgpack.packb(fields))
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: type(c).__name__)

@@ -40,7 +40,7 @@ FRAME = struct.Struct("<IIqqI")  # payload length, crc32, first seq, first times
 MAGIC = b"XMJOURNL"
 
 
-def file_header(journal: int = 1, command: int = 1) -> bytes:
+def file_header(journal: int = 1, command: int = COMMAND_FORMAT) -> bytes:
     return MAGIC + struct.pack("<HH", journal, command)
 
 
@@ -85,7 +85,7 @@ def test_the_check_names_where_what_and_which_versions():
             check_format("journal", "here", found, (1,))
         refused_by(refused, "here", "journal", found)
     assert issubclass(UnsupportedFormat, ValueError)
-    assert (JOURNAL_FORMAT, COMMAND_FORMAT, SNAPSHOT_FORMAT) == (1, 1, 2)
+    assert (JOURNAL_FORMAT, COMMAND_FORMAT, SNAPSHOT_FORMAT) == (1, 2, 2)
 
 
 # ---- the journal ------------------------------------------------------------------------------------
@@ -93,11 +93,12 @@ def test_the_check_names_where_what_and_which_versions():
 def test_a_new_journal_file_starts_with_its_header_and_round_trips(tmp_path):
     path = tmp_path / "j.log"
     with Journal(path, fsync=False) as j:
-        assert (j.format, j.command_format) == (1, 1)
+        assert (j.format, j.command_format) == (1, COMMAND_FORMAT)
         j.append(1, 10, b"abc", count=2)
         j.append(3, 20, b"d")
     assert path.read_bytes() == file_header() + frame(1, 10, b"abc", 2) + frame(3, 20, b"d")
-    assert list(Journal.read(path)) == [JournalRecord(1, 10, b"abc", 2, 1), JournalRecord(3, 20, b"d", 1, 1)]
+    assert list(Journal.read(path)) == [JournalRecord(1, 10, b"abc", 2, COMMAND_FORMAT),
+                                        JournalRecord(3, 20, b"d", 1, COMMAND_FORMAT)]
     with Journal(path, fsync=False) as again:
         assert again.last_seq == 3 and again.format == 1
         again.append(4, 30, b"e")
@@ -363,7 +364,7 @@ def test_the_bus_writes_the_command_format_and_the_runner_serves_it(redis_client
         bus.close()
         serving.stop()
     entries = redis_client.xrange(stream_key(redis_prefix, 0))
-    assert [fields[b"v"] for _, fields in entries] == [b"1"] * 3
+    assert [fields[b"v"] for _, fields in entries] == [str(COMMAND_FORMAT).encode()] * 3
 
 
 def test_a_legacy_entry_without_v_is_read(redis_client, redis_prefix):
@@ -375,7 +376,7 @@ def test_a_legacy_entry_without_v_is_read(redis_client, redis_prefix):
     assert sorted(coid for _, _, coid in r.matcher.client_order_ids) == ["current", "legacy"]
 
 
-@pytest.mark.parametrize(("raw", "found"), [(b"2", 2), (b"0", 0), (b"abc", b"abc")])
+@pytest.mark.parametrize(("raw", "found"), [(b"3", 3), (b"0", 0), (b"abc", b"abc")])
 def test_an_unknown_entry_version_refuses_to_recover_rather_than_skip(redis_client, redis_prefix, caplog,
                                                                        raw, found):
     stream = stream_key(redis_prefix, 0)
@@ -450,7 +451,7 @@ def test_a_stream_runner_refuses_a_snapshot_of_an_unknown_version(redis_client, 
 def test_runmatcher_exits_non_zero_with_the_message(redis_client, redis_prefix, tmp_path):
     stream = stream_key(redis_prefix, 0)
     redis_client.xadd(stream, {"c": encode_command(order())})
-    bad_id = redis_client.xadd(stream, {"v": 2, "c": b"from a newer build"}).decode()
+    bad_id = redis_client.xadd(stream, {"v": 3, "c": b"from a newer build"}).decode()
     process = MatcherProcess(0, list(SYMBOLS), REDIS_URL, redis_prefix, tmp_path)
     try:
         code = process.proc.wait(60)
@@ -460,8 +461,8 @@ def test_runmatcher_exits_non_zero_with_the_message(redis_client, redis_prefix, 
         reader.join(5)
     errors = "\n".join(process.errors)
     assert code != 0
-    assert f"stream {stream} entry {bad_id}: written in command format 2" in errors, errors
-    assert "this build reads only command format 1" in errors
+    assert f"stream {stream} entry {bad_id}: written in command format 3" in errors, errors
+    assert "this build reads only command format 1, 2" in errors
     assert not any(" recovered at seq " in line for line in process.lines)
     assert "undecodable" not in errors
     assert not redis_client.exists(f"{redis_prefix}:heartbeat:0")

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from matching.worker.formats import COMMAND_FORMAT, JOURNAL_FORMAT
 from matching.worker.journal import BackgroundSync, Journal, JournalCorrupt, JournalRecord, Segments
 
 # The documented frame and file header, built independently of the module under test.
 HEADER = struct.Struct("<IIqqI")
-FILE_HEADER = b"XMJOURNL" + struct.pack("<HH", 1, 1)  # magic, journal format, command format
+# magic, journal format, command format
+FILE_HEADER = b"XMJOURNL" + struct.pack("<HH", JOURNAL_FORMAT, COMMAND_FORMAT)
 REPO = Path(__file__).resolve().parents[3]
 
 

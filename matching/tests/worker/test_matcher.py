@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
@@ -299,3 +300,38 @@ def test_a_held_order_is_canceled_by_its_id_alone(matcher):
     canceled = matcher.process([CancelOrder(held.order_id, 1, "")])[0]
     assert [(type(e), e.symbol) for e in canceled.events if isinstance(e, OrderCanceled)] == [
         (OrderCanceled, "AAPL")]
+
+
+def test_a_matcher_with_balance_shards_takes_funded_orders_and_emits_settlements(tmp_path):
+    """Issue 13: with balance shards elsewhere, a funded order is numbered and sequenced like any new
+    order, and its cash moves come out as Settlements for the balance shards; a retried
+    client_order_id hands its ticket back whole; a fence answers Voids and turns later arrivals away;
+    all of it survives a restart from the journal."""
+    from risk.core import Fence, FundedOrder
+    from risk.core.balances import TICKET_STRIDE
+    from risk.core.events import Settlement, Voids
+
+    journal = Journal(tmp_path / "b.journal", fsync=False)
+    matcher = Matcher(SYMBOLS, shard=1, balance_shards=2, journal=journal)
+    sell_ticket, buy_ticket, lost = TICKET_STRIDE + 1, 2, TICKET_STRIDE + 2
+    sell = FundedOrder(NewOrder(0, 1, "AAPL", Side.SELL, 5, 100), sell_ticket, 0)
+    buy = FundedOrder(NewOrder(0, 2, "AAPL", Side.BUY, 3, 101, client_order_id="b1"), buy_ticket, 303)
+    again = FundedOrder(NewOrder(0, 2, "AAPL", Side.BUY, 3, 101, client_order_id="b1"), 4, 303)
+    replies = matcher.process([sell, buy, again, Fence(1, [lost]),
+                               FundedOrder(NewOrder(0, 1, "AAPL", Side.SELL, 1, 99), lost, 0)])
+    events: list[list[Any]] = [list(r.events) for r in replies]  # Settlement and Voids: not RiskEvents
+    assert [r.order_id // ORDER_ID_STRIDE for r in replies[:2]] == [1, 1]
+    settled = [[(s.balance_shard, [(line.owner, line.ticket, line.cash, line.release, line.done)
+                                   for line in s.lines]) for s in each if isinstance(s, Settlement)]
+               for each in events]
+    assert settled[0] == [(1, [(1, sell_ticket, 0, 0, False)])]  # arrived: confirmed
+    assert settled[1] == [(0, [(2, buy_ticket, 0, 0, False), (2, buy_ticket, -300, 303, True)]),
+                          (1, [(1, sell_ticket, 300, 0, False)])]  # bought 3 at 100: 3 freed
+    assert replies[2].duplicate and settled[2] == [(0, [(2, 4, 0, 303, True)])]  # the retry's ticket back
+    voids = [e for e in events[3] if isinstance(e, Voids)]
+    assert [(v.balance_shard, v.tickets) for v in voids] == [(1, (lost,))]
+    assert replies[4].events == []  # fenced: turned away
+    state = matcher.state()
+    restored = Matcher(SYMBOLS, shard=1)
+    restored.restore(state)
+    assert restored.state_hash() == matcher.state_hash() and restored.balance_shards == 2

@@ -44,6 +44,9 @@ from risk.core import (
     AdminRejected,
     AdminRejectReason,
     AlertKind,
+    Fence,
+    FundedAmend,
+    FundedOrder,
     HaltInstrument,
     HeldOrderReleased,
     InstrumentHalted,
@@ -103,6 +106,10 @@ COMMANDS = [
     ResumeInstrument("AAPL", 12),
     ReleaseHeld(13, 13),
     RejectHeld(13, 14),
+    FundedOrder(NewOrder(8, 5, "AAPL", Side.BUY, 3, 10_000, timestamp=15, client_order_id="c2"),
+                2 * 10**12 + 7, 30_000),
+    FundedAmend(AmendOrder(8, 5, "AAPL", None, 10_100, None, 16), 2 * 10**12 + 7, 300),
+    Fence(2, [2 * 10**12 + 9, 2 * 10**12 + 11], 17),
     None,
 ]
 

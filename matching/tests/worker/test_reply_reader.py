@@ -17,6 +17,7 @@ from matching.engine import NewOrder, OrderAccepted, Side
 from matching.tests.worker.stream_driver import REDIS_URL
 from matching.worker.bus import Unavailable
 from matching.worker.codec import decode_command, encode_command
+from matching.worker.formats import COMMAND_FORMAT
 from matching.worker.matcher import Reply
 from matching.worker.metrics import Registry
 from matching.worker.redis_bus import RedisBus
@@ -141,7 +142,7 @@ def test_one_reader_and_one_sender_connection_however_many_wait(serve, buses, re
     entries = redis_client.xrange(stream_key(redis_prefix, 0))
     assert {fields[b"r"] for _, fields in entries} == {bus.reply_key.encode()}  # one list for all
     assert len({fields[b"i"] for _, fields in entries}) == 128  # a request id each
-    assert {fields[b"v"] for _, fields in entries} == {b"1"}
+    assert {fields[b"v"] for _, fields in entries} == {str(COMMAND_FORMAT).encode()}
 
 
 def test_a_timeout_is_unavailable_and_its_late_reply_is_dropped(serve, buses, redis_client, redis_prefix):
