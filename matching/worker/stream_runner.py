@@ -56,6 +56,7 @@ from typing import Any, cast
 import redis
 
 from matching.engine import AdvanceTime
+from matching.worker.balance_codec import balance_entry, balance_stream_key, encode_balance_command
 from matching.worker.codec import encode_command
 from matching.worker.formats import (
     COMMAND_FORMAT,
@@ -68,6 +69,8 @@ from matching.worker.matcher import Matcher, Reply
 from matching.worker.metrics import METRICS, Registry
 from matching.worker.replies import address, encode_reply
 from matching.worker.snapshots import SnapshotStore
+from risk.core.balances import Settle, Void
+from risk.core.events import Settlement, Voids
 
 try:
     from hiredis import pack_command as _pack_command
@@ -208,6 +211,8 @@ class StreamRunner:
         self._stop_requested = False  # a plain flag: stop() runs in signal handlers, so it takes no lock
         self._since_snapshot = 0
         self._answered_through = 0  # entries up to this seq were answered before a restart
+        # Settlements for balance shards elsewhere (Matcher.balance_shards), not sent yet: (stream, fields)
+        self._unrouted: list[tuple[str, dict]] = []
         self._last_heartbeat = 0.0
         self._lag = 0
         self.heartbeat_extra: Callable[[], dict[str, Any]] | None = None  # merged into each heartbeat
@@ -360,6 +365,8 @@ class StreamRunner:
 
     def step(self, block_ms: int | None) -> int:
         """Read one batch (waiting up to block_ms; None: not at all), apply and answer it; its size."""
+        if self._unrouted:  # a previous batch's settlements that could not be sent
+            self._route()
         response = cast(list, self.redis.xread({self.stream: self.stream_id}, count=self.max_batch,
                                                block=block_ms))
         entries = response[0][1] if response else []
@@ -386,6 +393,7 @@ class StreamRunner:
         matcher = self.matcher
         apply = matcher.apply_encoded
         answered_through = self._answered_through
+        routing = matcher.balance_shards > 0
         replies: list[Reply] = []
         consistent = True  # False once applying failed: the state may be half-applied
         pushes: dict[bytes, list[bytes]] = {}  # reply list -> its replies not sent yet, in stream order
@@ -398,6 +406,8 @@ class StreamRunner:
             for entry_id, fields in entries:  # as apply_entry does (the formats are checked above)
                 reply = apply(matcher.seq + 1, entry_timestamp(entry_id, matcher.last_timestamp),
                               fields.get(b"c", b""))
+                if routing:
+                    self._take_settlements(reply)
                 replies.append(reply)
                 key = fields.get(b"r")
                 if key and reply.seq > answered_through:
@@ -415,6 +425,8 @@ class StreamRunner:
                         self._push(pushes)    # rest of the batch is applied
                         pushes, queued = {}, 0
             applied = time.perf_counter_ns()
+            if self._unrouted:
+                self._route()
             if pushes:
                 self._push(pushes)
             answered = time.perf_counter_ns()
@@ -448,10 +460,41 @@ class StreamRunner:
         self._listener_time.record(time.perf_counter_ns() - answered)
         self._batch_sizes.record(len(replies))
         self._commands.add(len(replies))
-        if self.snapshots is not None and self._since_snapshot >= self.snapshot_every:
+        if self.snapshots is not None and self._since_snapshot >= self.snapshot_every and not self._unrouted:
             with contextlib.suppress(redis.RedisError):
                 self.heartbeat()  # a large snapshot must not let the heartbeat lapse
             self.snapshot()
+
+    def _take_settlements(self, reply: Reply) -> None:
+        """With balance shards elsewhere: the reply's Settlement and Voids events leave it (they are for
+        the balance shards, not the caller) and wait to be routed, as that shard's Settle or Void."""
+        events = reply.events
+        if not any(type(event) is Settlement or type(event) is Voids for event in events):
+            return
+        kept: list = []
+        shard, seq = self.shard, reply.seq
+        for event in events:
+            if type(event) is Settlement:
+                cmd: Settle | Void = Settle(shard, seq, event.lines, event.timestamp)
+            elif type(event) is Voids:
+                cmd = Void(shard, event.tickets, event.timestamp)
+            else:
+                kept.append(event)
+                continue
+            self._unrouted.append((balance_stream_key(self.prefix, event.balance_shard),
+                                   balance_entry(encode_balance_command(cmd))))
+        reply.events = kept
+
+    def _route(self) -> None:
+        """Send the settlements waiting (one MULTI/EXEC of XADDs, in seq order, so in order per balance
+        shard). A failure keeps them for the next batch, and no snapshot is taken meanwhile: a restart
+        replays their commands from the last snapshot and sends them again (the balance shard's cursor
+        skips what it has already)."""
+        pipe = self.redis.pipeline(transaction=True)
+        for stream, fields in self._unrouted:
+            pipe.xadd(stream, fields)
+        pipe.execute()
+        self._unrouted = []
 
     def _push(self, pushes: dict[bytes, list[bytes]]) -> None:
         """Send an RPUSH of its replies and an EXPIRE for each reply list on the runner's push
