@@ -29,6 +29,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from matching.engine import AmendOrder, NewOrder
 from matching.worker.codec import CodecError, decode_command, encode_command
+from matching.worker.entries import stream_entry
 from risk.core.balances import Adjust, Settle, SettleLine, Void
 from risk.core.commands import SetDefaultCash
 
@@ -69,13 +70,8 @@ def balance_stream_key(prefix: str, shard: int) -> str:
 
 def balance_entry(payload: bytes, reply_key: str | bytes | None = None,
                   request_id: bytes | None = None) -> dict[Any, Any]:
-    """The fields of a balance stream entry (as stream_runner.entry_fields, in BALANCE_FORMAT)."""
-    fields: dict[Any, Any] = {"v": BALANCE_FORMAT, "c": payload}
-    if reply_key is not None:
-        fields["r"] = reply_key
-        if request_id is not None:
-            fields["i"] = request_id
-    return fields
+    """The fields of a balance stream entry (entries.stream_entry, in BALANCE_FORMAT)."""
+    return stream_entry(BALANCE_FORMAT, payload, reply_key, request_id)
 
 
 def encode_balance_command(cmd: BalanceStreamCommand) -> bytes:

@@ -61,6 +61,7 @@ from matching.worker.codec import CodecError, encode_command
 from matching.worker.formats import UnsupportedFormat, check_format
 from matching.worker.matcher import Reply
 from matching.worker.replies import address, encode_reply
+from matching.worker.runner_control import RunnerControl
 from matching.worker.snapshots import SnapshotStore
 from matching.worker.stream_runner import (
     START,
@@ -129,7 +130,7 @@ class _Batch:
         self.replies: dict[bytes, list[bytes]] = {}
 
 
-class BalanceRunner:
+class BalanceRunner(RunnerControl[BalanceListener]):
     def __init__(
         self,
         shard: BalanceShard,
@@ -172,27 +173,10 @@ class BalanceRunner:
         self.recovered = False
         # The state holds reservations whose forwards may not have been sent: recover before reading on.
         self.needs_recovery = False
-        self._listeners: list[BalanceListener] = []
-        self._stop_requested = False  # a plain flag: stop() runs in signal handlers
+        super().__init__()
         self._since_snapshot = 0
         self._last_heartbeat = 0.0
         self._lag = 0
-
-    def subscribe(self, listener: BalanceListener) -> None:
-        """Call `listener([(seq, events), ...])` after each batch (replayed ones too: dedupe by seq)."""
-        self._listeners.append(listener)
-
-    def stop(self) -> None:
-        self._stop_requested = True
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop_requested
-
-    def _pause(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while not self._stop_requested and time.monotonic() < deadline:
-            time.sleep(min(0.05, seconds))
 
     # ---- recovery ---------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ import redis
 from matching.engine import AdvanceTime
 from matching.worker.balance_codec import balance_entry, balance_stream_key, encode_balance_command
 from matching.worker.codec import encode_command
+from matching.worker.entries import stream_entry
 from matching.worker.formats import (
     COMMAND_FORMAT,
     COMMAND_FORMATS_READ,
@@ -68,6 +69,7 @@ from matching.worker.formats import (
 from matching.worker.matcher import Matcher, Reply
 from matching.worker.metrics import METRICS, Registry
 from matching.worker.replies import address, encode_reply
+from matching.worker.runner_control import RunnerControl
 from matching.worker.snapshots import SnapshotStore
 from risk.core.balances import Settle, Void
 from risk.core.events import Settlement, Voids
@@ -113,15 +115,8 @@ def entry_timestamp(entry_id: bytes | str, previous: int) -> int:
 
 def entry_fields(payload: bytes, reply_key: str | bytes | None = None,
                  request_id: bytes | None = None) -> dict[Any, Any]:
-    """The fields of a command's stream entry: its format version `v`, the command `c` and, when a
-    caller waits for the reply, the list `r` to push it to and the caller's request id `i` (the
-    reply goes onto `r` addressed to it; without `i`, `r` is the caller's own key: the bare reply)."""
-    fields: dict[Any, Any] = {"v": COMMAND_FORMAT, "c": payload}
-    if reply_key is not None:
-        fields["r"] = reply_key
-        if request_id is not None:
-            fields["i"] = request_id
-    return fields
+    """The fields of a command's stream entry (entries.stream_entry, in the command format)."""
+    return stream_entry(COMMAND_FORMAT, payload, reply_key, request_id)
 
 
 # `v` values this build reads, as they come back from Redis (bytes): checked without parsing them
@@ -167,7 +162,7 @@ def replay_stream(matcher: Matcher, client: redis.Redis, stream: str, after: str
                 on_reply(reply)
 
 
-class StreamRunner:
+class StreamRunner(RunnerControl[Listener]):
     def __init__(
         self,
         matcher: Matcher,
@@ -207,8 +202,7 @@ class StreamRunner:
         self.heartbeat_every = heartbeat_every
         self.stream_id = START  # the last entry applied
         self.recovered = False
-        self._listeners: list[Listener] = []
-        self._stop_requested = False  # a plain flag: stop() runs in signal handlers, so it takes no lock
+        super().__init__()
         self._since_snapshot = 0
         self._answered_through = 0  # entries up to this seq were answered before a restart
         # Settlements for balance shards elsewhere (Matcher.balance_shards), not sent yet: (stream, fields)
@@ -222,24 +216,6 @@ class StreamRunner:
         self._listener_time = metrics.stage("matcher.listeners")
         self._batch_sizes = metrics.stage("matcher.batch_size", unit="commands")
         self._commands = metrics.throughput("matcher.commands")
-
-    def subscribe(self, listener: Listener) -> None:
-        """Call `listener(replies)` after each batch (replayed ones too, after a restart: dedupe by seq)."""
-        self._listeners.append(listener)
-
-    def stop(self) -> None:
-        """Ask `run` to finish its current batch, snapshot and return (safe from a signal handler)."""
-        self._stop_requested = True
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop_requested
-
-    def _pause(self, seconds: float) -> None:
-        """Sleep, waking early when asked to stop."""
-        deadline = time.monotonic() + seconds
-        while not self._stop_requested and time.monotonic() < deadline:
-            time.sleep(min(0.05, seconds))
 
     # ---- recovery ---------------------------------------------------------------------------
 
