@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+import redis
+
 from matching.engine import NewOrder, OrderRejected, OrderType, RejectReason, Side, Trade
-from matching.worker.balance_codec import Place, balance_entry, balance_stream_key, encode_balance_command
+from matching.worker.balance_codec import (
+    Place,
+    balance_entry,
+    balance_stream_key,
+    decode_balance_command,
+    encode_balance_command,
+)
 from matching.worker.balance_runner import BalanceRunner
 from matching.worker.codec import encode_command
 from matching.worker.matcher import Matcher, Reply
@@ -18,8 +27,8 @@ from matching.worker.replies import decode_reply, unaddress
 from matching.worker.snapshots import SnapshotStore
 from matching.worker.stream_runner import StreamRunner, entry_fields, stream_key
 from risk.core import InstrumentRisk, SetInstrumentRisk
-from risk.core.balances import BalanceShard
-from risk.core.commands import SetDefaultCash
+from risk.core.balances import BalanceShard, Settle
+from risk.core.commands import FundedOrder, SetDefaultCash
 
 CASH = 1_000_000
 SYMBOLS = {0: ["AAPL"], 1: ["MSFT"]}
@@ -112,3 +121,28 @@ def test_one_account_spends_across_matching_shards_through_the_runners(redis_cli
     assert x.account(1) == (8_900, 0) and x.account(2) == (CASH + 990_000, 0)
     for runner in x.balances.values():
         assert runner.shard.check() == []
+
+
+def test_settlements_that_cannot_be_routed_wait_and_no_snapshot_covers_them(redis_client, redis_prefix,
+                                                                           tmp_path):
+    """A balance stream Redis refuses (here a key of the wrong type): the batch is applied and its
+    settlements kept; no snapshot is taken while they wait; the next step sends them, in order."""
+    matcher = Matcher(["AAPL"], shard=0, balance_shards=2)
+    snapshots = SnapshotStore(tmp_path)
+    runner = StreamRunner(matcher, redis_client, 0, snapshots, snapshot_every=1, prefix=redis_prefix,
+                          block_ms=10)
+    runner.recover()
+    blocked = balance_stream_key(redis_prefix, 1)
+    redis_client.set(blocked, b"not a stream")
+    order = FundedOrder(NewOrder(0, 7, "AAPL", Side.BUY, 1, 100), 10**12 + 1, 100)
+    redis_client.xadd(stream_key(redis_prefix, 0), entry_fields(encode_command(order)))
+    with pytest.raises(redis.ResponseError):
+        runner.step(None)
+    assert matcher.seq == 1 and snapshots.latest() is None  # applied, but no snapshot covers it
+    redis_client.delete(blocked)
+    runner.step(None)  # nothing new to read: the waiting settlement goes out first
+    (entry,) = redis_client.xrange(blocked)
+    settle = decode_balance_command(entry[1][b"c"])
+    assert isinstance(settle, Settle) and (settle.matching_shard, settle.seq) == (0, 1)
+    assert [(line.owner, line.ticket, line.cash, line.release) for line in settle.lines] == [
+        (7, 10**12 + 1, 0, 0)]  # the confirmation of the ticket
