@@ -30,8 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 
 from bench.engine_bench import SYMBOLS
+from matching.worker.balance_runner import BalanceRunner
 from matching.worker.matcher import Matcher
 from matching.worker.stream_runner import StreamRunner
+from risk.core.balances import BalanceShard
+from risk.core.commands import SetDefaultCash
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,12 +115,13 @@ class RedisServer:
 class RunnerProcess:
     """This script as a child process: the shard's matcher, serving once `__init__` returns."""
 
-    def __init__(self, redis_url: str, prefix: str, log: Path, shard: int = 0) -> None:
+    def __init__(self, redis_url: str, prefix: str, log: Path, shard: int = 0, *, balance_shards: int = 0,
+                 role: str = "matching") -> None:
         self.log = log
         self._log_file = log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--redis-url", redis_url, "--prefix", prefix,
-             "--shard", str(shard)],
+             "--shard", str(shard), "--balance-shards", str(balance_shards), "--role", role],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log_file, text=True,
         )
         try:
@@ -154,13 +158,25 @@ def main() -> int:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--prefix", default="bench")
     parser.add_argument("--shard", type=int, default=0)
+    parser.add_argument("--balance-shards", type=int, default=0,
+                        help="matching role: the accounts live in that many balance shards (issue 13)")
+    parser.add_argument("--role", choices=("matching", "balance"), default="matching",
+                        help="balance: balance shard --shard's runner, for matching shard 0, every account "
+                             "opening with 10**15 cash units")
     args = parser.parse_args()
 
     gc.disable()  # as the other rows of worker_bench.py: nothing in a book forms a cycle
     # the client as runmatcher builds it
     client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5,
                                   health_check_interval=30)
-    runner = StreamRunner(Matcher(SYMBOLS, shard=args.shard), client, args.shard, None, prefix=args.prefix)
+    runner: StreamRunner | BalanceRunner
+    if args.role == "balance":
+        shard = BalanceShard(args.shard)
+        shard.apply(SetDefaultCash(10**15))
+        runner = BalanceRunner(shard, client, args.shard, None, args.prefix, [0])
+    else:
+        matcher = Matcher(SYMBOLS, shard=args.shard, balance_shards=args.balance_shards)
+        runner = StreamRunner(matcher, client, args.shard, None, prefix=args.prefix)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
     try:
@@ -168,7 +184,8 @@ def main() -> int:
         runner.heartbeat()  # RedisBus refuses a shard without one
         print("ready", flush=True)
         runner.run()
-        print(f"stopped at seq {runner.matcher.seq}", flush=True)
+        seq = runner.seq if isinstance(runner, BalanceRunner) else runner.matcher.seq
+        print(f"stopped at seq {seq}", flush=True)
     finally:
         client.close()
     return 0
