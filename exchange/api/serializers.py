@@ -119,6 +119,9 @@ class OrderRequest(KnownFieldsOnly):
     quantity = DecimalText()
     price = DecimalText(required=False, allow_null=True)
     stop_price = DecimalText(required=False, allow_null=True)
+    protection_price = DecimalText(required=False, allow_null=True,
+                                   help_text="market orders only: trade at this price or better (a buy never "
+                                             "pays more, a sell never takes less); the rest is canceled")
     time_in_force = serializers.ChoiceField(choices=_choices(TimeInForce), default=TimeInForce.GTC.value)
     expire_at = serializers.DateTimeField(required=False, allow_null=True,
                                           help_text="gtd: required; day: default the session's end")
@@ -139,7 +142,8 @@ class OrderRequest(KnownFieldsOnly):
             errors["symbol"] = f"unknown symbol {attrs['symbol']!r}"
         else:
             attrs["instrument"] = instrument
-            for key, name, convert in unit_fields(instrument):
+            protection = ("protection_ticks", "protection_price", instrument.price_to_ticks)
+            for key, name, convert in (*unit_fields(instrument), protection):
                 value = attrs.get(name)
                 try:
                     attrs[key] = None if value is None else _units(convert, value, name)
@@ -168,6 +172,8 @@ def shape_errors(attrs: dict[str, Any]) -> dict[str, str]:
         errors["price"] = f"a {kind} order needs a price"
     elif kind not in PRICED and attrs.get("price") is not None:
         errors["price"] = f"a {kind} order takes no price (it trades at the prices in the book)"
+    if attrs.get("protection_price") is not None and kind is not OrderType.MARKET:
+        errors["protection_price"] = f"only market orders take a protection_price, not a {kind} order"
     if kind in STOPS and attrs.get("stop_price") is None:
         errors["stop_price"] = f"a {kind} order needs a stop_price"
     elif kind not in STOPS and attrs.get("stop_price") is not None:
@@ -240,7 +246,8 @@ def order_spec(data: dict[str, Any], default_stp: STPMode) -> OrderSpec:
         side=Side(data["side"]),
         order_type=OrderType(data["type"]),
         qty_lots=data["qty_lots"],
-        price_ticks=data["price_ticks"],
+        # a market order's price is its protection, if it has one (the engine trades it no further)
+        price_ticks=data["protection_ticks"] if data["type"] == OrderType.MARKET else data["price_ticks"],
         stop_price_ticks=data["stop_price_ticks"],
         tif=TimeInForce(data["time_in_force"]),
         expire_at=data.get("expire_at"),

@@ -37,6 +37,16 @@ def test_market_order_into_an_empty_book_is_canceled(alice):
     assert body["cancel_reason"] == "no_liquidity"
 
 
+def test_a_protected_market_order_trades_within_its_protection_only(alice, bob):
+    assert submit(bob, side="sell", quantity="2", price="100.00").status_code == 201
+    assert submit(bob, side="sell", quantity="3", price="101.00").status_code == 201
+    body = submit(alice, type="market", price=None, quantity="5", protection_price="100.50").json()
+    assert [(t["price"], t["quantity"]) for t in body["trades"]] == [("100.00", "2")]  # not at 101.00
+    assert (body["status"], body["cancel_reason"]) == ("canceled", "no_liquidity")  # the other 3
+    book = alice.get("/api/book/AAPL").json()
+    assert [level["price"] for level in book["asks"]] == ["101.00"]
+
+
 def test_retry_with_the_same_client_order_id(alice):
     first = submit(alice, client_order_id="abc-1").json()
     again = submit(alice, client_order_id="abc-1").json()
@@ -87,6 +97,9 @@ def test_engine_rejection_is_422_with_its_reason(alice, bob):
         ({"type": "iceberg"}, "type"),
         ({"time_in_force": "forever"}, "time_in_force"),
         ({"client_order_id": "spaces are not allowed"}, "client_order_id"),
+        ({"protection_price": "101.00"}, "protection_price"),  # a limit order takes none
+        ({"type": "market", "price": None, "protection_price": "100.001"}, "protection_price"),
+        ({"type": "market", "price": None, "protection_price": "0"}, "protection_price"),
     ],
 )
 def test_bad_input_is_400_with_the_field(alice, fields, field):
