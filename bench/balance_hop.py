@@ -73,10 +73,11 @@ def phase(url: str, prefix: str, two_stage: bool, clients: int, seconds: float
                     conn.xadd(balance_stream_key(prefix, 0), balance_entry(payload, reply_key, request_id))
                 else:
                     conn.xadd(stream_key(prefix, 0), entry_fields(encode_command(cmd), reply_key, request_id))
-                _, item = conn.blpop([reply_key], timeout=30) or (None, None)
-                if item is None:
+                popped = conn.blpop([reply_key], timeout=30)
+                if not popped:
                     raise RuntimeError("no answer in 30 s")
-                got, _ = unaddress(item)
+                item = popped[1]
+                got, _ = unaddress(item if isinstance(item, bytes) else item.encode())
                 if got != request_id:
                     raise RuntimeError(f"answer to {got!r}, not {request_id!r}")
                 mine.append((time.perf_counter() - started) * 1000)
