@@ -62,6 +62,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from matching.engine import AdvanceTime, AmendOrder, CancelOrder, NewOrder
+from matching.worker.balance_codec import (
+    BalanceStreamCommand,
+    balance_entry,
+    balance_stream_key,
+    encode_balance_command,
+)
+from matching.worker.balance_runner import balance_heartbeat_key
 from matching.worker.bus import Unavailable
 from matching.worker.codec import CodecError, WorkerCommand, encode_command
 from matching.worker.matcher import ORDER_ID_STRIDE, Reply
@@ -108,15 +115,39 @@ def symbol_shards(shards: Mapping[Any, Iterable[str]]) -> dict[str, int]:
     return out
 
 
+# Where a command goes: a matching shard s (target s >= 0, its stream `stream_key`) or, with balance shards
+# (issue 13), balance shard b (target -1 - b, its stream `balance_stream_key`, entries in the balance format).
+def balance_target(balance_shard: int) -> int:
+    return -1 - balance_shard
+
+
+def _stream_of(prefix: str, target: int) -> str:
+    return stream_key(prefix, target) if target >= 0 else balance_stream_key(prefix, -1 - target)
+
+
+def _heartbeat_of(prefix: str, target: int) -> str:
+    return heartbeat_key(prefix, target) if target >= 0 else balance_heartbeat_key(prefix, -1 - target)
+
+
+def _entry(target: int, payload: bytes, reply_key: bytes, request_id: bytes) -> dict[Any, Any]:
+    if target >= 0:
+        return entry_fields(payload, reply_key, request_id)
+    return balance_entry(payload, reply_key, request_id)
+
+
+def _name(target: int) -> str:
+    return f"matcher shard {target}" if target >= 0 else f"balance shard {-1 - target}"
+
+
 def _unreachable(exc: BaseException) -> Unavailable:
     return Unavailable(f"the command stream is unreachable: {exc}", DOWN_RETRY_AFTER)
 
 
 def _check(shard: int, beat: dict | None, max_lag: int) -> None:
     if not isinstance(beat, dict):
-        raise Unavailable(f"matcher shard {shard} is down (no heartbeat)", DOWN_RETRY_AFTER)
+        raise Unavailable(f"{_name(shard)} is down (no heartbeat)", DOWN_RETRY_AFTER)
     if int(beat.get("lag", 0)) > max_lag:
-        raise Unavailable(f"matcher shard {shard} is overloaded (queue full)", BUSY_RETRY_AFTER)
+        raise Unavailable(f"{_name(shard)} is overloaded (queue full)", BUSY_RETRY_AFTER)
 
 
 class _SyncWaiter:
@@ -320,7 +351,7 @@ class _Link:
         if stale:
             try:
                 conn = self._connection()
-                conn.send_command("MGET", *(heartbeat_key(self.prefix, shard) for shard in stale))
+                conn.send_command("MGET", *(_heartbeat_of(self.prefix, shard) for shard in stale))
                 raws = conn.read_response()
             except redis.RedisError as exc:
                 for shard in shards:
@@ -347,8 +378,8 @@ class _Link:
                 continue
             stream = streams.get(shard)
             if stream is None:
-                stream = streams[shard] = stream_key(self.prefix, shard).encode()
-            fields = entry_fields(payload, reply_key, request_id)
+                stream = streams[shard] = _stream_of(self.prefix, shard).encode()
+            fields = _entry(shard, payload, reply_key, request_id)
             commands.append((b"XADD", stream, b"*", *itertools.chain.from_iterable(fields.items())))
             sent.append((request_id, shard))
         if sent:
@@ -382,7 +413,7 @@ class _Link:
                 failed.extend((request_id, _unreachable(exc)) for request_id, _ in sent[len(results):])
             for (request_id, shard), result in zip(sent, results, strict=False):
                 if isinstance(result, Exception):
-                    failed.append((request_id, Unavailable(f"matcher shard {shard} refused the command: "
+                    failed.append((request_id, Unavailable(f"{_name(shard)} refused the command: "
                                                            f"{result}", DOWN_RETRY_AFTER)))
             self._send_time.record(_perf() - started)
             self._send_batch.record(len(sent))
@@ -625,11 +656,18 @@ class RedisBus:
         return self._shard_of(cmd.symbol)
 
     def submit(self, cmd: WorkerCommand, timeout: float | None = None, *, shard: int | None = None) -> Reply:
+        return self._submit(self.shard_for(cmd, shard), encode_command(cmd), timeout)
+
+    def submit_balance(self, cmd: BalanceStreamCommand, balance_shard: int, timeout: float | None = None
+                       ) -> Reply:
+        """A command for a balance shard (issue 13: a Place, a PlaceAmend, an Adjust ...), answered by
+        whichever runner answers it (a funded order: its matching shard)."""
+        return self._submit(balance_target(balance_shard), encode_balance_command(cmd), timeout)
+
+    def _submit(self, shard: int, payload: bytes, timeout: float | None) -> Reply:
         started = _perf()
-        shard = self.shard_for(cmd, shard)
         wait = self._wait(timeout)
         deadline = time.monotonic() + wait
-        payload = encode_command(cmd)
         self._precheck(shard)
         link = self._started()
         waiter = _SyncWaiter()
@@ -655,16 +693,26 @@ class RedisBus:
         shard down or overloaded refuses its own commands only). Raises Unavailable at once, sending
         nothing, when the bus is already at `max_in_flight`. As with `submit`, a command that timed
         out, or was sent when Redis failed, may still be applied."""
+        return self._submit_many([self.shard_for(cmd) for cmd in cmds], [encode_command(cmd) for cmd in cmds],
+                                 timeout)
+
+    def submit_balance_many(self, cmds: Sequence[tuple[BalanceStreamCommand, int]],
+                            timeout: float | None = None) -> list[Reply | Unavailable]:
+        """`submit_many` for (command, balance shard) pairs: one pipeline, per command its Reply or
+        Unavailable."""
+        return self._submit_many([balance_target(shard) for _, shard in cmds],
+                                 [encode_balance_command(cmd) for cmd, _ in cmds], timeout)
+
+    def _submit_many(self, shards: list[int], payloads: list[bytes], timeout: float | None
+                     ) -> list[Reply | Unavailable]:
         started = _perf()
         wait = self._wait(timeout)
         deadline = time.monotonic() + wait
-        shards = [self.shard_for(cmd) for cmd in cmds]
-        payloads = [encode_command(cmd) for cmd in cmds]
-        if not cmds:
+        if not payloads:
             return []
         link = self._started()
-        waiters = [_SyncWaiter() for _ in cmds]
-        request_ids = [link.request_id() for _ in cmds]
+        waiters = [_SyncWaiter() for _ in payloads]
+        request_ids = [link.request_id() for _ in payloads]
         with link.lock:
             if link.closed:
                 raise Unavailable("the command bus is closed", DOWN_RETRY_AFTER)
@@ -762,7 +810,7 @@ class RedisBus:
     def _no_answer(self, shard: int, wait: float) -> Unavailable:
         """A caller's deadline passed: the heartbeat is looked at again on the next call."""
         self._heartbeats.pop(shard, None)
-        return Unavailable(f"matcher shard {shard} did not answer within {wait:g}s", BUSY_RETRY_AFTER)
+        return Unavailable(f"{_name(shard)} did not answer within {wait:g}s", BUSY_RETRY_AFTER)
 
     def _wait(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else min(timeout, self.timeout)
@@ -784,7 +832,7 @@ class RedisBus:
     def _taken(waiter: _SyncWaiter, shard: int) -> None:
         """The caller's deadline passed just as a bus thread took its waiter: its outcome is being set."""
         if not waiter.lock.acquire(timeout=5.0):  # never hang, even if that thread died in between
-            raise Unavailable(f"matcher shard {shard} did not answer in time", BUSY_RETRY_AFTER)
+            raise Unavailable(f"{_name(shard)} did not answer in time", BUSY_RETRY_AFTER)
 
     def _precheck(self, shard: int) -> None:
         """Refuse at once, queuing nothing, a shard whose fresh heartbeat says it is overloaded (a

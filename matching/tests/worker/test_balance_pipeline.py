@@ -7,12 +7,15 @@ The runners are stepped by hand (no threads): each step reads what is waiting on
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
 import redis
 
 from matching.engine import NewOrder, OrderRejected, OrderType, RejectReason, Side, Trade
+from matching.tests.worker.stream_driver import REDIS_URL
 from matching.worker.balance_codec import (
     Place,
     balance_entry,
@@ -22,7 +25,8 @@ from matching.worker.balance_codec import (
 )
 from matching.worker.balance_runner import BalanceRunner
 from matching.worker.codec import encode_command
-from matching.worker.matcher import Matcher, Reply
+from matching.worker.matcher import ORDER_ID_STRIDE, Matcher, Reply
+from matching.worker.redis_bus import RedisBus
 from matching.worker.replies import decode_reply, unaddress
 from matching.worker.snapshots import SnapshotStore
 from matching.worker.stream_runner import StreamRunner, entry_fields, stream_key
@@ -146,3 +150,43 @@ def test_settlements_that_cannot_be_routed_wait_and_no_snapshot_covers_them(redi
     assert isinstance(settle, Settle) and (settle.matching_shard, settle.seq) == (0, 1)
     assert [(line.owner, line.ticket, line.cash, line.release) for line in settle.lines] == [
         (7, 10**12 + 1, 0, 0)]  # the confirmation of the ticket
+
+
+def test_the_web_tiers_bus_sends_orders_through_the_balance_shards(redis_client, redis_prefix, tmp_path):
+    """RedisBus.submit_balance: a Place goes to the user's balance shard and the answer comes from the
+    matching shard the order was forwarded to; a refusal at R1 comes from the balance shard itself."""
+    x = Exchange(redis_client, redis_prefix, tmp_path)
+    runners: list[BalanceRunner | StreamRunner] = [*x.balances.values(), *x.matching.values()]
+    threads = [threading.Thread(target=runner.run, daemon=True) for runner in runners]
+    for runner in runners:
+        runner.heartbeat()  # the bus refuses a shard without one
+    for thread in threads:
+        thread.start()
+    bus = RedisBus(REDIS_URL, MATCHING, timeout=5, prefix=redis_prefix)
+    try:
+        def place(owner: int, symbol: str, side: Side, qty: int, price: int) -> Reply:
+            order = NewOrder(0, owner, symbol, side, qty, price)
+            amount = qty * price * 100 if side is Side.BUY else 0
+            return bus.submit_balance(Place(order, MATCHING[symbol], amount), owner % 2)
+
+        resting = place(2, "MSFT", Side.SELL, 10, 100)
+        assert resting.order_id // ORDER_ID_STRIDE == 1 and resting.seq > 0  # answered by matching shard 1
+        taken = place(1, "MSFT", Side.BUY, 4, 100)
+        assert [t.qty for t in taken.events if isinstance(t, Trade)] == [4]
+        refused = place(3, "MSFT", Side.BUY, 1_000, 100)  # 10,000,000 > 1,000,000: balance shard 1 says no
+        assert (refused.seq, refused.order_id) == (0, 0)
+        assert [e.reason for e in refused.events if isinstance(e, OrderRejected)] == [
+            RejectReason.INSUFFICIENT_FUNDS]
+        many = bus.submit_balance_many([(Place(NewOrder(0, 5, "AAPL", Side.BUY, 1, 100), 0, 10_000), 1),
+                                        (Place(NewOrder(0, 6, "AAPL", Side.SELL, 1, 100), 0, 0), 0)])
+        assert [r.order_id // ORDER_ID_STRIDE for r in many if isinstance(r, Reply)] == [0, 0]
+        deadline = time.monotonic() + 5
+        while x.account(1) != (CASH - 40_000, 0) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the settlement travels back to balance shard 1 after the answer
+        assert x.account(1) == (CASH - 40_000, 0) and x.account(2) == (CASH + 40_000, 0)
+    finally:
+        bus.close()
+        for runner in runners:
+            runner.stop()
+        for thread in threads:
+            thread.join(5)
