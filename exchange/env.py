@@ -40,6 +40,7 @@ class Env:
     login_failures: str  # failed logins allowed per username and per client address, e.g. 10/5min
     matcher_data_dir: Path  # the embedded matcher's journal and snapshots
     matcher_shards: dict[int, list[str]]  # shard -> symbols; empty: one shard with every instrument
+    balance_shards: int  # production: accounts in this many balance shards (issue 13); 0: in the matchers
     matcher_timeout: float  # seconds a request waits for the matcher before "unavailable, retry"
     matcher_fsync: bool  # false only for throwaway runs: acknowledged orders may be lost on a crash
     matcher_snapshot_every: int  # commands between snapshots
@@ -156,6 +157,17 @@ def parse_cash(name: str, value: str) -> Decimal:
     return amount
 
 
+def parse_count(name: str, value: str) -> int:
+    """A whole number >= 0."""
+    try:
+        count = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number >= 0, not {value!r}") from None
+    if count < 0:
+        raise ImproperlyConfigured(f"{name} must be a whole number >= 0, not {value!r}")
+    return count
+
+
 def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
     """Read settings from `environ`; an empty variable counts as unset."""
 
@@ -182,6 +194,7 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         login_failures=parse_login_failures(get("LOGIN_FAILURES", "10/5min")),
         matcher_data_dir=Path(get("MATCHER_DATA_DIR", str(base_dir / "var" / "matcher"))),
         matcher_shards=parse_shards(get("MATCHER_SHARDS", "")),
+        balance_shards=parse_count("BALANCE_SHARDS", get("BALANCE_SHARDS", "0")),
         matcher_timeout=float(parse_positive("MATCHER_TIMEOUT", get("MATCHER_TIMEOUT", "2"), float)),
         matcher_fsync=parse_bool("MATCHER_FSYNC", get("MATCHER_FSYNC", "true")),
         matcher_snapshot_every=int(

@@ -112,6 +112,7 @@ else:
 # The matcher (matching/worker): where the embedded one keeps its journal, how symbols map to shards.
 MATCHER_DATA_DIR = ENV.matcher_data_dir
 MATCHER_SHARDS = ENV.matcher_shards
+BALANCE_SHARDS = ENV.balance_shards
 MATCHER_TIMEOUT = ENV.matcher_timeout
 MATCHER_FSYNC = ENV.matcher_fsync
 MATCHER_SNAPSHOT_EVERY = ENV.matcher_snapshot_every

@@ -56,7 +56,7 @@ from matching.models import SYMBOL_MAX_LENGTH, AuditEvent, Order, ProjectionCurs
 from matching.outcomes import OrderOutcome, outcomes
 from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
-from risk.core import HeldOrderReleased, OrderHeld, RejectHeld, ReleaseHeld, RiskEvent
+from risk.core import FundedOrder, HeldOrderReleased, OrderHeld, RejectHeld, ReleaseHeld, RiskEvent
 from risk.projection import apply_events as apply_risk_events
 
 log = logging.getLogger(__name__)
@@ -313,6 +313,8 @@ _RISK_EVENTS = frozenset(typing.get_args(RiskEvent)) - set(_AUDITED)
 def _new_order(reply: Reply, outcome: OrderOutcome, status: OrderStatus) -> Order:
     """A row from the NewOrder as applied; a rejected one's fields may be invalid, so each is checked."""
     cmd = reply.command
+    if isinstance(cmd, FundedOrder):  # funded by its balance shard (issue 13): the order inside
+        cmd = cmd.order
     if not isinstance(cmd, NewOrder):
         raise TypeError(f"seq {reply.seq}: order event without its NewOrder")
     at = to_datetime(outcome.timestamp)

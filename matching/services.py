@@ -12,6 +12,7 @@ import time as clock
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import redis
@@ -27,6 +28,7 @@ from matching.projector import Projector
 from matching.selectors import projected_seq
 from matching.shard import ShardOutputs, cursor_name
 from matching.timestamps import to_ns
+from matching.worker.balance_codec import Place
 from matching.worker.bus import CommandBus, Unavailable
 from matching.worker.embedded import EmbeddedBus
 from matching.worker.matcher import ORDER_ID_STRIDE, Matcher, Reply
@@ -34,6 +36,7 @@ from matching.worker.projection_watch import ProjectionWatch
 from matching.worker.redis_bus import RedisBus
 from risk.config import worker_config
 from risk.core import AdminCommand
+from risk.core.checks import funding
 
 _lock = threading.Lock()
 _bus: CommandBus | None = None
@@ -191,8 +194,58 @@ def new_order(*, user_id: int, order: OrderSpec) -> NewOrder:
 
 
 def order_submit(*, user_id: int, order: OrderSpec) -> Reply:
-    """Send a new order to the matcher and wait for its outcome (raises Unavailable)."""
-    return command_bus().submit(new_order(user_id=user_id, order=order), settings.MATCHER_TIMEOUT)
+    """Send a new order to the matcher and wait for its outcome (raises Unavailable). With balance
+    shards, through the user's balance shard first (R1), which forwards it funded."""
+    cmd = new_order(user_id=user_id, order=order)
+    if balance_mode():
+        bus = command_bus()
+        assert isinstance(bus, RedisBus)
+        return bus.submit_balance(place(cmd, bus), balance_shard_of(user_id), settings.MATCHER_TIMEOUT)
+    return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
+
+
+# ---- balance shards (issue 13; docs/ARCHITECTURE.md, "Accounts across shards") ---------------------
+
+# What a market buy that names no protection price may pay above the best ask (or the last price)
+# when it is funded ahead of the book: the instrument's price band, else this.
+DEFAULT_PROTECTION_PCT = Decimal(5)
+
+
+def balance_mode() -> bool:
+    """Whether the accounts live in balance shards (production with BALANCE_SHARDS)."""
+    return settings.EXCHANGE_MODE == Mode.PRODUCTION and settings.BALANCE_SHARDS > 0
+
+
+def balance_shard_of(user_id: int) -> int:
+    return user_id % settings.BALANCE_SHARDS
+
+
+def place(cmd: NewOrder, bus: RedisBus) -> Place:
+    """The order as its balance shard takes it: with what to reserve (`checks.funding`, at the
+    instrument's cash per tick and lot) and, for a market buy without one, a protection price."""
+    from exchange.api.lookups import instrument_get
+    from risk.config import cash_per_tick_lot
+
+    instrument = instrument_get(cmd.symbol)
+    per_tick_lot = 1 if instrument is None else cash_per_tick_lot(instrument)
+    if cmd.order_type is OrderType.MARKET and cmd.side is Side.BUY and cmd.price is None:
+        cmd.price = protection_ticks(cmd.symbol)
+    return Place(cmd, bus.shard_for(cmd), funding(cmd, per_tick_lot) or 0)
+
+
+def protection_ticks(symbol: str) -> int:
+    """A market buy's protection when it names none: the best ask (else the last price) plus the
+    instrument's price band (else DEFAULT_PROTECTION_PCT); 1 tick on an empty book (nothing to buy)."""
+    from risk.models import RiskLimit
+
+    ticker = market_data().ticker(symbol)
+    reference = ticker.ask if ticker.ask is not None else ticker.last
+    if not reference:
+        return 1
+    band = (RiskLimit.objects.filter(instrument__symbol=symbol)
+            .values_list("price_band_pct", flat=True).first())
+    pct = DEFAULT_PROTECTION_PCT if band is None else Decimal(band)
+    return int((Decimal(reference) * (1 + pct / 100)).to_integral_value(rounding=ROUND_CEILING))
 
 
 def order_id_known(order_id: int) -> bool:
@@ -217,6 +270,11 @@ def order_submit_many(*, orders: Sequence[tuple[int, OrderSpec]]) -> list[Reply 
     Unavailable if that one was not answered in time. Embedded, they reach the matcher as one batch (one
     journal commit); over Redis, as one pipeline per shard. Raises Unavailable when none could be sent."""
     cmds = [new_order(user_id=user_id, order=order) for user_id, order in orders]
+    if balance_mode():
+        bus = command_bus()
+        assert isinstance(bus, RedisBus)
+        return bus.submit_balance_many([(place(cmd, bus), balance_shard_of(cmd.owner)) for cmd in cmds],
+                                       settings.MATCHER_TIMEOUT)
     return command_bus().submit_many(cmds, settings.MATCHER_TIMEOUT)
 
 

@@ -71,6 +71,14 @@ def shard_shares() -> dict[int, int]:
     return {shard: cash_share(units, index, len(shards)) for index, shard in enumerate(shards)}
 
 
+def account_shares(user_id: int) -> dict[int, int]:
+    """Where a new account's starting cash lives (shard -> cash units): with balance shards, all of it
+    in the user's balance shard; else each matcher shard's share (`shard_shares`)."""
+    if settings.EXCHANGE_MODE == Mode.PRODUCTION and settings.BALANCE_SHARDS > 0:
+        return {user_id % settings.BALANCE_SHARDS: starting_cash_units()}
+    return shard_shares()
+
+
 def starting_cash() -> Decimal:
     """What an account holds before the matcher first reports it."""
     return units_to_cash(starting_cash_units())

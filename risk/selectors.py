@@ -11,17 +11,18 @@ from django.dispatch import receiver
 
 from exchange.local_cache import LocalCache
 from matching.engine.types import STPMode
-from risk.config import shard_shares, units_to_cash
+from risk.config import account_shares, units_to_cash
 from risk.models import Account, Balance, Position
 
 
 def account_get(*, user: User) -> Account:
     """The user's account: what the shards reported (the sum of the user's balances), plus the share
     of the starting cash that each shard the user has not traded on yet still holds (all of it, for
-    a user who never traded; the embedded default has one shard). Returned unsaved."""
+    a user who never traded; the embedded default has one shard; with balance shards, the user's one
+    balance shard holds it all). Returned unsaved."""
     account = Account.objects.filter(user=user).first() or Account(user=user, cash=0, reserved=Decimal(0))
     reported = set(Balance.objects.filter(user=user).values_list("shard", flat=True))
-    unreported = sum(units for shard, units in shard_shares().items() if shard not in reported)
+    unreported = sum(units for shard, units in account_shares(user.pk).items() if shard not in reported)
     account.cash += units_to_cash(unreported)
     return account
 

@@ -21,9 +21,10 @@ from django.utils import timezone
 from exchange.models import Instrument
 from matching.engine.types import STPMode
 from matching.models import AuditEvent, Order
-from matching.services import command_bus
+from matching.services import balance_mode, balance_shard_of, command_bus
 from matching.timestamps import to_datetime
 from matching.worker.matcher import Reply
+from matching.worker.redis_bus import RedisBus
 from risk import selectors
 from risk.config import cash_to_units, instrument_risk, no_user_limit, user_limit
 from risk.core import (
@@ -37,6 +38,7 @@ from risk.core import (
     SetInstrumentRisk,
     SetUserLimit,
 )
+from risk.core.balances import Adjust
 from risk.models import Account, RiskAlert, RiskLimit, UserRiskLimit
 
 Kind = AuditEvent.AdminKind
@@ -126,7 +128,13 @@ def alerts_acknowledge(*, alert_ids: list[int], admin: User) -> int:
 def _send(cmd: AdminCommand, kind: str, admin: User | None, *,
           user: User | None = None, symbol: str = "", order: Order | None = None,
           order_id: int = 0, **detail: Any) -> Reply:
-    reply = command_bus().submit(cmd, timeout=settings.MATCHER_TIMEOUT)
+    if isinstance(cmd, AdjustCash) and balance_mode():  # the account lives in the user's balance shard
+        bus = command_bus()
+        assert isinstance(bus, RedisBus)
+        reply = bus.submit_balance(Adjust(cmd.owner, cmd.amount), balance_shard_of(cmd.owner),
+                                   settings.MATCHER_TIMEOUT)
+    else:
+        reply = command_bus().submit(cmd, timeout=settings.MATCHER_TIMEOUT)
     rejected = next((e for e in reply.events if isinstance(e, AdminRejected)), None)
     applied = reply.command if reply.command is not None else cmd
     record = {"command": _plain(dataclasses.asdict(applied)),

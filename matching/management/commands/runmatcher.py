@@ -16,6 +16,9 @@ with its projection into the database.
 A snapshot or stream entry in a format this build does not read (`formats.UnsupportedFormat`) stops it
 with that message and a non-zero exit status (CommandError), at recovery or later: never skipped.
 
+With BALANCE_SHARDS (issue 13) the accounts live in the balance shards (`manage.py runbalances`): this
+shard takes funded orders and sends its settlements to them.
+
 Settings (each overridable by an option, which the tests use): MATCHER_SHARDS ({shard: [symbols]}),
 REDIS_URL, MATCHER_DATA_DIR (snapshots go to `shard-N-stream-snapshots/` under it),
 MATCHER_SNAPSHOT_EVERY, MATCHER_STREAM_PREFIX; DATABASE_URL for the projection. `--no-projection` runs
@@ -61,6 +64,9 @@ class Command(BaseCommand):
         parser.add_argument("--data-dir", help="default: MATCHER_DATA_DIR")
         parser.add_argument("--snapshot-every", type=int, help="default: MATCHER_SNAPSHOT_EVERY")
         parser.add_argument("--prefix", help="Redis key prefix; default: MATCHER_STREAM_PREFIX")
+        parser.add_argument("--balance-shards", type=int,
+                            help="accounts in this many balance shards (runbalances); "
+                                 "default: BALANCE_SHARDS")
         parser.add_argument("--no-projection", action="store_true",
                             help="run without the database: no projection of orders and trades, no risk "
                                  "configuration from it (tests, benchmarks)")
@@ -77,8 +83,11 @@ class Command(BaseCommand):
 
         client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5,
                                       health_check_interval=30)
+        balance_shards = options["balance_shards"]
+        if balance_shards is None:
+            balance_shards = settings.BALANCE_SHARDS
         runner = StreamRunner(
-            Matcher(symbols, shard=shard),
+            Matcher(symbols, shard=shard, balance_shards=balance_shards),
             client,
             shard,
             SnapshotStore(data_dir / f"shard-{shard}-stream-snapshots"),

@@ -125,15 +125,16 @@ class RedisServer:
 # ---- runmatcher processes --------------------------------------------------------------------
 
 class RunmatcherProcess:
-    """`python manage.py runmatcher --shard N [args]` with `env` over this process's environment; its
-    stdout and stderr lines are collected in `lines` and `errors`."""
+    """`python manage.py runmatcher --shard N [args]` (or another such `command`: runbalances) with `env`
+    over this process's environment; its stdout and stderr lines are collected in `lines` and `errors`."""
 
-    def __init__(self, shard: int, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, shard: int, args: list[str], env: dict[str, str] | None = None,
+                 command: str = "runmatcher") -> None:
         self.shard = shard
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exchange.settings", "PYTHONUNBUFFERED": "1",
                **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runmatcher", "--shard", str(shard), *args],
+            [sys.executable, "manage.py", command, "--shard", str(shard), *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         self.lines: list[str] = []
