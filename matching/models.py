@@ -57,6 +57,9 @@ class Order(models.Model):
     # PostgreSQL; SQLite reads decimals back with 15 significant digits.
     notional_ticks_lots = models.DecimalField(max_digits=38, decimal_places=0, default=Decimal(0))
     client_order_id = models.CharField(max_length=CLIENT_ORDER_ID_MAX_LENGTH, null=True, blank=True)
+    # With balance shards (issue 13): the ticket under which the user's balance shard holds the order's
+    # cash; an amendment that needs more names it
+    ticket = models.BigIntegerField(null=True, blank=True)
     post_only = models.BooleanField(default=False)
     stp = models.CharField(max_length=16, choices=_choices(STPMode))
     expire_at = models.BigIntegerField(null=True, blank=True, help_text="ns since the epoch (DAY/GTD)")

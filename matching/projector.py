@@ -313,12 +313,15 @@ _RISK_EVENTS = frozenset(typing.get_args(RiskEvent)) - set(_AUDITED)
 def _new_order(reply: Reply, outcome: OrderOutcome, status: OrderStatus) -> Order:
     """A row from the NewOrder as applied; a rejected one's fields may be invalid, so each is checked."""
     cmd = reply.command
+    ticket = None
     if isinstance(cmd, FundedOrder):  # funded by its balance shard (issue 13): the order inside
+        ticket = cmd.ticket
         cmd = cmd.order
     if not isinstance(cmd, NewOrder):
         raise TypeError(f"seq {reply.seq}: order event without its NewOrder")
     at = to_datetime(outcome.timestamp)
     return Order(
+        ticket=ticket,
         order_id=outcome.order_id, user_id=outcome.owner, symbol=outcome.symbol[:SYMBOL_MAX_LENGTH],
         side=_member(cmd.side, Side), order_type=_member(cmd.order_type, OrderType),
         tif=_member(cmd.tif, TimeInForce), stp=_member(cmd.stp, STPMode), status=status.value,

@@ -4,9 +4,10 @@ writing the ORM, a restart that recovers both, and /health reporting them."""
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from matching import services
-from matching.engine import NewOrder, OrderAccepted, Side, Trade
+from matching.engine import AmendOrder, NewOrder, OrderAccepted, OrderType, Side, Trade
 from matching.models import Order
 from matching.models import Trade as TradeRow
 from matching.worker.embedded import EmbeddedBus
@@ -176,3 +177,41 @@ def test_the_bus_starts_and_stops_with_the_server(embedded):
     assert health["matcher"]["seq"] >= 0  # started, nobody asked yet
     assert stopped == {"type": "lifespan.shutdown.complete"}
     assert "seq" not in services.command_bus_health()["matcher"]  # stopped
+
+
+def test_with_balance_shards_orders_and_buy_amendments_are_funded_as_the_web_tier_computes(
+        db, settings, django_user_model):
+    """matching.services in balance mode (issue 13): what a new order reserves (qty x price x the
+    instrument's cash per tick and lot; a sell nothing), and an amendment of a resting buy names the
+    order's ticket and what it will reserve; a sell's amendment needs nothing from R1."""
+    from matching.worker.balance_codec import PlaceAmend
+    from matching.worker.matcher import ORDER_ID_STRIDE
+    from matching.worker.redis_bus import RedisBus
+
+    settings.EXCHANGE_MODE, settings.BALANCE_SHARDS = "production", 2
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # never reached: nothing is sent
+    settings.MATCHER_SHARDS = {0: ["AAPL"], 1: ["MSFT"]}
+    assert services.balance_mode() and services.balance_shard_of(7) == 1
+    bus = RedisBus(settings.REDIS_URL, {"AAPL": 0, "MSFT": 1})
+    try:
+        spec = services.OrderSpec("MSFT", Side.BUY, OrderType.LIMIT, 3, 10_050)
+        funded = services.place(services.new_order(user_id=7, order=spec), bus)
+        assert (funded.matching_shard, funded.amount) == (1, 3 * 10_050 * 100)  # tick 0.01 x lot 1: 100
+        spec = services.OrderSpec("MSFT", Side.SELL, OrderType.LIMIT, 3, 10_050)
+        assert services.place(services.new_order(user_id=7, order=spec), bus).amount == 0
+    finally:
+        bus.close()
+    user = django_user_model.objects.create_user("funded")
+    order_id = ORDER_ID_STRIDE + 5
+    common = {"user": user, "symbol": "MSFT", "order_type": "limit", "tif": "gtc", "stp": "cancel_newest",
+              "status": "open", "created_seq": 1, "updated_seq": 1, "created_at": timezone.now(),
+              "updated_at": timezone.now()}
+    Order.objects.create(order_id=order_id, side="buy", price_ticks=10_000, qty_lots=10, remaining_lots=6,
+                         ticket=10**12 + 3, **common)
+    Order.objects.create(order_id=order_id + 1, side="sell", price_ticks=10_000, qty_lots=10,
+                         remaining_lots=6, ticket=10**12 + 4, **common)
+    up = services.amend_place(AmendOrder(order_id, user.pk, "MSFT", 12, 10_100))
+    assert isinstance(up, PlaceAmend)
+    assert (up.matching_shard, up.ticket, up.needed) == (1, 10**12 + 3, (6 + 2) * 10_100 * 100)
+    assert services.amend_place(AmendOrder(order_id + 1, user.pk, "MSFT", None, 10_100)) is None
+    assert services.amend_place(AmendOrder(order_id, user.pk + 1, "MSFT", None, 10_100)) is None  # not theirs

@@ -23,7 +23,17 @@ from decimal import Decimal
 import psycopg
 
 from matching import services
-from matching.engine import NewOrder, OrderRejected, OrderType, RejectReason, Side, Trade
+from matching.engine import (
+    AmendOrder,
+    AmendRejected,
+    CancelOrder,
+    NewOrder,
+    OrderRejected,
+    OrderType,
+    RejectReason,
+    Side,
+    Trade,
+)
 from matching.tests.worker.stream_driver import (
     REDIS_URL,
     ROOT,
@@ -33,7 +43,7 @@ from matching.tests.worker.stream_driver import (
     redis_or_skip,
     scratch_postgres_or_skip,
 )
-from matching.worker.balance_codec import Place
+from matching.worker.balance_codec import Place, PlaceAmend
 from matching.worker.matcher import Reply
 from matching.worker.redis_bus import RedisBus
 from risk.core import FundedOrder
@@ -70,6 +80,21 @@ class Deployment:
     def kill9_and_restart(self, command: str, shard: int) -> None:
         self.procs[(command, shard)].kill9()
         self.start(command, shard)
+
+    def ticket(self, order_id: int) -> int:
+        """The order's ticket as the projection keeps it (once it holds the order)."""
+        found: list[int] = []
+
+        def projected() -> bool:
+            with psycopg.connect(self.database_url, autocommit=True) as db:
+                row = db.execute("SELECT ticket FROM matching_order WHERE order_id = %s",
+                                 [order_id]).fetchone()
+            if row is not None and row[0] is not None:
+                found.append(row[0])
+            return bool(found)
+
+        wait_for(projected)
+        return found[0]
 
     def accounts(self, users: list[int]) -> dict[int, tuple[Decimal, Decimal]]:
         with psycopg.connect(self.database_url, autocommit=True) as db:
@@ -127,6 +152,23 @@ def test_one_account_across_two_matching_and_two_balance_shards_survives_kill_9(
             assert deposit.events, deposit
             again = place(bus, one, "MSFT", Side.BUY, 1, "101.00")  # the deposit, usable at once
             assert sum(t.qty for t in again.events if isinstance(t, Trade)) == 1
+            wait_for(lambda: d.accounts(users).get(one) == (Decimal("1990.0000"), Decimal(0)))
+
+            # An amendment that needs more cash goes through the balance shard, on the order's ticket
+            # (the projection keeps it); one beyond the cash left is refused there.
+            resting = place(bus, one, "MSFT", Side.BUY, 10, "99.00")  # 990 of its 1,990
+            ticket = d.ticket(resting.order_id)
+            up = AmendOrder(resting.order_id, one, "MSFT", None, 100 * TICK)
+            assert [type(e).__name__ for e in bus.submit_balance(
+                PlaceAmend(up, 1, ticket, 10 * 100 * TICK * PER_TICK_LOT), one % 2, timeout=5).events
+                    ][:1] == ["OrderAmended"]  # 1,000 held now, 10 more than before
+            too_far = AmendOrder(resting.order_id, one, "MSFT", None, 300 * TICK)  # 3,000 > 1,990
+            refused_amend = bus.submit_balance(PlaceAmend(too_far, 1, ticket, 10 * 300 * TICK * PER_TICK_LOT),
+                                               one % 2, timeout=5)
+            assert [e.reason for e in refused_amend.events if isinstance(e, AmendRejected)] == [
+                RejectReason.INSUFFICIENT_FUNDS]
+            canceled = bus.submit(CancelOrder(resting.order_id, one, ""), timeout=5)
+            assert canceled.events, canceled
             wait_for(lambda: d.accounts(users).get(one) == (Decimal("1990.0000"), Decimal(0)))
 
             # Each kind of process killed between orders, restarted; trading goes on.
