@@ -158,7 +158,8 @@ def command_bus_health() -> dict[str, dict]:
     if _bus is None:
         return {"matcher": {"status": "ok", "mode": "embedded",
                             "detail": "not started yet: it starts with the first order"}}
-    report = {"matcher": _bus.health()}
+    bus = _bus
+    report = {"matcher": bus.health(settings.BALANCE_SHARDS) if isinstance(bus, RedisBus) else bus.health()}
     projection = None if _outputs is None else _outputs.health()
     if projection is not None:
         report["projector"] = projection

@@ -6,6 +6,7 @@
 #                and REDIS_CACHE_URL, or a second private redis-server keeping nothing on disk on
 #                REDIS_CACHE_PORT (6381): the cache, the rate limits and the channel layer
 #   2 matcher shards (MATCHER_SHARDS, default 0=AAPL,GOOGL;1=MSFT,TSLA), journals in $PRODUCTION_DIR
+#   BALANCE_SHARDS (2) balance shards: the accounts, by user (runbalances; 0: cash split in the matchers)
 #   WEB_WORKERS (2) web processes: uvicorn --workers on HOST:PORT (127.0.0.1:8000)
 #   the demo market maker (runmarketmaker)
 # SECRET_KEY is required (DEBUG is off). Ctrl-C or SIGTERM stops everything it started.
@@ -18,6 +19,7 @@ export DEBUG=false EXCHANGE_MODE=production
 export SECRET_KEY="${SECRET_KEY:?set SECRET_KEY to a long random string}"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/exchange}"
 export MATCHER_SHARDS="${MATCHER_SHARDS:-0=AAPL,GOOGL;1=MSFT,TSLA}"
+export BALANCE_SHARDS="${BALANCE_SHARDS:-2}"
 export DEMO_MARKET_MAKER=1  # the web tier's /health reports the market maker
 PRODUCTION_DIR="${PRODUCTION_DIR:-$ROOT/var/production}"
 export MATCHER_DATA_DIR="${MATCHER_DATA_DIR:-$PRODUCTION_DIR/matcher}"
@@ -69,6 +71,10 @@ PY
 .venv/bin/python manage.py collectstatic --noinput --verbosity 0
 .venv/bin/python manage.py ensure_demo_users
 
+for ((shard = 0; shard < BALANCE_SHARDS; shard++)); do
+    .venv/bin/python manage.py runbalances --shard "$shard" &
+    pids+=($!)
+done
 for shard in $(echo "$MATCHER_SHARDS" | tr ';' '\n' | cut -d= -f1); do
     .venv/bin/python manage.py runmatcher --shard "$shard" &
     pids+=($!)

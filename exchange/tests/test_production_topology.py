@@ -1,6 +1,7 @@
 """scripts/run_production.sh end to end: PostgreSQL (a scratch database), a private durable Redis, two
-matcher shards, two uvicorn web processes and the market maker, started by the script as an operator
-would; orders driven through HTTP on both shards; SIGTERM stops every process it started.
+matcher shards, two balance shards, two uvicorn web processes and the market maker, started by the
+script as an operator would; orders driven through HTTP on both shards, the account's cash from its
+balance shard; SIGTERM stops every process it started.
 
 Skips loudly without PostgreSQL or redis-server."""
 
@@ -60,6 +61,7 @@ def test_the_production_topology_serves_orders_on_both_shards(tmp_path):
         try:
             health = wait_healthy(web, script, log)
             assert set(health["components"]["matcher"]["shards"]) == {"0", "1"}
+            assert set(health["components"]["matcher"]["balance_shards"]) == {"0", "1"}  # the accounts
             manage_env = {**env, "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "DEBUG": "false",
                           "REDIS_CACHE_URL": f"redis://127.0.0.1:{cache_port}/0"}
             created = subprocess.run([sys.executable, "manage.py", "create_users", "--count", "1", "--prefix",
@@ -94,6 +96,12 @@ def test_the_production_topology_serves_orders_on_both_shards(tmp_path):
             # read-your-writes: the fill's answer came once shard 0's projection held it
             account = call(web, "GET", "/api/account", token)[1]
             assert [p["quantity"] for p in account["positions"] if p["symbol"] == "AAPL"] == ["1"]
+            # one account across the shards (issue 13): its balance shard projects the fill's cost
+            paid = Decimal(bought["trades"][0]["price"])
+            deadline = time.monotonic() + 20
+            while Decimal(call(web, "GET", "/api/account", token)[1]["cash"]) != Decimal(1_000_000) - paid:
+                assert time.monotonic() < deadline, call(web, "GET", "/api/account", token)[1]
+                time.sleep(0.2)
         finally:
             os.killpg(script.pid, signal.SIGTERM)
             try:

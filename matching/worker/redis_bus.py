@@ -771,27 +771,40 @@ class RedisBus:
         self._ack_async.record(_perf() - started)
         return reply
 
-    def heartbeats(self) -> dict[int, dict | None]:
-        """Each shard's heartbeat as its runner last published it (None: down); raises redis.RedisError."""
-        keys = [heartbeat_key(self.prefix, shard) for shard in self.shards]
+    def heartbeats(self, targets: Sequence[int] | None = None) -> dict[int, dict | None]:
+        """Each shard's heartbeat as its runner last published it (None: down); raises redis.RedisError.
+        `targets`: others than the matching shards (balance shards: `balance_target`)."""
+        targets = self.shards if targets is None else list(targets)
+        keys = [_heartbeat_of(self.prefix, target) for target in targets]
         raws = self._redis.mget(keys) if keys else []
-        return {shard: remember(self._heartbeats, shard, raw)
-                for shard, raw in zip(self.shards, raws, strict=True)}
+        return {target: remember(self._heartbeats, target, raw)
+                for target, raw in zip(targets, raws, strict=True)}
 
-    def health(self) -> dict:
-        """Per shard: its runner's heartbeat (seq, queue depth, age) or down; overall ok only if all are."""
+    def health(self, balance_shards: int = 0) -> dict:
+        """Per matching shard: its runner's heartbeat (seq, queue depth, age) or down; overall ok only if
+        all are. With `balance_shards`, the same for those under "balance_shards"."""
+        report = self._health(self.shards, str)
+        if balance_shards:
+            balances = self._health([balance_target(b) for b in range(balance_shards)],
+                                    lambda target: str(-1 - target))
+            report["balance_shards"] = balances["shards"]
+            if balances["status"] != "ok":
+                report["status"] = "down"
+        return report
+
+    def _health(self, targets: list[int], name: Callable[[int], str]) -> dict:
         try:
-            beats = self.heartbeats()
+            beats = self.heartbeats(targets)
         except redis.RedisError as exc:
             return {"status": "down", "mode": "redis", "error": f"Redis unreachable: {exc}",
-                    "shards": {str(shard): {"status": "unknown"} for shard in self.shards}}
+                    "shards": {name(target): {"status": "unknown"} for target in targets}}
         shards: dict[str, dict] = {}
-        for shard, beat in beats.items():
+        for target, beat in beats.items():
             if beat is None:
-                shards[str(shard)] = {"status": "down"}
+                shards[name(target)] = {"status": "down"}
                 continue
             lag = int(beat.get("lag", 0))
-            shards[str(shard)] = {
+            shards[name(target)] = {
                 "status": "ok" if lag <= self.max_lag else "overloaded",
                 "seq": beat.get("seq"),
                 "queue_depth": lag,
