@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 
@@ -44,6 +47,7 @@ from matching.tests.worker.stream_driver import (
     scratch_postgres_or_skip,
 )
 from matching.worker.balance_codec import Place, PlaceAmend
+from matching.worker.bus import Unavailable
 from matching.worker.matcher import Reply
 from matching.worker.redis_bus import RedisBus
 from risk.core import FundedOrder
@@ -205,6 +209,89 @@ def test_one_account_across_two_matching_and_two_balance_shards_survives_kill_9(
             finally:
                 services.command_bus_stop()
         finally:
+            if bus is not None:
+                bus.close()
+            for proc in d.procs.values():
+                proc.ensure_dead()
+            delete_prefix(client, prefix)
+            client.close()
+
+
+def test_kill_9_of_each_kind_of_process_during_a_stream_of_orders_conserves_cash(tmp_path):
+    """Callers in threads send orders of many users on both symbols without pause while each kind of
+    process is killed with SIGKILL in turn and restarted. Once everything has settled, the projection
+    shows: the users' cash sums to their starting cash (trades only move it), every user's reserved
+    cash is exactly what their open buys hold (no reservation orphaned, none lost), and positions sum
+    to zero per symbol."""
+    client = redis_or_skip()
+    prefix = new_prefix()
+    with scratch_postgres_or_skip() as database_url:
+        d = Deployment(database_url, prefix, str(tmp_path))
+        bus = None
+        stop = threading.Event()
+        try:
+            d.manage("migrate", "--noinput")
+            code = ("import json; from django.contrib.auth import get_user_model; User = get_user_model(); "
+                    "print(json.dumps([User.objects.create_user(f'trader{i}').pk for i in range(8)]))")
+            users = json.loads(d.manage("shell", "-c", code).strip().splitlines()[-1])
+            for shard in (0, 1):
+                d.start("runbalances", shard)
+                d.start("runmatcher", shard)
+            bus = RedisBus(REDIS_URL, MATCHING, timeout=5, prefix=prefix)
+            sent = [0]
+
+            def caller(seed: int) -> None:
+                rng = random.Random(seed)
+                while not stop.is_set():
+                    side = Side.BUY if rng.random() < 0.5 else Side.SELL
+                    price = f"{rng.choice(['99.50', '100.00', '100.50'])}"
+                    try:
+                        place(bus, rng.choice(users), rng.choice(["AAPL", "MSFT"]), side, rng.randint(1, 5),
+                              price)
+                        sent[0] += 1
+                    except Unavailable:
+                        time.sleep(0.05)  # a process is down: its callers are told so, and retry later
+
+            callers = [threading.Thread(target=caller, args=(seed,)) for seed in range(4)]
+            for thread in callers:
+                thread.start()
+            for command, shard in (("runbalances", 0), ("runmatcher", 0), ("runbalances", 1),
+                                   ("runmatcher", 1)):
+                time.sleep(1.0)
+                d.kill9_and_restart(command, shard)
+            time.sleep(1.0)
+            stop.set()
+            for thread in callers:
+                thread.join(30)
+            assert sent[0] > 100
+
+            seen: dict[str, int] = {}
+
+            def settled() -> bool:
+                with psycopg.connect(d.database_url, autocommit=True) as db:
+                    accounts = db.execute("SELECT user_id, cash, reserved FROM risk_account "
+                                          "WHERE user_id = ANY(%s)", [users]).fetchall()
+                    holds: dict[int, Any] = dict(db.execute(
+                        "SELECT user_id, SUM(remaining_lots * price_ticks) FROM matching_order "
+                        "WHERE side = 'buy' AND status IN ('open', 'partially_filled') GROUP BY user_id"
+                    ).fetchall())
+                    positions = db.execute("SELECT i.symbol, SUM(p.qty) FROM risk_position p JOIN "
+                                           "exchange_instrument i ON i.id = p.instrument_id GROUP BY i.symbol"
+                                           ).fetchall()
+                cash = {user: c for user, c, _ in accounts}
+                reserved = {user: r for user, _, r in accounts}
+                untraded = len(users) - len(cash)
+                total = sum(cash.values(), Decimal(0)) + untraded * CASH
+                held = {user: Decimal(holds.get(user) or 0) * PER_TICK_LOT / 10**4 for user in users}
+                seen.update(traded=len(positions), holding=sum(1 for h in held.values() if h))
+                return (total == CASH * len(users)
+                        and all(reserved.get(user, Decimal(0)) == held[user] for user in users)
+                        and all(qty == 0 for _, qty in positions))
+
+            wait_for(settled, timeout=60)
+            assert seen["traded"] == 2 and seen["holding"] > 0  # both symbols traded; buys still open
+        finally:
+            stop.set()
             if bus is not None:
                 bus.close()
             for proc in d.procs.values():
