@@ -20,10 +20,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pytest
 
 from matching import services
 from matching.engine import (
@@ -107,6 +109,34 @@ class Deployment:
         return {user: (cash, reserved) for user, cash, reserved in rows}
 
 
+@pytest.fixture
+def running(tmp_path: Any) -> Iterator[tuple[Deployment, list[int], RedisBus]]:
+    """The deployment serving (a scratch database with 8 users, two balance and two symbol shard
+    processes) and the web tier's bus; everything stopped and deleted afterwards."""
+    client = redis_or_skip()
+    prefix = new_prefix()
+    with scratch_postgres_or_skip() as database_url:
+        d = Deployment(database_url, prefix, str(tmp_path))
+        bus = None
+        try:
+            d.manage("migrate", "--noinput")
+            code = ("import json; from django.contrib.auth import get_user_model; User = get_user_model(); "
+                    "print(json.dumps([User.objects.create_user(f'trader{i}').pk for i in range(8)]))")
+            users = json.loads(d.manage("shell", "-c", code).strip().splitlines()[-1])
+            for shard in (0, 1):
+                d.start("runbalances", shard)
+                d.start("runmatcher", shard)
+            bus = RedisBus(REDIS_URL, MATCHING, timeout=5, prefix=prefix)
+            yield d, users, bus
+        finally:
+            if bus is not None:
+                bus.close()
+            for proc in d.procs.values():
+                proc.ensure_dead()
+            delete_prefix(client, prefix)
+            client.close()
+
+
 def place(bus: RedisBus, owner: int, symbol: str, side: Side, qty: int, price: str, **kw: object) -> Reply:
     """As the web tier does (matching.services.place): the user's balance shard, what to reserve."""
     ticks = int(Decimal(price) * TICK)
@@ -123,178 +153,135 @@ def wait_for(check, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def test_one_account_across_two_matching_and_two_balance_shards_survives_kill_9(tmp_path, settings, db):
-    client = redis_or_skip()
-    prefix = new_prefix()
-    with scratch_postgres_or_skip() as database_url:
-        d = Deployment(database_url, prefix, str(tmp_path))
-        bus = None
-        try:
-            d.manage("migrate", "--noinput")
-            code = ("import json; from django.contrib.auth import get_user_model; User = get_user_model(); "
-                    "print(json.dumps([User.objects.create_user(f'trader{i}').pk for i in range(4)]))")
-            users = json.loads(d.manage("shell", "-c", code).strip().splitlines()[-1])
-            one, two, three, four = users
-            for shard in (0, 1):
-                d.start("runbalances", shard)
-                d.start("runmatcher", shard)
-            bus = RedisBus(REDIS_URL, MATCHING, timeout=5, prefix=prefix)
+def test_one_account_across_two_matching_and_two_balance_shards_survives_kill_9(running, settings, db):
+    d, everyone, bus = running
+    prefix = d.prefix
+    users = everyone[:4]
+    one, two, three, four = users
+    place(bus, two, "AAPL", Side.SELL, 990, "100.00")
+    bought = place(bus, one, "AAPL", Side.BUY, 990, "100.00")  # 99,000 of 100,000
+    assert sum(t.qty for t in bought.events if isinstance(t, Trade)) == 990
+    place(bus, four, "AAPL", Side.BUY, 990, "101.00")
+    sold = place(bus, one, "AAPL", Side.SELL, 990, "101.00", order_type=OrderType.MARKET)
+    assert sum(t.qty for t in sold.events if isinstance(t, Trade)) == 990  # 99,990 back
+    place(bus, three, "MSFT", Side.SELL, 1_000, "101.00")
+    spent = place(bus, one, "MSFT", Side.BUY, 999, "101.00")  # 100,899 of its 100,990
+    assert sum(t.qty for t in spent.events if isinstance(t, Trade)) == 999
+    refused = place(bus, one, "MSFT", Side.BUY, 1, "101.00")  # 101 > 91 left
+    assert [e.reason for e in refused.events if isinstance(e, OrderRejected)] == [
+        RejectReason.INSUFFICIENT_FUNDS]
+    deposit = bus.submit_balance(Adjust(one, 2_000 * 10**4), one % 2, timeout=5)  # 2,000.0000
+    assert deposit.events, deposit
+    again = place(bus, one, "MSFT", Side.BUY, 1, "101.00")  # the deposit, usable at once
+    assert sum(t.qty for t in again.events if isinstance(t, Trade)) == 1
+    wait_for(lambda: d.accounts(users).get(one) == (Decimal("1990.0000"), Decimal(0)))
 
-            place(bus, two, "AAPL", Side.SELL, 990, "100.00")
-            bought = place(bus, one, "AAPL", Side.BUY, 990, "100.00")  # 99,000 of 100,000
-            assert sum(t.qty for t in bought.events if isinstance(t, Trade)) == 990
-            place(bus, four, "AAPL", Side.BUY, 990, "101.00")
-            sold = place(bus, one, "AAPL", Side.SELL, 990, "101.00", order_type=OrderType.MARKET)
-            assert sum(t.qty for t in sold.events if isinstance(t, Trade)) == 990  # 99,990 back
-            place(bus, three, "MSFT", Side.SELL, 1_000, "101.00")
-            spent = place(bus, one, "MSFT", Side.BUY, 999, "101.00")  # 100,899 of its 100,990
-            assert sum(t.qty for t in spent.events if isinstance(t, Trade)) == 999
-            refused = place(bus, one, "MSFT", Side.BUY, 1, "101.00")  # 101 > 91 left
-            assert [e.reason for e in refused.events if isinstance(e, OrderRejected)] == [
-                RejectReason.INSUFFICIENT_FUNDS]
-            deposit = bus.submit_balance(Adjust(one, 2_000 * 10**4), one % 2, timeout=5)  # 2,000.0000
-            assert deposit.events, deposit
-            again = place(bus, one, "MSFT", Side.BUY, 1, "101.00")  # the deposit, usable at once
-            assert sum(t.qty for t in again.events if isinstance(t, Trade)) == 1
-            wait_for(lambda: d.accounts(users).get(one) == (Decimal("1990.0000"), Decimal(0)))
+    # An amendment that needs more cash goes through the balance shard, on the order's ticket
+    # (the projection keeps it); one beyond the cash left is refused there.
+    resting = place(bus, one, "MSFT", Side.BUY, 10, "99.00")  # 990 of its 1,990
+    ticket = d.ticket(resting.order_id)
+    up = AmendOrder(resting.order_id, one, "MSFT", None, 100 * TICK)
+    assert [type(e).__name__ for e in bus.submit_balance(
+        PlaceAmend(up, 1, ticket, 10 * 100 * TICK * PER_TICK_LOT), one % 2, timeout=5).events
+            ][:1] == ["OrderAmended"]  # 1,000 held now, 10 more than before
+    too_far = AmendOrder(resting.order_id, one, "MSFT", None, 300 * TICK)  # 3,000 > 1,990
+    refused_amend = bus.submit_balance(PlaceAmend(too_far, 1, ticket, 10 * 300 * TICK * PER_TICK_LOT),
+                                       one % 2, timeout=5)
+    assert [e.reason for e in refused_amend.events if isinstance(e, AmendRejected)] == [
+        RejectReason.INSUFFICIENT_FUNDS]
+    canceled = bus.submit(CancelOrder(resting.order_id, one, ""), timeout=5)
+    assert canceled.events, canceled
+    wait_for(lambda: d.accounts(users).get(one) == (Decimal("1990.0000"), Decimal(0)))
 
-            # An amendment that needs more cash goes through the balance shard, on the order's ticket
-            # (the projection keeps it); one beyond the cash left is refused there.
-            resting = place(bus, one, "MSFT", Side.BUY, 10, "99.00")  # 990 of its 1,990
-            ticket = d.ticket(resting.order_id)
-            up = AmendOrder(resting.order_id, one, "MSFT", None, 100 * TICK)
-            assert [type(e).__name__ for e in bus.submit_balance(
-                PlaceAmend(up, 1, ticket, 10 * 100 * TICK * PER_TICK_LOT), one % 2, timeout=5).events
-                    ][:1] == ["OrderAmended"]  # 1,000 held now, 10 more than before
-            too_far = AmendOrder(resting.order_id, one, "MSFT", None, 300 * TICK)  # 3,000 > 1,990
-            refused_amend = bus.submit_balance(PlaceAmend(too_far, 1, ticket, 10 * 300 * TICK * PER_TICK_LOT),
-                                               one % 2, timeout=5)
-            assert [e.reason for e in refused_amend.events if isinstance(e, AmendRejected)] == [
-                RejectReason.INSUFFICIENT_FUNDS]
-            canceled = bus.submit(CancelOrder(resting.order_id, one, ""), timeout=5)
-            assert canceled.events, canceled
-            wait_for(lambda: d.accounts(users).get(one) == (Decimal("1990.0000"), Decimal(0)))
+    # Each kind of process killed between orders, restarted; trading goes on.
+    d.kill9_and_restart("runbalances", one % 2)
+    place(bus, two, "MSFT", Side.BUY, 5, "100.00")  # rests: 500 reserved
+    d.kill9_and_restart("runmatcher", 1)
+    place(bus, four, "MSFT", Side.SELL, 2, "100.00")  # takes 2 of it
+    d.kill9_and_restart("runbalances", two % 2)
+    place(bus, four, "AAPL", Side.SELL, 10, "101.00")  # rests
+    d.kill9_and_restart("runmatcher", 0)
+    place(bus, three, "AAPL", Side.BUY, 4, "101.00")  # takes 4 of it
 
-            # Each kind of process killed between orders, restarted; trading goes on.
-            d.kill9_and_restart("runbalances", one % 2)
-            place(bus, two, "MSFT", Side.BUY, 5, "100.00")  # rests: 500 reserved
-            d.kill9_and_restart("runmatcher", 1)
-            place(bus, four, "MSFT", Side.SELL, 2, "100.00")  # takes 2 of it
-            d.kill9_and_restart("runbalances", two % 2)
-            place(bus, four, "AAPL", Side.SELL, 10, "101.00")  # rests
-            d.kill9_and_restart("runmatcher", 0)
-            place(bus, three, "AAPL", Side.BUY, 4, "101.00")  # takes 4 of it
+    total = CASH * 4 + Decimal(2_000)
 
-            total = CASH * 4 + Decimal(2_000)
+    def conserved() -> bool:  # once every settlement is projected (none orphaned: else a timeout)
+        accounts = d.accounts(users)
+        return (len(accounts) == 4 and sum(cash for cash, _ in accounts.values()) == total
+                and accounts[two][1] == Decimal(300)  # 3 lots at 100.00 still open
+                and all(reserved == 0 for user, (_, reserved) in accounts.items() if user != two))
+    wait_for(conserved)
+    assert d.accounts(users)[one] == (Decimal("1990.0000"), Decimal(0))
 
-            def conserved() -> bool:  # once every settlement is projected (none orphaned: else a timeout)
-                accounts = d.accounts(users)
-                return (len(accounts) == 4 and sum(cash for cash, _ in accounts.values()) == total
-                        and accounts[two][1] == Decimal(300)  # 3 lots at 100.00 still open
-                        and all(reserved == 0 for user, (_, reserved) in accounts.items() if user != two))
-            wait_for(conserved)
-            assert d.accounts(users)[one] == (Decimal("1990.0000"), Decimal(0))
+    # The web tier's own path (matching.services) with these settings: a market buy naming no
+    # protection is funded at one derived from the best ask and the price band.
+    settings.EXCHANGE_MODE, settings.REDIS_URL, settings.BALANCE_SHARDS = "production", REDIS_URL, 2
+    settings.MATCHER_SHARDS, settings.MATCHER_STREAM_PREFIX = {0: ["AAPL"], 1: ["MSFT"]}, prefix
+    services.command_bus_stop()
+    try:
+        spec = services.OrderSpec("AAPL", Side.BUY, OrderType.MARKET, 2)
+        reply = services.order_submit(user_id=three, order=spec)
+        assert [(t.price, t.qty) for t in reply.events if isinstance(t, Trade)] == [(101 * TICK, 2)]
+        assert isinstance(reply.command, FundedOrder)
+        assert reply.command.order.price == int(101 * TICK * Decimal("1.10"))  # ask + 10% band
+    finally:
+        services.command_bus_stop()
 
-            # The web tier's own path (matching.services) with these settings: a market buy naming no
-            # protection is funded at one derived from the best ask and the price band.
-            settings.EXCHANGE_MODE, settings.REDIS_URL, settings.BALANCE_SHARDS = "production", REDIS_URL, 2
-            settings.MATCHER_SHARDS, settings.MATCHER_STREAM_PREFIX = {0: ["AAPL"], 1: ["MSFT"]}, prefix
-            services.command_bus_stop()
+
+def test_kill_9_of_each_kind_of_process_during_a_stream_of_orders_conserves_cash(running):
+    d, users, bus = running
+    stop = threading.Event()
+    sent = [0]
+
+    def caller(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            side = Side.BUY if rng.random() < 0.5 else Side.SELL
+            price = rng.choice(["99.50", "100.00", "100.50"])
             try:
-                spec = services.OrderSpec("AAPL", Side.BUY, OrderType.MARKET, 2)
-                reply = services.order_submit(user_id=three, order=spec)
-                assert [(t.price, t.qty) for t in reply.events if isinstance(t, Trade)] == [(101 * TICK, 2)]
-                assert isinstance(reply.command, FundedOrder)
-                assert reply.command.order.price == int(101 * TICK * Decimal("1.10"))  # ask + 10% band
-            finally:
-                services.command_bus_stop()
-        finally:
-            if bus is not None:
-                bus.close()
-            for proc in d.procs.values():
-                proc.ensure_dead()
-            delete_prefix(client, prefix)
-            client.close()
+                place(bus, rng.choice(users), rng.choice(["AAPL", "MSFT"]), side, rng.randint(1, 5),
+                      price)
+                sent[0] += 1
+            except Unavailable:
+                time.sleep(0.05)  # a process is down: its callers are told so, and retry later
 
-
-def test_kill_9_of_each_kind_of_process_during_a_stream_of_orders_conserves_cash(tmp_path):
-    """Callers in threads send orders of many users on both symbols without pause while each kind of
-    process is killed with SIGKILL in turn and restarted. Once everything has settled, the projection
-    shows: the users' cash sums to their starting cash (trades only move it), every user's reserved
-    cash is exactly what their open buys hold (no reservation orphaned, none lost), and positions sum
-    to zero per symbol."""
-    client = redis_or_skip()
-    prefix = new_prefix()
-    with scratch_postgres_or_skip() as database_url:
-        d = Deployment(database_url, prefix, str(tmp_path))
-        bus = None
-        stop = threading.Event()
-        try:
-            d.manage("migrate", "--noinput")
-            code = ("import json; from django.contrib.auth import get_user_model; User = get_user_model(); "
-                    "print(json.dumps([User.objects.create_user(f'trader{i}').pk for i in range(8)]))")
-            users = json.loads(d.manage("shell", "-c", code).strip().splitlines()[-1])
-            for shard in (0, 1):
-                d.start("runbalances", shard)
-                d.start("runmatcher", shard)
-            bus = RedisBus(REDIS_URL, MATCHING, timeout=5, prefix=prefix)
-            sent = [0]
-
-            def caller(seed: int) -> None:
-                rng = random.Random(seed)
-                while not stop.is_set():
-                    side = Side.BUY if rng.random() < 0.5 else Side.SELL
-                    price = f"{rng.choice(['99.50', '100.00', '100.50'])}"
-                    try:
-                        place(bus, rng.choice(users), rng.choice(["AAPL", "MSFT"]), side, rng.randint(1, 5),
-                              price)
-                        sent[0] += 1
-                    except Unavailable:
-                        time.sleep(0.05)  # a process is down: its callers are told so, and retry later
-
-            callers = [threading.Thread(target=caller, args=(seed,)) for seed in range(4)]
-            for thread in callers:
-                thread.start()
-            for command, shard in (("runbalances", 0), ("runmatcher", 0), ("runbalances", 1),
-                                   ("runmatcher", 1)):
-                time.sleep(1.0)
-                d.kill9_and_restart(command, shard)
+    callers = [threading.Thread(target=caller, args=(seed,), daemon=True) for seed in range(4)]
+    for thread in callers:
+        thread.start()
+    try:
+        for command, shard in (("runbalances", 0), ("runmatcher", 0), ("runbalances", 1),
+                               ("runmatcher", 1)):
             time.sleep(1.0)
-            stop.set()
-            for thread in callers:
-                thread.join(30)
-            assert sent[0] > 100
+            d.kill9_and_restart(command, shard)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in callers:
+            thread.join(30)
+    assert sent[0] > 100
 
-            seen: dict[str, int] = {}
+    seen: dict[str, int] = {}
 
-            def settled() -> bool:
-                with psycopg.connect(d.database_url, autocommit=True) as db:
-                    accounts = db.execute("SELECT user_id, cash, reserved FROM risk_account "
-                                          "WHERE user_id = ANY(%s)", [users]).fetchall()
-                    holds: dict[int, Any] = dict(db.execute(
-                        "SELECT user_id, SUM(remaining_lots * price_ticks) FROM matching_order "
-                        "WHERE side = 'buy' AND status IN ('open', 'partially_filled') GROUP BY user_id"
-                    ).fetchall())
-                    positions = db.execute("SELECT i.symbol, SUM(p.qty) FROM risk_position p JOIN "
-                                           "exchange_instrument i ON i.id = p.instrument_id GROUP BY i.symbol"
-                                           ).fetchall()
-                cash = {user: c for user, c, _ in accounts}
-                reserved = {user: r for user, _, r in accounts}
-                untraded = len(users) - len(cash)
-                total = sum(cash.values(), Decimal(0)) + untraded * CASH
-                held = {user: Decimal(holds.get(user) or 0) * PER_TICK_LOT / 10**4 for user in users}
-                seen.update(traded=len(positions), holding=sum(1 for h in held.values() if h))
-                return (total == CASH * len(users)
-                        and all(reserved.get(user, Decimal(0)) == held[user] for user in users)
-                        and all(qty == 0 for _, qty in positions))
+    def settled() -> bool:
+        with psycopg.connect(d.database_url, autocommit=True) as db:
+            accounts = db.execute("SELECT user_id, cash, reserved FROM risk_account "
+                                  "WHERE user_id = ANY(%s)", [users]).fetchall()
+            holds: dict[int, Any] = dict(db.execute(
+                "SELECT user_id, SUM(remaining_lots * price_ticks) FROM matching_order "
+                "WHERE side = 'buy' AND status IN ('open', 'partially_filled') GROUP BY user_id"
+            ).fetchall())
+            positions = db.execute("SELECT i.symbol, SUM(p.qty) FROM risk_position p JOIN "
+                                   "exchange_instrument i ON i.id = p.instrument_id GROUP BY i.symbol"
+                                   ).fetchall()
+        cash = {user: c for user, c, _ in accounts}
+        reserved = {user: r for user, _, r in accounts}
+        untraded = len(users) - len(cash)
+        total = sum(cash.values(), Decimal(0)) + untraded * CASH
+        held = {user: Decimal(holds.get(user) or 0) * PER_TICK_LOT / 10**4 for user in users}
+        seen.update(traded=len(positions), holding=sum(1 for h in held.values() if h))
+        return (total == CASH * len(users)
+                and all(reserved.get(user, Decimal(0)) == held[user] for user in users)
+                and all(qty == 0 for _, qty in positions))
 
-            wait_for(settled, timeout=60)
-            assert seen["traded"] == 2 and seen["holding"] > 0  # both symbols traded; buys still open
-        finally:
-            stop.set()
-            if bus is not None:
-                bus.close()
-            for proc in d.procs.values():
-                proc.ensure_dead()
-            delete_prefix(client, prefix)
-            client.close()
+    wait_for(settled, timeout=60)
+    assert seen["traded"] == 2 and seen["holding"] > 0  # both symbols traded; buys still open
