@@ -72,11 +72,14 @@ class Deployment:
         self.procs: dict[tuple[str, int], RunmatcherProcess] = {}
 
     def manage(self, *args: str) -> str:
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exchange.settings", **self.env}
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=60)
+        result = self.run_manage(*args)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    def run_manage(self, *args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "exchange.settings", **self.env}
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60)
 
     def start(self, command: str, shard: int) -> None:
         proc = RunmatcherProcess(shard, ["--prefix", self.prefix], self.env, command=command)
@@ -212,6 +215,11 @@ def test_one_account_across_two_matching_and_two_balance_shards_survives_kill_9(
                 and all(reserved == 0 for user, (_, reserved) in accounts.items() if user != two))
     wait_for(conserved)
     assert d.accounts(users)[one] == (Decimal("1990.0000"), Decimal(0))
+    # The operator's check counts the deposits the audit trail records (the admin's path,
+    # risk.services.adjust_cash, writes one): the raw Adjust above has none, so it finds 2,000 too many.
+    check = d.run_manage("check_cash")
+    assert check.returncode == 1 and "+2000.0000 more" in check.stderr
+    assert check.stdout.splitlines() == [f"held {CASH * 8 + 2_000}.0000, expected {CASH * 8}.0000"]
 
     # The web tier's own path (matching.services) with these settings: a market buy naming no
     # protection is funded at one derived from the best ask and the price band.
@@ -285,3 +293,4 @@ def test_kill_9_of_each_kind_of_process_during_a_stream_of_orders_conserves_cash
 
     wait_for(settled, timeout=60)
     assert seen["traded"] == 2 and seen["holding"] > 0  # both symbols traded; buys still open
+    assert d.manage("check_cash").splitlines()[-1] == "ok"  # the operator's check says the same
