@@ -3,6 +3,7 @@ its static files and the public pages, and says why when it cannot start."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -11,9 +12,15 @@ from exchange.tests.live_server import LiveExchange, ServerFailed, live_exchange
 
 
 def test_it_serves_health_pages_and_static_files(live: LiveExchange) -> None:
-    status, health = live.get_json("/health")
-    assert status == 200
-    assert isinstance(health, dict) and health["components"]["marketmaker"]["status"] == "ok"
+    deadline = time.monotonic() + 30  # the market maker is "degraded" until its first quotes are in
+    while True:
+        status, health = live.get_json("/health")
+        assert status == 200
+        assert isinstance(health, dict)
+        if health["components"]["marketmaker"]["status"] == "ok" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert health["components"]["marketmaker"]["status"] == "ok", health
     for path in ("/", "/markets/rows", "/static/css/site.css", "/static/js/trade.js", "/static/favicon.ico"):
         with urllib.request.urlopen(live.url(path), timeout=10) as answer:
             assert answer.status == 200, path
