@@ -200,3 +200,12 @@ def test_every_matcher_setting_is_read_from_the_environment():
     for name in ("EXCHANGE_MODE", "REDIS_CACHE_URL", "MATCHER_STREAM_PREFIX", "MATCHER_MAX_LAG",
                  "MATCHER_MAX_IN_FLIGHT", "PROJECTION_WAIT_TIMEOUT"):
         assert f"\n{name}=" in example, name
+
+
+def test_balance_shards_is_a_count_defaulting_to_none():
+    assert read_env({}, base_dir=BASE_DIR).balance_shards == 0
+    assert read_env({"BALANCE_SHARDS": "2"}, base_dir=BASE_DIR).balance_shards == 2
+    for bad in ("-1", "two", "1.5"):
+        with pytest.raises(ImproperlyConfigured, match="BALANCE_SHARDS"):
+            read_env({"BALANCE_SHARDS": bad}, base_dir=BASE_DIR)
+    assert "\nBALANCE_SHARDS=" in (Path(settings.BASE_DIR) / ".env.example").read_text()
