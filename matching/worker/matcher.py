@@ -169,39 +169,25 @@ class Matcher:
         # One branch a type, each setting its own fields: compiled, an attribute of one class is a
         # struct access, one of a union a dictionary lookup.
         if isinstance(cmd, NewOrder):
-            cmd.timestamp = timestamp
-            coid = cmd.client_order_id
-            key = None
-            if coid is not None:
-                key = (cmd.owner, cmd.symbol, coid)
-                original = self.client_order_ids.get(key)
-                if original is not None:
-                    return Reply(seq, original, [], True, cmd)
-            self.orders_created += 1
-            order_id = cmd.order_id = self.shard * ORDER_ID_STRIDE + self.orders_created
-            if key is not None:
-                self.client_order_ids[key] = order_id
+            order_id, duplicate = self._number(cmd, timestamp)
+            if duplicate:
+                return Reply(seq, order_id, [], True, cmd)
         elif isinstance(cmd, CancelOrder):
             cmd.timestamp = timestamp
             order_id = cmd.order_id
             if not cmd.symbol:  # routed by its order id alone: the order's symbol, as this state says
                 cmd.symbol = self.symbol_of(order_id)
         elif isinstance(cmd, AmendOrder):
-            cmd.timestamp = timestamp
-            order_id = cmd.order_id
-            if not cmd.symbol:
-                cmd.symbol = self.symbol_of(order_id)
+            order_id = self._stamp_amend(cmd, timestamp)
         elif isinstance(cmd, AdvanceTime):
             cmd.timestamp = timestamp
             order_id = 0
-        elif isinstance(cmd, FundedOrder):
-            return self._funded(seq, timestamp, cmd)
+        elif isinstance(cmd, FundedOrder):  # a new order its balance shard funded (risk.core.commands)
+            order_id, duplicate = self._number(cmd.order, timestamp)
+            if duplicate:  # a retried client_order_id: its ticket goes back to the balance shard whole
+                return Reply(seq, order_id, [] if risk is None else risk.unfunded(cmd), True, cmd)
         elif isinstance(cmd, FundedAmend):
-            amend = cmd.amend
-            amend.timestamp = timestamp
-            order_id = amend.order_id
-            if not amend.symbol:
-                amend.symbol = self.symbol_of(order_id)
+            order_id = self._stamp_amend(cmd.amend, timestamp)
         elif isinstance(cmd, Fence):
             cmd.timestamp = timestamp
             order_id = 0
@@ -214,27 +200,30 @@ class Matcher:
             return Reply(seq, order_id, cast(list, self.engine.apply(cmd)), False, cmd)
         return Reply(seq, order_id, risk.apply(cmd), False, cmd)
 
-    def _funded(self, seq: int, timestamp: int, cmd: FundedOrder) -> Reply:
-        """A new order funded by its balance shard: numbered like any new order; a retried
-        client_order_id is a duplicate, whose ticket goes back to the balance shard whole."""
-        order = cmd.order
+    def _number(self, order: NewOrder, timestamp: int) -> tuple[int, bool]:
+        """Stamp a new order and give it the shard's next id: (id, False). A retried client_order_id:
+        (the original order's id, True), nothing numbered."""
         order.timestamp = timestamp
-        risk = self.risk
         coid = order.client_order_id
         key = None
         if coid is not None:
             key = (order.owner, order.symbol, coid)
             original = self.client_order_ids.get(key)
             if original is not None:
-                refund = [] if risk is None else risk.unfunded(cmd)
-                return Reply(seq, original, refund, True, cmd)
+                return original, True
         self.orders_created += 1
         order_id = order.order_id = self.shard * ORDER_ID_STRIDE + self.orders_created
         if key is not None:
             self.client_order_ids[key] = order_id
-        if risk is None:
-            return Reply(seq, order_id, [], False, cmd)
-        return Reply(seq, order_id, risk.apply(cmd), False, cmd)
+        return order_id, False
+
+    def _stamp_amend(self, cmd: AmendOrder, timestamp: int) -> int:
+        """Stamp an amendment and give it its order's symbol if it names none (routed by order id)."""
+        cmd.timestamp = timestamp
+        order_id = cmd.order_id
+        if not cmd.symbol:
+            cmd.symbol = self.symbol_of(order_id)
+        return order_id
 
     def symbol_of(self, order_id: int) -> str:
         """The symbol of this shard's live order `order_id` (resting, a pending stop or held); "" when
