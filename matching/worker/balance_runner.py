@@ -277,21 +277,9 @@ class BalanceRunner(RunnerControl[BalanceListener]):
             self.recover(wait=True)
             if not self.recovered:
                 return
-        delay = 0.1
         clean = False
         try:
-            while not self.stopping:
-                try:
-                    if self.needs_recovery:
-                        self.recover(wait=True)
-                        continue
-                    self.step(self.block_ms)
-                    delay = 0.1
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    log.warning("balance shard %d: Redis unreachable (%s); retrying in %.1fs",
-                                self.balance_shard, exc, delay)
-                    self._pause(delay)
-                    delay = min(delay * 2, 2.0)
+            self._serve(self._serve_step, f"balance shard {self.balance_shard}")
             clean = True
         finally:
             # Any other failure may leave the state half-applied, or ahead of its forwards: no snapshot.
@@ -299,6 +287,13 @@ class BalanceRunner(RunnerControl[BalanceListener]):
                 self.snapshot()
             with contextlib.suppress(redis.RedisError):
                 self.redis.delete(self.heartbeat_key)
+
+    def _serve_step(self) -> None:
+        """What `run` does each time round: recover first if a batch's forwards were not sent."""
+        if self.needs_recovery:
+            self.recover(wait=True)
+        else:
+            self.step(self.block_ms)
 
     def step(self, block_ms: int | None) -> int:
         """Read one batch (waiting up to block_ms; None: not at all), apply and send it; its size."""

@@ -1,11 +1,18 @@
 """What the two stream runners (stream_runner.StreamRunner: a matching shard; balance_runner.BalanceRunner:
 a balance shard) share about their lifecycle: a stop flag that a signal handler may set, a pause that
-the flag cuts short, and the listeners called after each batch."""
+the flag cuts short, the listeners called after each batch, and the loop that serves until stopped,
+waiting out an unreachable Redis."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
+
+import redis
+
+log = logging.getLogger(__name__)
 
 L = TypeVar("L")  # a listener's type (each runner hands its listeners what it has)
 
@@ -32,3 +39,16 @@ class RunnerControl(Generic[L]):
         deadline = time.monotonic() + seconds
         while not self._stop_requested and time.monotonic() < deadline:
             time.sleep(min(0.05, seconds))
+
+    def _serve(self, step: Callable[[], object], name: str) -> None:
+        """Call `step` until `stop()`; while Redis is unreachable, retry after a pause that doubles up to
+        2 s. Any other exception ends the loop (the caller takes no snapshot then)."""
+        delay = 0.1
+        while not self._stop_requested:
+            try:
+                step()
+                delay = 0.1
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("%s: Redis unreachable (%s); retrying in %.1fs", name, exc, delay)
+                self._pause(delay)
+                delay = min(delay * 2, 2.0)

@@ -317,17 +317,9 @@ class StreamRunner(RunnerControl[Listener]):
             self.recover(wait=True)
             if not self.recovered:
                 return
-        delay = 0.1
         clean = False
         try:
-            while not self.stopping:
-                try:
-                    self.step(self.block_ms)
-                    delay = 0.1
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    log.warning("shard %d: Redis unreachable (%s); retrying in %.1fs", self.shard, exc, delay)
-                    self._pause(delay)
-                    delay = min(delay * 2, 2.0)
+            self._serve(lambda: self.step(self.block_ms), f"shard {self.shard}")
             clean = True
         finally:
             # After any other failure the state may be half-applied: never snapshot it. The process
