@@ -28,7 +28,7 @@ from typing import Any, Final, TypeAlias
 import msgpack  # type: ignore[import-untyped]
 
 from matching.engine import AmendOrder, NewOrder
-from matching.worker.codec import CodecError, decode_command, encode_command
+from matching.worker.codec import CodecError, as_int, decode_command, encode_command
 from matching.worker.entries import stream_entry
 from risk.core.balances import Adjust, Settle, SettleLine, Void
 from risk.core.commands import SetDefaultCash
@@ -126,7 +126,7 @@ def _command(fields: list) -> BalanceStreamCommand:
         amend = decode_command(_bytes(fields[1]))
         if not isinstance(amend, AmendOrder):
             raise CodecError(f"a PlaceAmend carries an AmendOrder, not {type(amend).__name__}")
-        ticket = _int(fields[3])
+        ticket = as_int(fields[3])
         if ticket <= 0:
             raise CodecError(f"ticket must be positive, got {ticket}")
         return PlaceAmend(amend, _shard(fields[2]), ticket, _amount(fields[4]))
@@ -134,18 +134,18 @@ def _command(fields: list) -> BalanceStreamCommand:
         _, matching_shard, seq, lines, ts = fields
         if not isinstance(lines, list):
             raise CodecError("settle lines must be an array")
-        return Settle(_shard(matching_shard), _int(seq), [_line(line) for line in lines], _int(ts))
+        return Settle(_shard(matching_shard), as_int(seq), [_line(line) for line in lines], as_int(ts))
     if tag == _VOID:
         _, matching_shard, tickets, ts = fields
         if not isinstance(tickets, list):
             raise CodecError("void tickets must be an array")
-        return Void(_shard(matching_shard), [_int(t) for t in tickets], _int(ts))
+        return Void(_shard(matching_shard), [as_int(t) for t in tickets], as_int(ts))
     if tag == _ADJUST:
         _, owner, amount, ref, ts = fields
         if not isinstance(ref, str):
             raise CodecError(f"ref must be a string, got {type(ref).__name__}")
-        return Adjust(_int(owner), _int(amount), ref, _int(ts))
-    return SetDefaultCash(_int(fields[1]), _int(fields[2]))
+        return Adjust(as_int(owner), as_int(amount), ref, as_int(ts))
+    return SetDefaultCash(as_int(fields[1]), as_int(fields[2]))
 
 
 def _line(value: object) -> SettleLine:
@@ -154,22 +154,16 @@ def _line(value: object) -> SettleLine:
     owner, ticket, cash, release, order_id, done = value
     if type(done) is not bool:
         raise CodecError(f"done must be a boolean, got {type(done).__name__}")
-    return SettleLine(_int(owner), _int_or_none(ticket), _int(cash), _int(release), _int_or_none(order_id),
-                      done)
-
-
-def _int(value: object) -> int:
-    if type(value) is not int:  # a bool is not a number here
-        raise CodecError(f"expected an integer, got {type(value).__name__}")
-    return value
+    return SettleLine(as_int(owner), _int_or_none(ticket), as_int(cash), as_int(release),
+                      _int_or_none(order_id), done)
 
 
 def _int_or_none(value: object) -> int | None:
-    return None if value is None else _int(value)
+    return None if value is None else as_int(value)
 
 
 def _shard(value: object) -> int:
-    shard = _int(value)
+    shard = as_int(value)
     if shard < 0:
         raise CodecError(f"a shard number is not negative, got {shard}")
     return shard
@@ -177,7 +171,7 @@ def _shard(value: object) -> int:
 
 def _amount(value: object) -> int:
     # the web computes these (checks.funding): a negative one is a bug, not a request to refuse
-    amount = _int(value)
+    amount = as_int(value)
     if amount < 0:
         raise CodecError(f"an amount to hold is not negative, got {amount}")
     return amount

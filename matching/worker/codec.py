@@ -151,15 +151,15 @@ def _command(fields: Any) -> WorkerCommand:  # whatever msgpack produced: checke
         if tag == _FUNDED_NEW and len(fields) == 17:
             order = _command([_NEW, *fields[1:15]])
             assert isinstance(order, NewOrder)
-            return FundedOrder(order, _int(fields[15]), _int(fields[16]))
+            return FundedOrder(order, as_int(fields[15]), as_int(fields[16]))
         if tag == _FUNDED_AMEND and len(fields) == 10:
             amend = _command([_AMEND, *fields[1:8]])
             assert isinstance(amend, AmendOrder)
-            return FundedAmend(amend, _int(fields[8]), _int(fields[9]))
+            return FundedAmend(amend, as_int(fields[8]), as_int(fields[9]))
         if tag == _FENCE and len(fields) == 4:
             if not isinstance(fields[2], list):
                 raise CodecError("fence tickets must be an array")
-            return Fence(_int(fields[1]), [_int(t) for t in fields[2]], _int(fields[3]))
+            return Fence(as_int(fields[1]), [as_int(t) for t in fields[2]], as_int(fields[3]))
         if tag >= _SET_RISK:
             return _admin_command(tag, fields)
         if tag == _NEW and len(fields) == 15:
@@ -207,21 +207,22 @@ def _admin_command(tag: int, fields: list) -> AdminCommand:
             raise CodecError(f"user limit: bad {limit.error()}")
         cmd = SetUserLimit(limit, ts)
     elif tag == _SET_CASH:
-        cmd = SetDefaultCash(_int(fields[1]), ts)
+        cmd = SetDefaultCash(as_int(fields[1]), ts)
     elif tag == _ADJUST_CASH:
-        cmd = AdjustCash(_int(fields[1]), _int(fields[2]), ts)
+        cmd = AdjustCash(as_int(fields[1]), as_int(fields[2]), ts)
     elif tag == _HALT:
         cmd = HaltInstrument(_str(fields[1]), _str(fields[2]), ts)
     elif tag == _RESUME:
         cmd = ResumeInstrument(_str(fields[1]), ts)
     elif tag == _RELEASE:
-        cmd = ReleaseHeld(_int(fields[1]), ts)
+        cmd = ReleaseHeld(as_int(fields[1]), ts)
     else:
-        cmd = RejectHeld(_int(fields[1]), ts)
+        cmd = RejectHeld(as_int(fields[1]), ts)
     return cmd
 
 
-def _int(value: object) -> int:
+def as_int(value: object) -> int:
+    """A decoded field that must be an integer (a bool is not): the value, or CodecError."""
     if type(value) is not int:
         raise CodecError(f"expected an integer, got {type(value).__name__}")
     return value
