@@ -24,6 +24,7 @@ from marketdata import publisher
 from marketdata.book_cache import MarketDataCache
 from marketdata.redis_cache import RedisMarketData, connect
 from matching.engine import AmendOrder, CancelOrder, NewOrder, OrderType, Side, STPMode, TimeInForce
+from matching.models import Order
 from matching.projector import Projector
 from matching.selectors import projected_seq
 from matching.shard import ShardOutputs, cursor_name
@@ -319,10 +320,12 @@ def session_end(now: datetime) -> datetime:
 
 
 def order_amend(*, user_id: int, order_id: int, symbol: str = "", qty_lots: int | None = None,
-                price_ticks: int | None = None, stop_price_ticks: int | None = None) -> Reply:
-    """Change a live order: `qty_lots` is the new total quantity (FIX style). Routed like a cancel."""
+                price_ticks: int | None = None, stop_price_ticks: int | None = None,
+                order: Order | None = None) -> Reply:
+    """Change a live order: `qty_lots` is the new total quantity (FIX style). Routed like a cancel. With
+    balance shards, `order` (its row, as the caller read it) lets a buy go through its balance shard."""
     cmd = AmendOrder(order_id, user_id, symbol, qty_lots, price_ticks, stop_price_ticks)
-    funded = amend_place(cmd) if balance_mode() else None
+    funded = amend_place(cmd, order) if balance_mode() else None
     if funded is not None:  # a buy: through the user's balance shard, which holds more if it needs more
         bus = command_bus()
         assert isinstance(bus, RedisBus)
@@ -330,26 +333,24 @@ def order_amend(*, user_id: int, order_id: int, symbol: str = "", qty_lots: int 
     return command_bus().submit(cmd, settings.MATCHER_TIMEOUT)
 
 
-def amend_place(cmd: AmendOrder) -> PlaceAmend | None:
+def amend_place(cmd: AmendOrder, order: Order | None) -> PlaceAmend | None:
     """An amendment of the user's resting buy as its balance shard takes it: the order's ticket and
     what the amended order will reserve (its remaining lots, as the projection knows them, at the new
     price, x the instrument's cash per tick and lot: an upper bound while fills are in flight). None for
-    what needs no cash (a sell, a market or stop order's budget, an order the projection does not show)."""
+    what needs no cash (a sell, a market or stop order's budget, an order the projection does not show
+    or that is not the user's)."""
     from exchange.api.lookups import instrument_get
-    from matching.models import Order
     from risk.config import cash_per_tick_lot
 
-    row = (Order.objects.filter(order_id=cmd.order_id, user_id=cmd.owner)
-           .values("side", "order_type", "price_ticks", "stop_price_ticks", "qty_lots", "remaining_lots",
-                   "symbol", "ticket").first())
-    if row is None or row["ticket"] is None or row["side"] != Side.BUY or row["price_ticks"] is None:
+    if (order is None or order.user_id != cmd.owner or order.ticket is None or order.side != Side.BUY
+            or order.price_ticks is None):
         return None
-    instrument = instrument_get(row["symbol"])
+    instrument = instrument_get(order.symbol)
     per_tick_lot = 1 if instrument is None else cash_per_tick_lot(instrument)
-    remaining = row["remaining_lots"] + (0 if cmd.qty is None else cmd.qty - row["qty_lots"])
-    price = row["price_ticks"] if cmd.price is None else cmd.price
+    remaining = order.remaining_lots + (0 if cmd.qty is None else cmd.qty - order.qty_lots)
+    price = order.price_ticks if cmd.price is None else cmd.price
     needed = max(0, remaining) * price * per_tick_lot
-    return PlaceAmend(cmd, cmd.order_id // ORDER_ID_STRIDE, row["ticket"], needed)
+    return PlaceAmend(cmd, cmd.order_id // ORDER_ID_STRIDE, order.ticket, needed)
 
 
 def projection_catch_up(replies: Sequence[Reply]) -> None:

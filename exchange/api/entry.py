@@ -118,7 +118,7 @@ def amend(*, user: User, order_id: int, data: Any) -> dict[str, Any]:
     if order is None:
         raise ApiError(404, "not_found", f"{NOT_YOURS} (a new one may take a moment to appear)")
     instrument = Instrument.objects.get(symbol=order.symbol)
-    reply = services.order_amend(user_id=user.pk, order_id=order_id, symbol=order.symbol,
+    reply = services.order_amend(user_id=user.pk, order_id=order_id, symbol=order.symbol, order=order,
                                  **form.to_units(instrument))
     outcome = outcomes(reply.events).get(order_id)
     if outcome is None or outcome.amended is None:

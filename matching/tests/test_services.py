@@ -210,8 +210,10 @@ def test_with_balance_shards_orders_and_buy_amendments_are_funded_as_the_web_tie
                          ticket=10**12 + 3, **common)
     Order.objects.create(order_id=order_id + 1, side="sell", price_ticks=10_000, qty_lots=10,
                          remaining_lots=6, ticket=10**12 + 4, **common)
-    up = services.amend_place(AmendOrder(order_id, user.pk, "MSFT", 12, 10_100))
+    buy, sell = Order.objects.get(order_id=order_id), Order.objects.get(order_id=order_id + 1)
+    up = services.amend_place(AmendOrder(order_id, user.pk, "MSFT", 12, 10_100), buy)
     assert isinstance(up, PlaceAmend)
     assert (up.matching_shard, up.ticket, up.needed) == (1, 10**12 + 3, (6 + 2) * 10_100 * 100)
-    assert services.amend_place(AmendOrder(order_id + 1, user.pk, "MSFT", None, 10_100)) is None
-    assert services.amend_place(AmendOrder(order_id, user.pk + 1, "MSFT", None, 10_100)) is None  # not theirs
+    assert services.amend_place(AmendOrder(order_id + 1, user.pk, "MSFT", None, 10_100), sell) is None
+    not_theirs = AmendOrder(order_id, user.pk + 1, "MSFT", None, 10_100)
+    assert services.amend_place(not_theirs, buy) is None
