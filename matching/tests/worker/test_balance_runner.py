@@ -454,6 +454,9 @@ def test_run_serves_until_stopped_then_snapshots(redis_client, redis_prefix, web
             time.sleep(0.01)
         [(_, fields)] = web.matching_entries(1)
         assert fields[b"i"] == request_id
+        # the heartbeat is set at the end of the step whose forward was just seen: wait for that end
+        while not redis_client.exists(balance_heartbeat_key(redis_prefix, B)) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert redis_client.exists(balance_heartbeat_key(redis_prefix, B))
     finally:
         runner.stop()
