@@ -26,7 +26,8 @@ from matching.worker.codec import CodecError, WorkerCommand, decode_batch, decod
 from matching.worker.journal import BackgroundSync, Journal, JournalRecord, Segments
 from matching.worker.snapshots import SnapshotStore
 from risk.core import AdminCommand, Fence, FundedAmend, FundedOrder, RiskEngine, RiskEvent, SetInstrumentRisk
-from risk.core.cash import SettlementOutbox
+from risk.core.balances import BalanceShard
+from risk.core.cash import LocalSettlement, SettlementOutbox
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,8 @@ class Matcher:
         # the limits and starting cash when it starts the matcher), so the log alone decides it and
         # a replay takes the same path. Without one, orders go straight to the engine. With
         # `balance_shards`, the accounts live in that many balance shards elsewhere: risk is on from the
-        # start, takes funded orders and emits settlements (risk.core.cash.SettlementOutbox).
+        # start, takes funded orders and emits settlements (risk.core.cash.SettlementOutbox); without,
+        # its one balance shard is here, behind the same stages (LocalSettlement).
         self.balance_shards = balance_shards
         self.shard = shard
         self.risk: RiskEngine | None = None if not balance_shards else self._new_risk()
@@ -239,9 +241,12 @@ class Matcher:
         return ""
 
     def _new_risk(self) -> RiskEngine:
+        """With balance shards elsewhere, risk emits their settlements; without, the one balance shard
+        runs here behind the same stages (risk.core.cash.LocalSettlement: R1, the symbol's checks
+        and matching, R2)."""
         if self.balance_shards:
             return RiskEngine(self.engine, stage=SettlementOutbox(self.balance_shards, self.shard))
-        return RiskEngine(self.engine)
+        return RiskEngine(self.engine, stage=LocalSettlement(BalanceShard(0), self.shard))
 
     def _admin(self, cmd: AdminCommand) -> list[Event | RiskEvent]:
         if self.risk is None:

@@ -205,3 +205,71 @@ class SettlementOutbox(BalanceStage):
         for shard in sorted(lines):
             out.append(Settlement(shard, tuple(lines[shard]), ts))
         self.lines = {}
+
+
+class LocalSettlement(SettlementOutbox):
+    """The embedded default's balance stage: the production path (R1, then the matching shard's risk
+    with a `SettlementOutbox`, then R2) with its one balance shard in this process and thread.
+
+    The risk engine funds each new order here before checking it (`RiskEngine` R1: `reserve`, the
+    amount from `checks.funding`, exactly what a balance shard holds for a `Place`) and extends an
+    amendment's ticket before applying it, so orders reach the symbol checks as `FundedOrder` and
+    `FundedAmend`, as on a production matching shard. The settlement lines of each command then go to
+    the balance shard at its end (`flush`) instead of leaving as `Settlement` events, and come out as
+    `AccountUpdate` like the rest of the embedded default's outcomes. Admin cash commands and account
+    reads go to the balance shard, as the web tier sends them to the balance shards in production.
+    Everything is in one journal, so nothing between the stages can be lost (no fences)."""
+
+    __slots__ = ("bank",)
+
+    def __init__(self, balances: BalanceShard, matching_shard: int = 0) -> None:
+        super().__init__(1, matching_shard)
+        self.bank = CashStage(balances, matching_shard)
+
+    @property
+    def balances(self) -> BalanceShard:
+        return self.bank.balances
+
+    @property
+    def default_cash(self) -> int:
+        return self.bank.default_cash
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.lines) or self.bank.changed
+
+    def account(self, owner: int) -> tuple[int, int] | None:
+        return self.bank.account(owner)
+
+    def adjust(self, owner: int, amount: int) -> BalanceRefusal | None:
+        return self.bank.adjust(owner, amount)
+
+    def set_default_cash(self, amount: int) -> None:
+        self.bank.set_default_cash(amount)
+
+    # ---- R1, before the matching shard's risk sees the command ----------------------------------
+
+    def fund(self, owner: int, amount: int, ts: int) -> int | None:
+        """Hold `amount` for a new order (a sell: 0, still a ticket): its ticket, or None if refused."""
+        self.bank.ts = ts
+        return self.bank.reserve(owner, amount)
+
+    def fund_more(self, owner: int, ticket: int, amount: int, ts: int) -> bool:
+        """Hold `amount` more under an order's ticket before its amendment; False if refused."""
+        self.bank.ts = ts
+        return self.bank.extend(owner, ticket, amount)
+
+    # ---- R2 -------------------------------------------------------------------------------------
+
+    def flush(self, ts: int, out: list) -> None:
+        """The command's settlement lines into the balance shard, in order, then the AccountUpdate of
+        every account the command changed."""
+        bank = self.bank
+        lines = self.lines
+        if lines:
+            bank.ts = ts
+            for shard in sorted(lines):
+                for line in lines[shard]:
+                    bank.settle(line.owner, line.ticket, line.cash, line.release, line.order_id, line.done)
+            self.lines = {}
+        bank.flush(ts, out)

@@ -141,22 +141,11 @@ class PreTradeChecks:
         """Checks 2-5 for what an amend adds (the caller checked the halt): a larger quantity (size,
         position), a new limit price (band), a larger reservation (funds). Amends the engine will
         refuse anyway (bad values, nothing to change) pass through to get the engine's reason."""
-        # Untyped reads, as in the engine's book.py: compiled, a typed read of a wrongly typed field
-        # would raise before the engine could reject it with a reason.
-        raw_qty: object = getattr(cmd, "qty")  # noqa: B009
-        raw_price: object = getattr(cmd, "price")  # noqa: B009
-        raw_stop: object = getattr(cmd, "stop_price")  # noqa: B009
-        if not (_int_or_none(raw_qty) and _int_or_none(raw_price) and _int_or_none(raw_stop)):
+        values = _amend_values(order, cmd)
+        if values is None:
             return None
-        qty = order.qty if raw_qty is None else cast(int, raw_qty)
-        price = cast("int | None", raw_price)
-        stop = cast("int | None", raw_stop)
-        remaining = order.remaining + qty - order.qty
-        if remaining <= 0 or qty > MAX_UNITS or (price is not None and (order.price is None or not
-                                                                       0 < price <= MAX_UNITS)):
-            return None
-        if stop is not None and not 0 < stop <= MAX_UNITS:
-            return None
+        remaining, price, stop = values
+        qty = remaining - order.remaining + order.qty
         symbol = order.symbol
         buy = order.side is BUY
         sym = self.symbols.get(symbol)
@@ -181,13 +170,50 @@ class PreTradeChecks:
                 if reference is not None and beyond_bps(price, reference, config.price_band_bps):
                     return PRICE_BAND
         if buy and not order.pooled:
-            unit = lot_unit(order.price if price is None else price,
-                            order.stop_price if stop is None else stop)
-            cash_per_tick_lot = 1 if sym is None else sym.cash_per_tick_lot
-            more = remaining * unit * cash_per_tick_lot - order.reserved
+            more = _cash_more(order, remaining, price, stop, sym)
             if more > 0 and more > self.ledger.cash.available(order.owner):
                 return INSUFFICIENT_FUNDS
         return None
+
+    def amend_cash(self, order: OrderRisk, cmd: AmendOrder) -> int:
+        """What more the amendment makes a buy reserve (check 5's `more`; 0 or less: nothing more, or
+        an amendment the engine will refuse anyway): what R1 extends its ticket by first."""
+        if order.side is not BUY or order.pooled:
+            return 0
+        values = _amend_values(order, cmd)
+        if values is None:
+            return 0
+        remaining, price, stop = values
+        return _cash_more(order, remaining, price, stop, self.symbols.get(order.symbol))
+
+
+def _amend_values(order: OrderRisk, cmd: AmendOrder) -> tuple[int, int | None, int | None] | None:
+    """An amendment's (remaining lots, new price, new stop price) for the checks, None when the
+    engine will refuse it anyway (bad values, nothing left)."""
+    # Untyped reads, as in the engine's book.py: compiled, a typed read of a wrongly typed field
+    # would raise before the engine could reject it with a reason.
+    raw_qty: object = getattr(cmd, "qty")  # noqa: B009
+    raw_price: object = getattr(cmd, "price")  # noqa: B009
+    raw_stop: object = getattr(cmd, "stop_price")  # noqa: B009
+    if not (_int_or_none(raw_qty) and _int_or_none(raw_price) and _int_or_none(raw_stop)):
+        return None
+    qty = order.qty if raw_qty is None else cast(int, raw_qty)
+    price = cast("int | None", raw_price)
+    stop = cast("int | None", raw_stop)
+    remaining = order.remaining + qty - order.qty
+    if remaining <= 0 or qty > MAX_UNITS or (price is not None and (order.price is None or not
+                                                                   0 < price <= MAX_UNITS)):
+        return None
+    if stop is not None and not 0 < stop <= MAX_UNITS:
+        return None
+    return remaining, price, stop
+
+
+def _cash_more(order: OrderRisk, remaining: int, price: int | None, stop: int | None,
+               sym: SymbolRisk | None) -> int:
+    """What a buy's amended reservation exceeds what it holds (check 5 for an amendment)."""
+    unit = lot_unit(order.price if price is None else price, order.stop_price if stop is None else stop)
+    return remaining * unit * (1 if sym is None else sym.cash_per_tick_lot) - order.reserved
 
 
 def funding(cmd: NewOrder, cash_per_tick_lot: int) -> int | None:

@@ -34,8 +34,8 @@ from matching.engine.types import CancelReason, OrderType, RejectReason, Side
 from risk.core.accounts import Account, Ledger, OrderRisk, Position
 from risk.core.admin import apply_admin, config_changes
 from risk.core.balances import TICKET_STRIDE, BalanceShard
-from risk.core.cash import BalanceStage, CashStage, SettlementOutbox
-from risk.core.checks import PreTradeChecks, lot_unit
+from risk.core.cash import BalanceStage, CashStage, LocalSettlement, SettlementOutbox
+from risk.core.checks import PreTradeChecks, funding, lot_unit
 from risk.core.commands import (
     AdminCommand,
     Fence,
@@ -58,6 +58,9 @@ from risk.core.limits import UserLimit
 from risk.core.symbols import SymbolRisk
 from risk.core.types import CIRCUIT_BREAKER, AlertKind, Verdict
 
+# What a market buy without a protection price may pay above the best ask when it is funded before
+# the book sees it, if its instrument has no price band (the web tier's DEFAULT_PROTECTION_PCT).
+DEFAULT_PROTECTION_BPS: Final = 500
 PASS: Final = Verdict.PASS
 HOLD: Final = Verdict.HOLD
 MALFORMED: Final = Verdict.MALFORMED
@@ -65,7 +68,7 @@ BUY: Final = Side.BUY
 
 
 class RiskEngine:
-    __slots__ = ("cash", "checks", "deadline", "engine", "fenced", "held", "ledger", "symbols", "tripped",
+    __slots__ = ("cash", "checks", "deadline", "engine", "fenced", "held", "ledger", "r1", "symbols", "tripped",
                  "user_limits")
 
     def __init__(self, engine: MatchingEngine, balances: BalanceShard | None = None,
@@ -76,6 +79,8 @@ class RiskEngine:
         # settlements this shard emits.
         self.cash: BalanceStage = stage if stage is not None else CashStage(
             BalanceShard(0) if balances is None else balances, matching_shard)
+        # With a LocalSettlement stage (the embedded default), R1 happens here, before the checks.
+        self.r1: LocalSettlement | None = stage if isinstance(stage, LocalSettlement) else None
         self.ledger = Ledger(self.cash)
         self.fenced: dict[int, int] = {}  # balance shard -> its highest fenced ticket
         self.symbols: dict[str, SymbolRisk] = {}
@@ -97,7 +102,10 @@ class RiskEngine:
             self._lift_halts(ts, out)
         kind = type(cmd)
         if kind is NewOrder:
-            self._new(cast(NewOrder, cmd), out, None)
+            if self.r1 is None:
+                self._new(cast(NewOrder, cmd), out, None)
+            else:
+                self._fund_new(self.r1, cast(NewOrder, cmd), out)
         elif kind is FundedOrder:
             funded = cast(FundedOrder, cmd)
             if funded.ticket > self.fenced.get(funded.ticket // TICKET_STRIDE, 0):
@@ -107,7 +115,10 @@ class RiskEngine:
         elif kind is CancelOrder:
             self._cancel(cast(CancelOrder, cmd), out)
         elif kind is AmendOrder:
-            self._amend(cast(AmendOrder, cmd), out, None)
+            if self.r1 is None:
+                self._amend(cast(AmendOrder, cmd), out, None)
+            else:
+                self._fund_amend(self.r1, cast(AmendOrder, cmd), out)
         elif kind is FundedAmend:
             funded_amend = cast(FundedAmend, cmd)
             self._amend(funded_amend.amend, out, funded_amend)
@@ -128,6 +139,8 @@ class RiskEngine:
     def balances(self) -> BalanceShard:
         """The balance shard in this process (a RiskEngine with a local balance stage only)."""
         cash = self.cash
+        if isinstance(cash, LocalSettlement):
+            return cash.balances
         if not isinstance(cash, CashStage):
             raise TypeError("the balance shards of this matching shard run elsewhere")
         return cash.balances
@@ -208,6 +221,42 @@ class RiskEngine:
         else:
             out.append(OrderRejected(order_id, owner, symbol, verdict, ts))
             self._unfund(funded)
+
+    def _fund_new(self, r1: LocalSettlement, cmd: NewOrder, out: list) -> None:
+        """R1 in this process, as a balance shard does for a `Place`: hold what the order alone needs
+        (`checks.funding`; a market buy without a protection price gets one first, see `protection`),
+        then check and match it as the `FundedOrder` it makes. An unknown symbol goes no further."""
+        book = self.engine.books.get(cmd.symbol)
+        if book is None:
+            self._new(cmd, out, None)
+            return
+        sym = self.symbols.get(cmd.symbol)
+        if cmd.side is BUY and cmd.order_type is OrderType.MARKET and cmd.price is None:
+            cmd.price = protection(book, sym)
+        amount = funding(cmd, 1 if sym is None else sym.cash_per_tick_lot)
+        ticket = r1.fund(cmd.owner, amount or 0, cmd.timestamp)
+        if ticket is None:
+            self.ledger.account(cmd.owner)
+            out.append(OrderRejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS,
+                                     cmd.timestamp))
+            return
+        self._new(cmd, out, FundedOrder(cmd, ticket, amount or 0))
+
+    def _fund_amend(self, r1: LocalSettlement, cmd: AmendOrder, out: list) -> None:
+        """R1 for an amendment: a buy that will hold more is extended on its ticket first (refused:
+        the amendment is, for insufficient funds), then applied as the `FundedAmend` it makes."""
+        record = self.ledger.orders.get(cmd.order_id)
+        extra = 0 if record is None or record.owner != cmd.owner or cmd.order_id in self.held else \
+            self.checks.amend_cash(record, cmd)
+        if extra <= 0:
+            self._amend(cmd, out, None)
+            return
+        assert record is not None
+        if not r1.fund_more(cmd.owner, record.ticket, extra, cmd.timestamp):
+            out.append(AmendRejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS,
+                                     cmd.timestamp))
+            return
+        self._amend(cmd, out, FundedAmend(cmd, record.ticket, extra))
 
     def _fence(self, cmd: Fence, out: list) -> None:
         """A restarted balance shard's unconfirmed tickets: void from now on (see Fence)."""
@@ -456,11 +505,17 @@ class RiskEngine:
     def state(self) -> dict[str, Any]:
         """Everything risk decides by, as plain JSON-able values (the engine's state is separate)."""
         cash = self.cash
+        stage: dict[str, Any]
+        if isinstance(cash, LocalSettlement):
+            stage = {"local_balances": [cash.matching_shard, cash.balances.state()]}
+        elif isinstance(cash, CashStage):
+            stage = {"balances": cash.balances.state()}
+        else:
+            stage = {"outbox": [cast(SettlementOutbox, cash).balance_shards, cash.matching_shard]}
         return {
             "ledger": self.ledger.state(),
             "fenced": [[shard, self.fenced[shard]] for shard in sorted(self.fenced)],
-            **({"balances": cash.balances.state()} if isinstance(cash, CashStage) else
-               {"outbox": [cast(SettlementOutbox, cash).balance_shards, cash.matching_shard]}),
+            **stage,
             "symbols": [self.symbols[symbol].state() for symbol in sorted(self.symbols)],
             "user_limits": [self.user_limits[key].state() for key in sorted(self.user_limits)],
             "held": [order_state(cmd) for cmd in self.held.values()],
@@ -470,7 +525,10 @@ class RiskEngine:
     def from_state(cls, state: Mapping[str, Any], engine: MatchingEngine) -> RiskEngine:
         """Rebuild from `state()` (also after a JSON round trip) around the restored engine."""
         ledger, balances, outbox = state["ledger"], state.get("balances"), state.get("outbox")
-        if outbox is not None:
+        local = state.get("local_balances")
+        if local is not None:
+            risk = cls(engine, stage=LocalSettlement(BalanceShard.from_state(local[1]), local[0]))
+        elif outbox is not None:
             risk = cls(engine, stage=SettlementOutbox(outbox[0], outbox[1]))
         else:
             if balances is None:  # written before the balance stage: the ledger held the cash
@@ -494,6 +552,20 @@ class RiskEngine:
     def state_hash(self) -> str:
         """SHA-256 over risk's state and the engine's: equal states hash equal in any process."""
         return sha256((repr(self.state()) + self.engine.state_hash()).encode()).hexdigest()
+
+
+def protection(book: OrderBook, sym: SymbolRisk | None) -> int:
+    """A market buy's protection price when it names none, as the web tier derives it for a balance
+    shard (matching.services.protection_ticks): the best ask, else the last or reference price, plus
+    the price band (else DEFAULT_PROTECTION_BPS), rounded up; 1 tick with no price at all."""
+    reference = book.best_ask()
+    config = None if sym is None else sym.config
+    if reference is None and sym is not None:
+        reference = sym.reference_price()
+    if not reference:
+        return 1
+    band = DEFAULT_PROTECTION_BPS if config is None or config.price_band_bps is None else config.price_band_bps
+    return -(-reference * (10_000 + band) // 10_000)
 
 
 def order_risk(cmd: NewOrder, reserve: int, ticket: int) -> OrderRisk:

@@ -11,6 +11,7 @@ import pytest
 
 from matching.engine import (
     AmendOrder,
+    AmendRejected,
     BookDelta,
     CancelOrder,
     CancelRejected,
@@ -19,6 +20,7 @@ from matching.engine import (
     OrderAmended,
     OrderCanceled,
     OrderRejected,
+    OrderType,
     RejectReason,
     Side,
     Trade,
@@ -335,3 +337,77 @@ def test_a_matcher_with_balance_shards_takes_funded_orders_and_emits_settlements
     restored = Matcher(SYMBOLS, shard=1)
     restored.restore(state)
     assert restored.state_hash() == matcher.state_hash() and restored.balance_shards == 2
+
+
+# ---- the embedded default's stages: R1, the symbol's checks and matching, R2 in one thread (issue 13) ----
+
+def accounts(reply) -> dict[int, tuple[int, int]]:
+    return {e.owner: (e.cash, e.reserved) for e in reply.events if isinstance(e, AccountUpdate)}
+
+
+def reasons(reply) -> list:
+    return [e.reason for e in reply.events if isinstance(e, OrderRejected)]
+
+
+def test_the_embedded_matcher_funds_an_order_before_the_symbol_checks(matcher):
+    """As a balance shard does in production: the cash is held first, so an order that fails both the
+    funds and a symbol check is refused for its funds (the single-stage risk said price_band)."""
+    from risk.core.cash import LocalSettlement
+
+    banded = InstrumentRisk("AAPL", 100, price_band_bps=1_000, reference_price=100)
+    matcher.process([SetDefaultCash(100_000), SetInstrumentRisk(banded)])
+    assert matcher.risk is not None and isinstance(matcher.risk.cash, LocalSettlement)
+    both = matcher.process([order(qty=20, price=200)])[0]  # 400,000 > 100,000, and 100% off the band
+    assert reasons(both) == [RejectReason.INSUFFICIENT_FUNDS] and accounts(both) == {}
+    band_only = matcher.process([order(qty=1, price=200)])[0]  # fundable: held, checked, released whole
+    assert reasons(band_only) == [RejectReason.PRICE_BAND]
+    assert matcher.risk.balances.account(1) == (100_000, 0)
+    resting = matcher.process([order(qty=2, price=105)])[0]
+    assert accounts(resting) == {1: (100_000, 2 * 105 * 100)}
+    ticket = matcher.risk.ledger.orders[resting.order_id].ticket
+    assert matcher.risk.balances.reservation(ticket).amount == 21_000
+
+
+def test_the_embedded_matcher_funds_a_market_buy_at_its_protection_price(matcher):
+    """A market buy without a protection price gets the best ask plus the band (or 5%) and is funded at
+    it; it fills at that price or better, and what it did not spend comes back."""
+    matcher.process([SetDefaultCash(10_000_000), SetInstrumentRisk(InstrumentRisk("AAPL", 100))])
+    matcher.process([order(owner=2, side=Side.SELL, qty=3, price=100),
+                     order(owner=2, side=Side.SELL, qty=3, price=104),
+                     order(owner=2, side=Side.SELL, qty=3, price=106)])
+    buy = NewOrder(0, 1, "AAPL", Side.BUY, 9, None, OrderType.MARKET)
+    reply = matcher.process([buy])[0]
+    assert reply.command is buy and buy.price == 105  # 100 + 5%: the level at 106 is beyond it
+    assert [(t.price, t.qty) for t in reply.events if isinstance(t, Trade)] == [(100, 3), (104, 3)]
+    assert accounts(reply)[1] == (10_000_000 - (300 + 312) * 100, 0)
+    poor = NewOrder(0, 3, "AAPL", Side.BUY, 1_000, None, OrderType.MARKET)  # 1,000 x 111 x 100 > 10M
+    assert reasons(matcher.process([poor])[0]) == [RejectReason.INSUFFICIENT_FUNDS]
+
+
+def test_a_held_order_keeps_its_reservation_and_an_amendment_up_is_funded_first(matcher):
+    hold_above_1_pct = InstrumentRisk("AAPL", 100, hold_volume_bps=100, reference_daily_volume=100)
+    matcher.process([SetDefaultCash(1_000_000), SetInstrumentRisk(hold_above_1_pct)])
+    held = matcher.process([order(qty=50, price=100)])[0]
+    assert [type(e) for e in held.events if isinstance(e, OrderHeld)] == [OrderHeld]
+    assert matcher.risk.balances.account(1) == (1_000_000, 500_000)  # held at R1 while it waits
+    small = matcher.process([order(qty=1, price=100)])[0]
+    up = matcher.process([AmendOrder(small.order_id, 1, "AAPL", price=5_000)])[0]  # needs 490,000 more
+    assert [type(e) for e in up.events if isinstance(e, OrderAmended)] == [OrderAmended]
+    assert matcher.risk.balances.account(1) == (1_000_000, 1_000_000)
+    too_far = matcher.process([AmendOrder(small.order_id, 1, "AAPL", price=5_001)])[0]
+    assert [(type(e), e.reason) for e in too_far.events] == [(AmendRejected, RejectReason.INSUFFICIENT_FUNDS)]
+    canceled = matcher.process([CancelOrder(held.order_id, 1, "AAPL")])[0]
+    assert accounts(canceled) == {1: (1_000_000, 500_000)}
+
+
+def test_the_embedded_stages_survive_a_snapshot_and_a_replay(tmp_path):
+    m = Matcher.open(SYMBOLS, tmp_path, fsync=False, snapshot_every=7)
+    m.process([SetDefaultCash(10**7), SetInstrumentRisk(InstrumentRisk("AAPL", 100, price_band_bps=500,
+                                                                        reference_price=100))])
+    drive(m, seed=11, batches=20)
+    assert m.risk is not None and m.risk.balances.check() == []
+    expected = (m.seq, m.state_hash(), m.risk.balances.state())
+    m.close()
+    again = Matcher.open(SYMBOLS, tmp_path, fsync=False)
+    assert again.risk is not None and (again.seq, again.state_hash(), again.risk.balances.state()) == expected
+    again.close()

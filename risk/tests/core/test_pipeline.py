@@ -2,13 +2,16 @@
 
 The property: a random multi-symbol flow through two matching shards and two balance shards leaves
 every account (cash, reserved) and every position exactly as one risk engine with all symbols and one
-ledger does, command after command, with the same trades.
+ledger does, command after command, with the same trades. A third twin runs the embedded default's
+stages (one engine with a `LocalSettlement`: R1, the symbol's checks, R2 in one thread); it agrees
+with both, and gives every order and amendment the pipeline's own answer (R1 refuses first).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from copy import copy
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +33,7 @@ from matching.engine import (
 )
 from risk.core import AdjustCash, AdminApplied, InstrumentRisk, RiskEngine, SetDefaultCash, SetInstrumentRisk
 from risk.core.balances import BalanceShard
+from risk.core.cash import LocalSettlement
 from risk.core.checks import lot_unit
 from risk.core.commands import FundedOrder
 from risk.core.pipeline import Pipeline
@@ -133,14 +137,17 @@ class Twins:
     def __init__(self) -> None:
         self.pipeline = Pipeline(SHARDS, balance_shards=2)
         self.single = RiskEngine(MatchingEngine(SYMBOLS))
+        self.local = RiskEngine(MatchingEngine(SYMBOLS), stage=LocalSettlement(BalanceShard(0)))
         self.ts = 1
         self.next_id = 1
         self.placed: list[NewOrder] = []
         self.pipeline.set_default_cash(CASH, 1)
         self.single.apply(SetDefaultCash(CASH, timestamp=1))
+        self.local.apply(SetDefaultCash(CASH, timestamp=1))
         for config in configs():
             self.pipeline.to_symbol(config.config.symbol, config)
             self.single.apply(config)
+            self.local.apply(config)
         self.seen: set[str] = set()
 
     def step(self, op: Op) -> None:
@@ -193,6 +200,7 @@ class Twins:
             done = self.pipeline.adjust(owner, amount, ts)
             applied = of(self.single.apply(AdjustCash(owner, amount, timestamp=ts)), AdminApplied)
             assert done == bool(applied), (owner, amount)
+            assert bool(of(self.local.apply(AdjustCash(owner, amount, timestamp=ts)), AdminApplied)) == done
             self.seen.add("adjust" if done else "adjust refused")
         else:
             self.advance(ts)
@@ -202,6 +210,7 @@ class Twins:
         for shard in self.pipeline.matching:
             self.pipeline.on_shard(shard, AdvanceTime(ts))
         self.single.apply(AdvanceTime(ts))
+        self.local.apply(AdvanceTime(ts))
 
     @staticmethod
     def options(aux: int, ts: int) -> dict:
@@ -217,9 +226,12 @@ class Twins:
         self.placed.append(cmd)
         twin = NewOrder(cmd.order_id, cmd.owner, cmd.symbol, cmd.side, cmd.qty, cmd.price, cmd.order_type,
                         cmd.tif, cmd.post_only, cmd.stop_price, cmd.expire_at, cmd.stp, cmd.timestamp)
+        local = copy(cmd)
         got = self.pipeline.submit(cmd)
         want = self.single.apply(twin)
         assert trades(got) == trades(want), cmd
+        answer = self.local.apply(local)
+        assert trades(answer) == trades(got) and refusals(answer) == refusals(got), cmd
         rejected = of(want, OrderRejected)
         self.seen.add("rejected" if rejected else "trade" if trades(want) else "placed")
 
@@ -239,14 +251,17 @@ class Twins:
             if needed > record.reserved:
                 at_r1 = of(got, AmendRejected) and not of(got, OrderAmended) and len(got) == 1
                 self.seen.add("amend refused at R1" if at_r1 else "amend through R1")
+        answer = self.local.apply(copy(cmd))  # R1 in the same engine: it works out the extra itself
         want = self.single.apply(cmd)
         assert trades(got) == trades(want), cmd
+        assert trades(answer) == trades(got) and refusals(answer) == refusals(got), cmd
         accepted = bool(of(want, OrderAmended))
         assert accepted == bool(of(got, OrderAmended)), (cmd, got, want)
         self.seen.add("amended" if accepted else "amend refused")
 
     def both(self, symbol: str, cmd: CancelOrder | AmendOrder) -> None:
         got = self.pipeline.to_symbol(symbol, cmd)
+        assert trades(self.local.apply(copy(cmd))) == trades(got), cmd
         want = self.single.apply(cmd)
         assert trades(got) == trades(want), cmd
 
@@ -255,19 +270,30 @@ class Twins:
             single = self.single.account(owner)
             want = (CASH, 0) if single is None else (single.cash, single.reserved)
             assert (self.pipeline.account(owner) or (CASH, 0)) == want, owner
+            local = self.local.account(owner)
+            assert want == ((CASH, 0) if local is None else (local.cash, local.reserved)), owner
             for symbol in SYMBOLS:
                 engine = self.pipeline.matching[self.pipeline.shard_of[symbol]]
                 got, expected = engine.position(owner, symbol), self.single.position(owner, symbol)
                 assert position(got) == position(expected), (owner, symbol)
-        for shard in self.pipeline.balances.values():
+                assert position(self.local.position(owner, symbol)) == position(expected), (owner, symbol)
+        for shard in [*self.pipeline.balances.values(), self.local.balances]:
             assert shard.check() == []
         assert ledger_errors(self.single) == []
 
 
-def restored(p: Pipeline) -> Pipeline:
-    def through_json(value):
-        return json.loads(json.dumps(value))
+def through_json(value):
+    return json.loads(json.dumps(value))
 
+
+def restored_engine(risk: RiskEngine) -> RiskEngine:
+    engine = MatchingEngine.from_state(through_json(risk.engine.state()))
+    again = RiskEngine.from_state(through_json(risk.state()), engine)
+    assert again.state_hash() == risk.state_hash() and isinstance(again.cash, LocalSettlement)
+    return again
+
+
+def restored(p: Pipeline) -> Pipeline:
     for shard, risk in p.matching.items():
         engine = MatchingEngine.from_state(through_json(risk.engine.state()))
         p.matching[shard] = RiskEngine.from_state(through_json(risk.state()), engine)
@@ -276,6 +302,10 @@ def restored(p: Pipeline) -> Pipeline:
         p.balances[shard] = BalanceShard.from_state(through_json(balances.state()))
         assert p.balances[shard].state_hash() == balances.state_hash()
     return p
+
+
+def refusals(events: list) -> list[tuple]:
+    return [(type(e).__name__, e.order_id, e.reason) for e in events if type(e) in (OrderRejected, AmendRejected)]
 
 
 def trades(events: list) -> list[tuple]:
@@ -305,6 +335,7 @@ def test_long_seeded_flows_across_shards_match_one_ledger():
                         rng.randint(1, 8), rng.randint(90, 110), rng.randrange(10_000)))
             if i == 1_000:  # every shard restored from its snapshot (through JSON) goes on the same
                 twins.pipeline = restored(twins.pipeline)
+                twins.local = restored_engine(twins.local)
         seen |= twins.seen
     assert seen >= {"placed", "trade", "rejected", "adjust", "adjust refused", "lost", "amended",
                     "amend refused", "amend through R1"}
