@@ -76,6 +76,14 @@ class SnapshotStore:
                 log.warning("skipping damaged snapshot %s: %s", path, exc)
         return None
 
+    def discard_older_than(self, seq: int) -> None:
+        """Delete every snapshot before `seq` (a state rewritten in place must be the only one a
+        restart can start from: matching.reshard)."""
+        for older, path in self._snapshots():
+            if older < seq:
+                path.unlink(missing_ok=True)
+        fsync_dir(self.directory)
+
     def _snapshots(self) -> list[tuple[int, Path]]:
         """(seq, path) of every snapshot file, newest first; temporary files do not match."""
         found = [(int(m[1]), p) for p in self.directory.iterdir() if (m := _NAME.fullmatch(p.name))]

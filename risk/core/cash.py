@@ -264,12 +264,12 @@ class LocalSettlement(SettlementOutbox):
     def flush(self, ts: int, out: list) -> None:
         """The command's settlement lines into the balance shard, in order, then the AccountUpdate of
         every account the command changed."""
-        bank = self.bank
         lines = self.lines
         if lines:
-            bank.ts = ts
+            balances, matching_shard = self.bank.balances, self.matching_shard
             for shard in sorted(lines):
                 for line in lines[shard]:
-                    bank.settle(line.owner, line.ticket, line.cash, line.release, line.order_id, line.done)
+                    balances.settle_next(matching_shard, line.owner, line.ticket, line.cash, line.release,
+                                         line.order_id, line.done, ts)
             self.lines = {}
-        bank.flush(ts, out)
+        self.bank.flush(ts, out)

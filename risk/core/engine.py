@@ -68,8 +68,8 @@ BUY: Final = Side.BUY
 
 
 class RiskEngine:
-    __slots__ = ("cash", "checks", "deadline", "engine", "fenced", "held", "ledger", "r1", "symbols", "tripped",
-                 "user_limits")
+    __slots__ = ("cash", "checks", "deadline", "engine", "fenced", "held", "ledger", "r1", "symbols",
+                 "tripped", "user_limits")
 
     def __init__(self, engine: MatchingEngine, balances: BalanceShard | None = None,
                  matching_shard: int = 0, stage: BalanceStage | None = None) -> None:
@@ -564,7 +564,8 @@ def protection(book: OrderBook, sym: SymbolRisk | None) -> int:
         reference = sym.reference_price()
     if not reference:
         return 1
-    band = DEFAULT_PROTECTION_BPS if config is None or config.price_band_bps is None else config.price_band_bps
+    band = config.price_band_bps if config is not None and config.price_band_bps is not None else \
+        DEFAULT_PROTECTION_BPS
     return -(-reference * (10_000 + band) // 10_000)
 
 

@@ -140,12 +140,13 @@ def running(tmp_path: Any) -> Iterator[tuple[Deployment, list[int], RedisBus]]:
             client.close()
 
 
-def place(bus: RedisBus, owner: int, symbol: str, side: Side, qty: int, price: str, **kw: object) -> Reply:
+def place(bus: RedisBus, owner: int, symbol: str, side: Side, qty: int, price: str, *,
+          matching: dict[str, int] = MATCHING, balance_shards: int = 2, **kw: object) -> Reply:
     """As the web tier does (matching.services.place): the user's balance shard, what to reserve."""
     ticks = int(Decimal(price) * TICK)
     order = NewOrder(0, owner, symbol, side, qty, ticks, **kw)  # type: ignore[arg-type]
     amount = qty * ticks * PER_TICK_LOT if side is Side.BUY else 0
-    return bus.submit_balance(Place(order, MATCHING[symbol], amount), owner % 2, timeout=5)
+    return bus.submit_balance(Place(order, matching[symbol], amount), owner % balance_shards, timeout=5)
 
 
 def wait_for(check, timeout: float = 20.0) -> None:
@@ -294,3 +295,75 @@ def test_kill_9_of_each_kind_of_process_during_a_stream_of_orders_conserves_cash
     wait_for(settled, timeout=60)
     assert seen["traded"] == 2 and seen["holding"] > 0  # both symbols traded; buys still open
     assert d.manage("check_cash").splitlines()[-1] == "ok"  # the operator's check says the same
+
+
+def test_resharding_moves_accounts_and_a_symbol_and_keeps_every_unit_of_cash(running):
+    """The layout changes as an operation: drained (open orders canceled, every process stopped), then
+    `manage.py reshard` moves every account to user % 3 and MSFT to a new matching shard 2 (shard 1
+    retired); restarted with the new settings, the accounts and positions are what they were, check_cash
+    agrees, and trading goes on: MSFT on shard 2, each user's cash at its new balance shard."""
+    d, users, bus = running
+    one, two, three = users[:3]
+    place(bus, two, "AAPL", Side.SELL, 10, "100.00")
+    place(bus, one, "AAPL", Side.BUY, 10, "100.00")  # one: +10 AAPL, -1,000
+    place(bus, three, "MSFT", Side.SELL, 5, "100.00")
+    place(bus, two, "MSFT", Side.BUY, 5, "100.00")  # two: +1,000 -500; three: -5 MSFT, +500
+    resting = place(bus, one, "MSFT", Side.BUY, 3, "90.00")
+    wait_for(lambda: d.accounts(users).get(one) == (CASH - 1_000, Decimal(270)))
+    for proc in d.procs.values():
+        assert proc.terminate() == 0
+    d.procs.clear()
+
+    refused = d.run_manage("reshard", "--balance-shards", "3", "--matcher-shards", "0=AAPL;2=MSFT",
+                           "--prefix", d.prefix)
+    assert refused.returncode == 1 and "live orders" in refused.stderr  # the open buy: drain first
+    d.start("runbalances", one % 2)
+    d.start("runmatcher", 1)
+    assert bus.submit(CancelOrder(resting.order_id, one, ""), timeout=5).events
+    wait_for(lambda: d.accounts(users).get(one) == (CASH - 1_000, Decimal(0)))
+    for proc in d.procs.values():
+        assert proc.terminate() == 0
+    d.procs.clear()
+    assert d.manage("check_cash").splitlines()[-1] == "ok"
+    before = d.accounts(users)
+    assert before[two] == (CASH + 1_000 - 500, 0)
+
+    to_three = ("reshard", "--balance-shards", "3", "--matcher-shards", "0=AAPL;2=MSFT", "--prefix", d.prefix)
+    dry = d.manage(*to_three, "--dry-run")
+    assert "MSFT: matching shard 1 -> 2" in dry and dry.splitlines()[-1] == "dry run: nothing written"
+    out = d.manage(*to_three)
+    assert f"cash before {CASH * 3}.0000, after {CASH * 3}.0000" in out  # the three users who traded
+    d.env.update(MATCHER_SHARDS="0=AAPL;2=MSFT", BALANCE_SHARDS="3")
+    for shard in (0, 1, 2):
+        d.start("runbalances", shard)
+    for shard in (0, 2):
+        d.start("runmatcher", shard)
+    assert d.manage("check_cash").splitlines()[-1] == "ok"
+    assert {user: cash for user, (cash, _) in d.accounts(users).items()} == {
+        user: cash for user, (cash, _) in before.items()}
+
+    moved = {"AAPL": 0, "MSFT": 2}
+    after = RedisBus(REDIS_URL, moved, timeout=5, prefix=d.prefix)
+    try:
+        # three covers its MSFT short from two, on shard 2, paying from its balance shard three % 3
+        place(after, two, "MSFT", Side.SELL, 5, "101.00", matching=moved, balance_shards=3)
+        bought = place(after, three, "MSFT", Side.BUY, 5, "101.00", matching=moved, balance_shards=3)
+        assert bought.order_id // 10**12 == 2  # numbered by matching shard 2
+        assert sum(t.qty for t in bought.events if isinstance(t, Trade)) == 5
+        # one spends all it has left on AAPL: its whole account is in one balance shard now
+        place(after, two, "AAPL", Side.SELL, 990, "100.00", matching=moved, balance_shards=3)
+        spent = place(after, one, "AAPL", Side.BUY, 990, "100.00", matching=moved, balance_shards=3)
+        assert sum(t.qty for t in spent.events if isinstance(t, Trade)) == 990
+    finally:
+        after.close()
+    expected = {one: CASH - 100_000, two: CASH + 1_000 - 500 + 505 + 99_000, three: CASH + 500 - 505}
+    wait_for(lambda: {u: c for u, (c, _) in d.accounts([one, two, three]).items()} == expected)
+    with psycopg.connect(d.database_url, autocommit=True) as db:
+        rows = db.execute("SELECT user_id, shard FROM risk_balance WHERE user_id = ANY(%s)",
+                          [users]).fetchall()
+        positions: dict[int, Decimal] = dict(db.execute(
+            "SELECT p.user_id, p.qty FROM risk_position p JOIN exchange_instrument i "
+            "ON i.id = p.instrument_id WHERE i.symbol = 'MSFT'").fetchall())
+    assert sorted(rows) == sorted((user, user % 3) for user in (one, two, three))
+    assert positions[two] == 0 and positions[three] == 0  # projected from shard 2 past the old seqs
+    assert d.manage("check_cash").splitlines()[-1] == "ok"

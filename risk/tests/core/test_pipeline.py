@@ -305,7 +305,8 @@ def restored(p: Pipeline) -> Pipeline:
 
 
 def refusals(events: list) -> list[tuple]:
-    return [(type(e).__name__, e.order_id, e.reason) for e in events if type(e) in (OrderRejected, AmendRejected)]
+    return [(type(e).__name__, e.order_id, e.reason) for e in events
+            if type(e) in (OrderRejected, AmendRejected)]
 
 
 def trades(events: list) -> list[tuple]:
