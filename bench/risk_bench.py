@@ -13,8 +13,9 @@ every NewOrder: checks 1-6, the reservation it computes (a market buy walks the 
 changed; then applies the command untimed. Reported: p50 / p99 / p99.9 of those checks (market buys
 alone too), medians over the runs. Then whole-command throughput, `RiskEngine.apply` against
 `MatchingEngine.apply` alone on the same stream: the difference is everything risk adds (checks,
-reservations, settlement, updates). The cyclic garbage collector is off while timing, as in
-engine_bench.py (and the matcher).
+reservations, settlement, updates), and the same with the exchange's stages (LocalSettlement: each
+order funded first, a market buy at its protection price, its cash settled after). The cyclic garbage
+collector is off while timing, as in engine_bench.py (and the matcher).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from risk.core import (
     SetInstrumentRisk,
 )
 from risk.core import engine as risk_engine_module
+from risk.core.balances import BalanceShard
+from risk.core.cash import LocalSettlement
 
 SYMBOLS = ("AAPL", "GOOGL", "MSFT", "TSLA")
 START_MID = 10_000  # ticks: 100.00 at tick 0.01
@@ -213,11 +216,12 @@ def check_run(commands: list) -> tuple[list[int], list[int]]:
     return latencies, market_buys
 
 
-def throughput_run(commands: list, with_risk: bool) -> float:
-    """Seconds to apply the stream, through RiskEngine.apply or MatchingEngine.apply alone."""
+def throughput_run(commands: list, with_risk: bool, funded: bool = False) -> float:
+    """Seconds to apply the stream, through RiskEngine.apply (`funded`: with the exchange's stages, R1
+    before the checks and R2 after: LocalSettlement) or MatchingEngine.apply alone."""
     engine = MatchingEngine(SYMBOLS)
     if with_risk:
-        risk = RiskEngine(engine)
+        risk = RiskEngine(engine, stage=LocalSettlement(BalanceShard(0)) if funded else None)
         for cmd in setup_commands():
             risk.apply(cmd)
         apply: Callable = risk.apply
@@ -287,15 +291,19 @@ def main() -> int:
     m50, m99, m999 = (statistics.median(column) for column in zip(*market_runs, strict=True))
     print(f"  market buys  p50 {m50:6.2f}  p99 {m99:6.2f}  p99.9 {m999:6.2f}  ({len(market_buys)} a run)")
 
-    plain, wrapped = [], []
+    plain, wrapped, staged = [], [], []
     for _ in range(args.runs):
         plain.append(gc_off(throughput_run, commands, False))
         wrapped.append(gc_off(throughput_run, commands, True))
+        staged.append(gc_off(throughput_run, commands, True, True))
     engine_us = statistics.median(plain) / len(commands) * 1e6
     risk_us = statistics.median(wrapped) / len(commands) * 1e6
+    staged_us = statistics.median(staged) / len(commands) * 1e6
     print(f"\nwhole commands, median of {args.runs} runs (us a command):")
     print(f"  MatchingEngine.apply alone    {engine_us:6.2f}")
     print(f"  RiskEngine.apply              {risk_us:6.2f}   (risk adds {risk_us - engine_us:.2f})")
+    print(f"  RiskEngine.apply, R1/ME/R2    {staged_us:6.2f}   (risk adds {staged_us - engine_us:.2f}; "
+          f"{staged_us / risk_us:.2f}x the line above: the embedded default's funded stages)")
     return 0
 
 
