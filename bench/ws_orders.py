@@ -1,21 +1,25 @@
-"""Order entry over WebSockets beside REST submit, in the same run, on a live embedded server.
+"""Order entry over WebSockets beside REST submit, in the same run, on a live server.
 
-    python bench/ws_orders.py --connections 32 --window 16 --seconds 10 --runs 3
+    python bench/ws_orders.py --connections 32 --window 16 --seconds 10 --runs 3 [--mode production]
 
-A uvicorn server (exchange/tests/live_server.py: the embedded exchange, no market maker, rate limits
-lifted) on this machine. WebSocket phase: `--connections` sockets, each of its own user, each keeping
-`--window` `order.submit` requests in flight (answers carry the request id). REST phase: as many threads,
-each with a persistent HTTP connection, POSTing /api/submit one after the other. Orders rest (buys at
-50.00, sells at 150.00: nothing trades), so both doors do the same work: validation, the risk stage, the
-matcher, the projection written before the answer (read-your-writes). Per phase: acknowledged orders a
-second and the ack latency p50/p99 as the client sees it. Phases alternate; medians over --runs.
-The client shares the machine's two cores with the server.
+Embedded (the default): a uvicorn server (exchange/tests/live_server.py: the embedded exchange, no
+market maker, rate limits lifted) on this machine. Production: scripts/run_production.sh as it stands
+(bench/api_endpoints.py's `production`: 2 uvicorn workers, 2 matching and 2 balance shards, Redis, a
+scratch PostgreSQL database, rate limits lifted). WebSocket phase: `--connections` sockets, each of its
+own user, each keeping `--window` `order.submit` requests in flight (answers carry the request id).
+REST phase: as many threads, each with a persistent HTTP connection, POSTing /api/submit one after the
+other. Orders rest (buys at 50.00, sells at 150.00, AAPL and MSFT in turn, so on both matching shards in
+production: nothing trades), so both doors do the same work: validation, the risk stage, the matcher,
+the projection written before the answer (read-your-writes). Per phase: acknowledged orders a second
+and the ack latency p50/p99 as the client sees it. Phases alternate; medians over --runs. The client
+shares the machine's two cores with the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import statistics
@@ -23,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 def order(n: int) -> dict[str, Any]:
     buy = n % 2 == 0
-    return {"symbol": "AAPL", "side": "buy" if buy else "sell", "quantity": "1",
+    return {"symbol": "AAPL" if n % 4 < 2 else "MSFT", "side": "buy" if buy else "sell", "quantity": "1",
             "price": "50.00" if buy else "150.00"}
 
 
@@ -112,6 +117,28 @@ def summary(count: int, latencies: list[float], elapsed: float) -> dict[str, flo
             "p99": latencies[int(len(latencies) * 0.99)]}
 
 
+@contextlib.contextmanager
+def server(args: argparse.Namespace, scratch: Path) -> Iterator[tuple[str, int, list[str]]]:
+    """(WebSocket URL, HTTP port, one token per connection) of the server the mode names."""
+    if args.mode == "production":
+        from bench.api_endpoints import production, tokens_for
+
+        with production(str(scratch)) as running:
+            if running is None:
+                raise SystemExit("production mode needs PostgreSQL (127.0.0.1:5432)")
+            env, port, _pids = running
+            yield f"ws://127.0.0.1:{port}/ws", port, tokens_for(env, args.connections)
+        return
+    from exchange.tests.live_server import live_exchange
+
+    env = {"API_RATES": "submit=1000000/s,burst=1000000/s,sustained=100000000/min",
+           **dict(item.split("=", 1) for item in args.env)}
+    with live_exchange(scratch, market_maker=False, static=False, extra_env=env) as live:
+        created = live.manage("create_users", "--count", str(args.connections), "--prefix", "wsorders")
+        yield live.ws_url, live.port, [line.split(",")[1]
+                                       for line in created.strip().splitlines()[-args.connections:]]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--connections", type=int, default=32)
@@ -119,25 +146,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a server setting, e.g. PROJECTION_WAIT_TIMEOUT=0")
+                        help="a server setting, e.g. PROJECTION_WAIT_TIMEOUT=0 (embedded only)")
+    parser.add_argument("--mode", choices=("embedded", "production"), default="embedded")
     args = parser.parse_args()
 
     from bench.harness import machine
-    from exchange.tests.live_server import live_exchange
 
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {machine()}")
-    env = {"API_RATES": "submit=1000000/s,burst=1000000/s,sustained=100000000/min",
-           **dict(item.split("=", 1) for item in args.env)}
-    with tempfile.TemporaryDirectory() as tmp, live_exchange(Path(tmp), market_maker=False, static=False,
-                                                             extra_env=env) as live:
-        created = live.manage("create_users", "--count", str(args.connections), "--prefix", "wsorders")
-        tokens = [line.split(",")[1] for line in created.strip().splitlines()[-args.connections:]]
+    with tempfile.TemporaryDirectory() as tmp, server(args, Path(tmp)) as (ws_url, port, tokens):
         results: dict[str, list[dict[str, float]]] = {"websocket": [], "rest": []}
         for _ in range(args.runs):
-            results["websocket"].append(summary(*asyncio.run(ws_phase(live.ws_url, tokens, args.window,
+            results["websocket"].append(summary(*asyncio.run(ws_phase(ws_url, tokens, args.window,
                                                                       args.seconds))))
-            results["rest"].append(summary(*rest_phase(live.port, tokens, args.seconds)))
+            results["rest"].append(summary(*rest_phase(port, tokens, args.seconds)))
         print(f"{'door':>10} {'orders/s':>9} {'p50 ms':>8} {'p99 ms':>8}  ({args.connections} clients, "
               f"median of {args.runs} runs of {args.seconds:.0f} s)")
         for door, runs in results.items():

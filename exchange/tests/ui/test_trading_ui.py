@@ -177,9 +177,13 @@ def test_refusals_show_their_reason(new_page: Any, problems: PageProblems) -> No
     page.locator("#submit").click()
     expect(page.locator("#e-time_in_force")).to_contain_text("does not rest")
     assert requests == []
-    # refused by the exchange (422): larger than the instrument's largest order
+    # refused by the exchange (422): a buy beyond the cash first (the funds are held before the
+    # symbol's checks), then a sell larger than the instrument's largest order
     page.locator("#f-tif").select_option("gtc")
     place(page, quantity="100000", price=str(best(page, "bids")))
+    expect(page.locator("#outcome")).to_have_text(
+        "Rejected: not enough available cash (cash minus what open orders reserve).")
+    place(page, side="sell", quantity="100000", price=str(best(page, "asks")))
     expect(page.locator("#outcome")).to_have_text(
         "Rejected: the order is larger than the largest order allowed in AAPL: at most 1000.")
     expect(page.locator("#orders tbody tr")).to_have_count(0)
