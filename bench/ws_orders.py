@@ -22,12 +22,14 @@ import asyncio
 import contextlib
 import http.client
 import json
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +37,34 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+# symbol -> (buy price, sell price): far from the market, so nothing trades. Production runs the market
+# maker, and the 10% price band applies around its trades: set from its book at the start (`resting`).
+PRICES = {"AAPL": ("50.00", "150.00"), "MSFT": ("50.00", "150.00")}
+
+
 def order(n: int) -> dict[str, Any]:
     buy = n % 2 == 0
-    return {"symbol": "AAPL" if n % 4 < 2 else "MSFT", "side": "buy" if buy else "sell", "quantity": "1",
-            "price": "50.00" if buy else "150.00"}
+    symbol = "AAPL" if n % 4 < 2 else "MSFT"
+    return {"symbol": symbol, "side": "buy" if buy else "sell", "quantity": "1",
+            "price": PRICES[symbol][0 if buy else 1]}
+
+
+def resting(port: int, token: str) -> None:
+    """Prices 5% outside the market maker's best bid and ask (inside the price band), for PRICES."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    for symbol in PRICES:
+        for _ in range(100):
+            conn.request("GET", f"/api/ticker/{symbol}", headers={"Authorization": f"Token {token}"})
+            ticker = json.loads(conn.getresponse().read())
+            if ticker["best_bid"] and ticker["best_ask"]:
+                break
+            time.sleep(0.2)
+        else:
+            raise SystemExit(f"no quotes in {symbol}")
+        bid, ask = Decimal(ticker["best_bid"]), Decimal(ticker["best_ask"])
+        PRICES[symbol] = (str((bid * Decimal("0.95")).quantize(Decimal("0.01"))),
+                          str((ask * Decimal("1.05")).quantize(Decimal("0.01"))))
+    conn.close()
 
 
 async def ws_phase(url: str, tokens: list[str], window: int,
@@ -123,11 +149,17 @@ def server(args: argparse.Namespace, scratch: Path) -> Iterator[tuple[str, int, 
     if args.mode == "production":
         from bench.api_endpoints import production, tokens_for
 
+        os.environ["ACCOUNT_STARTING_CASH"] = "1000000000"  # every order rests: cash for all of them
+        # 32 x 16 requests in flight over 2 web processes, past the default back-pressure of 256 each
+        os.environ.setdefault("MATCHER_MAX_IN_FLIGHT", "1024")
         with production(str(scratch)) as running:
             if running is None:
                 raise SystemExit("production mode needs PostgreSQL (127.0.0.1:5432)")
             env, port, _pids = running
-            yield f"ws://127.0.0.1:{port}/ws", port, tokens_for(env, args.connections)
+            tokens = tokens_for(env, args.connections)
+            resting(port, tokens[0])
+            print(f"prices:  {PRICES}")
+            yield f"ws://127.0.0.1:{port}/ws", port, tokens
         return
     from exchange.tests.live_server import live_exchange
 
