@@ -6,7 +6,8 @@ New order, in this order (the first failure wins, each with its own reason):
   3. position limit  position + every open order of the owner on that side    -> position_limit
                      + this one, all filled, beyond +-max_position
   4. price band      a limit (or stop-limit) price more than price_band_bps   -> price_band
-                     from the last trade (else the reference price; none: skip)
+                     from the last trade (else the reference price; none: skip); not a
+                     market order's protection price
   5. buying power    a buy's reservation > cash - reserved (the balance stage) -> insufficient_funds
   6. hold rule       qty > hold_volume_bps x daily volume / 10,000            -> held for an admin
 A limit is accepted exactly at its bound and refused one step beyond. Amends pass 1-5 for what they
@@ -116,7 +117,10 @@ class PreTradeChecks:
                     exposure = position.open_sell + qty - position.qty
                 if exposure > max_position:
                     return POSITION_LIMIT, 0
-            if config is not None and config.price_band_bps is not None and price is not None:
+            # A market order's price is its protection, a bound on what it pays, never a price it rests
+            # at: the band is for limit prices.
+            if config is not None and config.price_band_bps is not None and price is not None \
+                    and otype is not MARKET:
                 reference = cast(SymbolRisk, sym).reference_price()
                 if reference is not None and beyond_bps(price, reference, config.price_band_bps):
                     return PRICE_BAND, 0

@@ -103,6 +103,15 @@ def test_price_band_checks_a_stop_limit_price_but_not_a_stop_price(r, limit, rea
     assert rejection(r.stop(1, BUY, 1, 300)) is None
 
 
+def test_price_band_leaves_a_market_orders_protection_price_alone(r):
+    """A market order's price bounds what it pays (it never rests there): a bound beyond the band is
+    the client's to give, and the exchange derives one from the best ask plus the band."""
+    r.configure(price_band_bps=1_000, reference_price=100)
+    r.sell(2, 1, 105)
+    assert rejection(r.new(1, BUY, 1, 120, order_type=OrderType.MARKET)) is None
+    assert rejection(r.buy(1, 1, 120)) is R.PRICE_BAND
+
+
 @pytest.mark.parametrize(("price", "reason"), [(100, None), (101, R.INSUFFICIENT_FUNDS)])
 def test_buying_power_for_a_limit_buy(price, reason):
     h = Harness()

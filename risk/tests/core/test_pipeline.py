@@ -247,8 +247,9 @@ class Twins:
             unit = lot_unit(price, record.stop_price)
             remaining = record.remaining if cmd.qty is None else record.remaining + cmd.qty - record.qty
             needed = max(0, remaining) * unit * CASH_PER_TICK_LOT[target.symbol]
+            through_r1 = needed > record.reserved  # read first: an accepted amendment changes it
             got = self.pipeline.amend(cmd, record.ticket, needed)
-            if needed > record.reserved:
+            if through_r1:
                 at_r1 = of(got, AmendRejected) and not of(got, OrderAmended) and len(got) == 1
                 self.seen.add("amend refused at R1" if at_r1 else "amend through R1")
         answer = self.local.apply(copy(cmd))  # R1 in the same engine: it works out the extra itself
