@@ -48,7 +48,8 @@ from matching.tests.worker.stream_driver import (
     redis_or_skip,
     scratch_postgres_or_skip,
 )
-from matching.worker.balance_codec import Place, PlaceAmend
+from matching.worker.balance_codec import Place, PlaceAmend, balance_stream_key
+from matching.worker.balance_runner import balance_heartbeat_key
 from matching.worker.bus import Unavailable
 from matching.worker.matcher import Reply
 from matching.worker.redis_bus import RedisBus
@@ -89,6 +90,25 @@ class Deployment:
     def kill9_and_restart(self, command: str, shard: int) -> None:
         self.procs[(command, shard)].kill9()
         self.start(command, shard)
+
+    def stop_drained(self) -> None:
+        """Stopped as the resharding procedure says: the matching runners first (each sends its last
+        settlements as it stops), then each balance runner once its heartbeat says it has read its
+        stream to the end."""
+        client = redis_or_skip()
+        try:
+            for key in [key for key in self.procs if key[0] == "runmatcher"]:
+                assert self.procs.pop(key).terminate() == 0
+            def caught_up(shard: int) -> bool:
+                beat = client.get(balance_heartbeat_key(self.prefix, shard))
+                end = client.xinfo_stream(balance_stream_key(self.prefix, shard))["last-generated-id"]
+                return beat is not None and json.loads(beat)["stream_id"] == end.decode()
+
+            for key in list(self.procs):
+                wait_for(lambda shard=key[1]: caught_up(shard))
+                assert self.procs.pop(key).terminate() == 0
+        finally:
+            client.close()
 
     def ticket(self, order_id: int) -> int:
         """The order's ticket as the projection keeps it (once it holds the order)."""
@@ -310,9 +330,7 @@ def test_resharding_moves_accounts_and_a_symbol_and_keeps_every_unit_of_cash(run
     place(bus, two, "MSFT", Side.BUY, 5, "100.00")  # two: +1,000 -500; three: -5 MSFT, +500
     resting = place(bus, one, "MSFT", Side.BUY, 3, "90.00")
     wait_for(lambda: d.accounts(users).get(one) == (CASH - 1_000, Decimal(270)))
-    for proc in d.procs.values():
-        assert proc.terminate() == 0
-    d.procs.clear()
+    d.stop_drained()
 
     refused = d.run_manage("reshard", "--balance-shards", "3", "--matcher-shards", "0=AAPL;2=MSFT",
                            "--prefix", d.prefix)
@@ -321,9 +339,7 @@ def test_resharding_moves_accounts_and_a_symbol_and_keeps_every_unit_of_cash(run
     d.start("runmatcher", 1)
     assert bus.submit(CancelOrder(resting.order_id, one, ""), timeout=5).events
     wait_for(lambda: d.accounts(users).get(one) == (CASH - 1_000, Decimal(0)))
-    for proc in d.procs.values():
-        assert proc.terminate() == 0
-    d.procs.clear()
+    d.stop_drained()
     assert d.manage("check_cash").splitlines()[-1] == "ok"
     before = d.accounts(users)
     assert before[two] == (CASH + 1_000 - 500, 0)
