@@ -223,15 +223,18 @@ def _cash_more(order: OrderRisk, remaining: int, price: int | None, stop: int | 
 def funding(cmd: NewOrder, cash_per_tick_lot: int) -> int | None:
     """What a balance shard holds for a new order before its matching shard sees it (R1): a buy's
     reservation as check 5 computes it, from the order alone (qty x limit price, x stop price for a
-    stop, x protection price for a market buy), times cash_per_tick_lot; a sell 0. None for a market
-    buy without a protection price, whose cost only the book can tell."""
+    stop, x protection price for a market buy), times cash_per_tick_lot; a sell, and a malformed buy, 0.
+    None for a market buy without a protection price, whose cost only the book can tell."""
     if cmd.side is not BUY:
         return 0
-    otype = cmd.order_type
-    unit = cmd.stop_price if otype is STOP else cmd.price
+    # Untyped reads (see check_amend): a malformed order holds nothing, and the checks refuse it.
+    qty: object = getattr(cmd, "qty")  # noqa: B009
+    unit: object = getattr(cmd, "stop_price" if cmd.order_type is STOP else "price")
     if unit is None:
         return None
-    return cmd.qty * unit * cash_per_tick_lot
+    if type(qty) is not int or type(unit) is not int or qty <= 0 or unit <= 0:
+        return 0
+    return qty * unit * cash_per_tick_lot
 
 
 def lot_unit(price: int | None, stop_price: int | None) -> int:

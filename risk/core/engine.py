@@ -235,8 +235,7 @@ class RiskEngine:
             cmd.price = protection(book, sym)
         amount = funding(cmd, 1 if sym is None else sym.cash_per_tick_lot)
         ticket = r1.fund(cmd.owner, amount or 0, cmd.timestamp)
-        if ticket is None:
-            self.ledger.account(cmd.owner)
+        if ticket is None:  # as a balance shard's refusal: the symbol's side never sees the order
             out.append(OrderRejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS,
                                      cmd.timestamp))
             return

@@ -411,3 +411,12 @@ def test_the_embedded_stages_survive_a_snapshot_and_a_replay(tmp_path):
     again = Matcher.open(SYMBOLS, tmp_path, fsync=False)
     assert again.risk is not None and (again.seq, again.state_hash(), again.risk.balances.state()) == expected
     again.close()
+
+
+@pytest.mark.parametrize(("qty", "price"), [(-5, 100), (0, 100), (5, -100), (5, 0)])
+def test_a_malformed_buy_holds_nothing_on_its_way_to_the_engines_refusal(matcher, qty, price):
+    matcher.process([SetDefaultCash(100_000), SetInstrumentRisk(InstrumentRisk("AAPL", 100))])
+    reply = matcher.process([NewOrder(0, 1, "AAPL", Side.BUY, qty, price)])[0]
+    assert reasons(reply) and accounts(reply) in ({}, {1: (100_000, 0)})
+    assert matcher.risk is not None and matcher.risk.balances.account(1) in (None, (100_000, 0))
+    assert matcher.risk.balances.check() == [] and not matcher.risk.balances.reservations
