@@ -143,12 +143,9 @@ def plan(client: redis.Redis, data_dir: Path, prefix: str, old: Layout, new: Lay
 
     # The matching shards: every symbol to its new shard, every risk stage to N balance shards.
     for m in sorted(new.matching):
-        if m not in matchers:
-            matchers[m] = StreamRunner(Matcher(new.matching[m], shard=m, balance_shards=new.balance_shards),
-                                       client, m, matcher_snapshots(data_dir, m), prefix=prefix)
-            matchers[m].stream_id = _stream_end(client, matchers[m].stream)
-            if matchers[m].stream_id != START:  # a shard that ran before without a snapshot
-                raise ReshardError(f"matching shard {m} has a stream but no snapshot")
+        if m not in matchers:  # a new shard, or one an earlier change retired (empty, at its stream's end)
+            matchers[m] = load_matcher(client, data_dir, prefix, m, [], old.balance_shards, None)
+    _no_live_orders(matchers, {})
     moved: dict[str, tuple[int, int]] = {}
     for m in old_matching:
         for symbol in sorted(matchers[m].matcher.engine.books):

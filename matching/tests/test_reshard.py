@@ -72,6 +72,16 @@ def test_a_legacy_layout_moves_to_balance_shards_with_every_share_of_cash(legacy
     again = reshard.plan(client, data_dir, prefix, new, new, STARTING)
     assert again.accounts == plan.accounts and again.moved == {}
 
+    # The retired shard 1 takes MSFT back (from its own empty snapshot) and there are 3 balance shards.
+    split = reshard.Layout({0: ["AAPL"], 1: ["MSFT"]}, 3)
+    back = reshard.plan(client, data_dir, prefix, new, split, STARTING)
+    assert back.moved == {"MSFT": (0, 1)} and back.cash_after == 3 * STARTING
+    reshard.write(back)
+    msft = reshard.load_matcher(client, data_dir, prefix, 1, ["MSFT"], 3, None).matcher
+    assert msft.risk is not None and msft.engine.books["MSFT"].trade_seq == 1
+    position = msft.risk.position(1, "MSFT")
+    assert position is not None and (position.qty, position.cost) == (1, 5)
+
 
 def test_an_undrained_stream_or_a_live_order_is_refused(legacy):
     client, data_dir, prefix = legacy
