@@ -12,7 +12,6 @@ import time as clock
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import redis
@@ -37,7 +36,7 @@ from matching.worker.projection_watch import ProjectionWatch
 from matching.worker.redis_bus import RedisBus
 from risk.config import worker_config
 from risk.core import AdminCommand
-from risk.core.checks import funding
+from risk.core.checks import funding, protection
 
 _lock = threading.Lock()
 _bus: CommandBus | None = None
@@ -208,11 +207,6 @@ def order_submit(*, user_id: int, order: OrderSpec) -> Reply:
 
 # ---- balance shards (issue 13; docs/ARCHITECTURE.md, "Accounts across shards") ---------------------
 
-# What a market buy that names no protection price may pay above the best ask (or the last price)
-# when it is funded ahead of the book: the instrument's price band, else this.
-DEFAULT_PROTECTION_PCT = Decimal(5)
-
-
 def balance_mode() -> bool:
     """Whether the accounts live in balance shards (production with BALANCE_SHARDS)."""
     return settings.EXCHANGE_MODE == Mode.PRODUCTION and settings.BALANCE_SHARDS > 0
@@ -236,18 +230,15 @@ def place(cmd: NewOrder, bus: RedisBus) -> Place:
 
 
 def protection_ticks(symbol: str) -> int:
-    """A market buy's protection when it names none: the best ask (else the last price) plus the
-    instrument's price band (else DEFAULT_PROTECTION_PCT); 1 tick on an empty book (nothing to buy)."""
+    """A market buy's protection when it names none (`checks.protection`): the best ask, else the last
+    price, plus the instrument's price band."""
+    from risk.config import pct_to_bps
     from risk.models import RiskLimit
 
     ticker = market_data().ticker(symbol)
-    reference = ticker.ask if ticker.ask is not None else ticker.last
-    if not reference:
-        return 1
     band = (RiskLimit.objects.filter(instrument__symbol=symbol)
             .values_list("price_band_pct", flat=True).first())
-    pct = DEFAULT_PROTECTION_PCT if band is None else Decimal(band)
-    return int((Decimal(reference) * (1 + pct / 100)).to_integral_value(rounding=ROUND_CEILING))
+    return protection(ticker.ask if ticker.ask is not None else ticker.last, pct_to_bps(band))
 
 
 def order_id_known(order_id: int) -> bool:

@@ -249,14 +249,12 @@ class LocalSettlement(SettlementOutbox):
 
     # ---- R1, before the matching shard's risk sees the command ----------------------------------
 
-    def fund(self, owner: int, amount: int, ts: int) -> int | None:
+    def fund(self, owner: int, amount: int) -> int | None:
         """Hold `amount` for a new order (a sell: 0, still a ticket): its ticket, or None if refused."""
-        self.bank.ts = ts
         return self.bank.reserve(owner, amount)
 
-    def fund_more(self, owner: int, ticket: int, amount: int, ts: int) -> bool:
+    def fund_more(self, owner: int, ticket: int, amount: int) -> bool:
         """Hold `amount` more under an order's ticket before its amendment; False if refused."""
-        self.bank.ts = ts
         return self.bank.extend(owner, ticket, amount)
 
     # ---- R2 -------------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def funding(cmd: NewOrder, cash_per_tick_lot: int) -> int | None:
     None for a market buy without a protection price, whose cost only the book can tell."""
     if cmd.side is not BUY:
         return 0
-    # Untyped reads (see check_amend): a malformed order holds nothing, and the checks refuse it.
+    # Untyped reads (see _amend_values): a malformed order holds nothing, and the checks refuse it.
     qty: object = getattr(cmd, "qty")  # noqa: B009
     unit: object = getattr(cmd, "stop_price" if cmd.order_type is STOP else "price")
     if unit is None:
@@ -235,6 +235,22 @@ def funding(cmd: NewOrder, cash_per_tick_lot: int) -> int | None:
     if type(qty) is not int or type(unit) is not int or qty <= 0 or unit <= 0:
         return 0
     return qty * unit * cash_per_tick_lot
+
+
+# What a market buy that names no protection price may pay above its reference when it is funded ahead
+# of the book, if its instrument has no price band.
+DEFAULT_PROTECTION_BPS: Final = 500
+
+
+def protection(reference: int | None, band_bps: int | None) -> int:
+    """A market buy's protection price when it names none (ticks): its reference (the best ask, else
+    the last price) plus the instrument's price band (else DEFAULT_PROTECTION_BPS), rounded up; 1 tick
+    with no reference at all (an empty book: nothing to buy). The embedded default's R1 and the web
+    tier's, for a balance shard, both derive it here."""
+    if not reference:
+        return 1
+    band = DEFAULT_PROTECTION_BPS if band_bps is None else band_bps
+    return -(-reference * (10_000 + band) // 10_000)
 
 
 def lot_unit(price: int | None, stop_price: int | None) -> int:

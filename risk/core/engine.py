@@ -35,7 +35,7 @@ from risk.core.accounts import Account, Ledger, OrderRisk, Position
 from risk.core.admin import apply_admin, config_changes
 from risk.core.balances import TICKET_STRIDE, BalanceShard
 from risk.core.cash import BalanceStage, CashStage, LocalSettlement, SettlementOutbox
-from risk.core.checks import PreTradeChecks, funding, lot_unit
+from risk.core.checks import PreTradeChecks, funding, lot_unit, protection
 from risk.core.commands import (
     AdminCommand,
     Fence,
@@ -58,9 +58,6 @@ from risk.core.limits import UserLimit
 from risk.core.symbols import SymbolRisk
 from risk.core.types import CIRCUIT_BREAKER, AlertKind, Verdict
 
-# What a market buy without a protection price may pay above the best ask when it is funded before
-# the book sees it, if its instrument has no price band (the web tier's DEFAULT_PROTECTION_PCT).
-DEFAULT_PROTECTION_BPS: Final = 500
 PASS: Final = Verdict.PASS
 HOLD: Final = Verdict.HOLD
 MALFORMED: Final = Verdict.MALFORMED
@@ -224,7 +221,7 @@ class RiskEngine:
 
     def _fund_new(self, r1: LocalSettlement, cmd: NewOrder, out: list) -> None:
         """R1 in this process, as a balance shard does for a `Place`: hold what the order alone needs
-        (`checks.funding`; a market buy without a protection price gets one first, see `protection`),
+        (`checks.funding`; a market buy without a protection price gets one first, `checks.protection`),
         then check and match it as the `FundedOrder` it makes. An unknown symbol goes no further."""
         book = self.engine.books.get(cmd.symbol)
         if book is None:
@@ -232,14 +229,14 @@ class RiskEngine:
             return
         sym = self.symbols.get(cmd.symbol)
         if cmd.side is BUY and cmd.order_type is OrderType.MARKET and cmd.price is None:
-            cmd.price = protection(book, sym)
-        amount = funding(cmd, 1 if sym is None else sym.cash_per_tick_lot)
-        ticket = r1.fund(cmd.owner, amount or 0, cmd.timestamp)
+            cmd.price = market_protection(book, sym)
+        amount = funding(cmd, 1 if sym is None else sym.cash_per_tick_lot) or 0
+        ticket = r1.fund(cmd.owner, amount)
         if ticket is None:  # as a balance shard's refusal: the symbol's side never sees the order
             out.append(OrderRejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS,
                                      cmd.timestamp))
             return
-        self._new(cmd, out, FundedOrder(cmd, ticket, amount or 0))
+        self._new(cmd, out, FundedOrder(cmd, ticket, amount))
 
     def _fund_amend(self, r1: LocalSettlement, cmd: AmendOrder, out: list) -> None:
         """R1 for an amendment: a buy that will hold more is extended on its ticket first (refused:
@@ -251,7 +248,7 @@ class RiskEngine:
             self._amend(cmd, out, None)
             return
         assert record is not None
-        if not r1.fund_more(cmd.owner, record.ticket, extra, cmd.timestamp):
+        if not r1.fund_more(cmd.owner, record.ticket, extra):
             out.append(AmendRejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS,
                                      cmd.timestamp))
             return
@@ -553,19 +550,14 @@ class RiskEngine:
         return sha256((repr(self.state()) + self.engine.state_hash()).encode()).hexdigest()
 
 
-def protection(book: OrderBook, sym: SymbolRisk | None) -> int:
-    """A market buy's protection price when it names none, as the web tier derives it for a balance
-    shard (matching.services.protection_ticks): the best ask, else the last or reference price, plus
-    the price band (else DEFAULT_PROTECTION_BPS), rounded up; 1 tick with no price at all."""
+def market_protection(book: OrderBook, sym: SymbolRisk | None) -> int:
+    """`checks.protection` from what this shard knows: the best ask, else the last or reference price,
+    and the instrument's price band."""
     reference = book.best_ask()
-    config = None if sym is None else sym.config
     if reference is None and sym is not None:
         reference = sym.reference_price()
-    if not reference:
-        return 1
-    band = config.price_band_bps if config is not None and config.price_band_bps is not None else \
-        DEFAULT_PROTECTION_BPS
-    return -(-reference * (10_000 + band) // 10_000)
+    config = None if sym is None else sym.config
+    return protection(reference, None if config is None else config.price_band_bps)
 
 
 def order_risk(cmd: NewOrder, reserve: int, ticket: int) -> OrderRisk:
