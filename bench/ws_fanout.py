@@ -3,7 +3,7 @@
     python bench/ws_fanout.py --subscribers 100 --subscribers 1000 --rate 20 --seconds 10 --runs 3
 
 A uvicorn server (exchange/tests/live_server.py: the embedded exchange, no market maker) on this machine;
-subscriber processes (--procs, each an asyncio loop of `websockets` clients) subscribe to AAPL trades and
+subscriber processes (--procs, each a uvloop loop of `bench/ws_lean.py` clients) subscribe to AAPL trades and
 level2; a driver sends `--rate` crossing pairs a second (a resting sell, then a buy that takes it: one
 trade each) through WebSocket order entry. Per run: messages delivered per second (all subscribers), the
 match-to-client latency of trades (client receive time - the trade's engine timestamp; one clock, one
@@ -54,57 +54,78 @@ def rss_kib(pid: int) -> int:
 
 def subscribers(url: str, count: int, ready: Any, go: Any, stop: Any, results: Any,
                 compression: str | None) -> None:
-    """One process: `count` subscribers; reports (messages, trade latencies in ms, gaps)."""
-    from websockets.asyncio.client import connect
+    """One process: `count` subscribers; reports (messages, trade latencies in ms, gaps, CPU %).
+    `bench/ws_lean.py`'s client on uvloop (the `websockets` client's per-message cost made these
+    processes, not the server, the larger share of the cores), or with `compression` the `websockets`
+    client, which negotiates permessage-deflate."""
+    import uvloop
+
+    from bench.ws_lean import connect as lean_connect
+
+    state: dict[str, Any] = {"messages": 0, "gaps": 0, "latencies": []}
+    measuring = False
+    subscribe = json.dumps({"action": "subscribe", "symbol": "AAPL", "feed_types": ["trades", "level2"]})
+
+    def follower() -> Any:
+        """A handler of one subscriber's messages (its own sequence state)."""
+        last: dict[str, Any] = {"seq": None, "trade": None, "ready": False}
+
+        def on_text(raw: bytes | str, now: float) -> None:
+            message = json.loads(raw)
+            kind = message["type"]
+            if kind == "level2_snapshot":
+                last["seq"] = message["seq"]
+                if not last["ready"]:
+                    last["ready"] = True
+                    ready.put(1)
+                return
+            if kind == "level2_update":
+                if message["prev_seq"] != last["seq"]:
+                    state["gaps"] += 1
+                last["seq"] = message["seq"]
+            elif kind == "trade":
+                number = int(message["trade_id"].rsplit("-", 1)[1])
+                if last["trade"] is not None and number != last["trade"] + 1:
+                    state["gaps"] += 1
+                last["trade"] = number
+                if measuring:
+                    ts = datetime.fromisoformat(message["timestamp"]).timestamp()
+                    state["latencies"].append((now - ts) * 1000)
+            if measuring:
+                state["messages"] += 1
+
+        return on_text
+
+    async def lean() -> None:
+        socket = await lean_connect(url, follower())
+        socket.send_text(subscribe)
+        await socket.closed
+
+    async def deflating() -> None:
+        from websockets.asyncio.client import connect
+
+        on_text = follower()
+        async with connect(url, max_queue=None, compression=compression) as ws:
+            await ws.send(subscribe)
+            async for raw in ws:
+                on_text(raw, time.time())
 
     async def main() -> None:
-        state: dict[str, Any] = {"messages": 0, "gaps": 0, "latencies": []}
-        measuring = asyncio.Event()
-
-        async def one() -> None:
-            async with connect(url, max_queue=None, compression=compression) as ws:
-                await ws.send(json.dumps({"action": "subscribe", "symbol": "AAPL",
-                                          "feed_types": ["trades", "level2"]}))
-                last_seq, last_trade = None, None
-                ready_once = False
-                async for raw in ws:
-                    now = time.time()
-                    message = json.loads(raw)
-                    kind = message["type"]
-                    if kind == "level2_snapshot":
-                        last_seq = message["seq"]
-                        if not ready_once:
-                            ready_once = True
-                            ready.put(1)
-                        continue
-                    if kind == "level2_update":
-                        if message["prev_seq"] != last_seq:
-                            state["gaps"] += 1
-                        last_seq = message["seq"]
-                    elif kind == "trade":
-                        number = int(message["trade_id"].rsplit("-", 1)[1])
-                        if last_trade is not None and number != last_trade + 1:
-                            state["gaps"] += 1
-                        last_trade = number
-                        if measuring.is_set():
-                            ts = datetime.fromisoformat(message["timestamp"]).timestamp()
-                            state["latencies"].append((now - ts) * 1000)
-                    if measuring.is_set():
-                        state["messages"] += 1
-
+        nonlocal measuring
+        one = deflating if compression else lean
         tasks = [asyncio.create_task(one()) for _ in range(count)]
         await asyncio.to_thread(go.wait)
-        measuring.set()
+        measuring = True
         cpu, wall = time.process_time(), time.monotonic()
         await asyncio.to_thread(stop.wait)
-        measuring.clear()
+        measuring = False
         busy = (time.process_time() - cpu) / (time.monotonic() - wall) * 100
         results.put((state["messages"], state["latencies"], state["gaps"], busy))
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    asyncio.run(main())
+    uvloop.run(main())
 
 
 async def drive(url: str, tokens: list[str], rate: int, seconds: float) -> int:
@@ -185,6 +206,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--procs", type=int, default=2, help="subscriber processes")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a server setting, e.g. MARKETDATA_INTERVAL=0.05")
     parser.add_argument("--deflate", action="store_true",
                         help="clients negotiate permessage-deflate (browsers do; default: off)")
     args = parser.parse_args()
@@ -198,7 +221,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp, live_exchange(
             Path(tmp), market_maker=False, static=False,
-            extra_env={"API_RATES": "submit=100000/s,burst=100000/s,sustained=10000000/min"}) as live:
+            extra_env={"API_RATES": "submit=100000/s,burst=100000/s,sustained=10000000/min",
+                       **dict(item.split("=", 1) for item in args.env)}) as live:
         created = live.manage("create_users", "--count", "2", "--prefix", "fanout").strip().splitlines()
         tokens = [line.split(",")[1] for line in created[-2:]]
         print(f"{'subscribers':>11} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'gaps':>5} {'KiB/conn':>9}"

@@ -52,6 +52,7 @@ class Env:
     account_starting_cash: Decimal  # the simulated cash every new account opens with
     demo_market_maker: bool  # the embedded default starts the demo market maker with its matcher
     market_maker_interval: float  # seconds between the market maker's quote updates
+    gc_young_threshold: int  # the collector's first-generation threshold in server processes; 0: Python's
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -212,6 +213,7 @@ def read_env(environ: Mapping[str, str], *, base_dir: Path) -> Env:
         market_maker_interval=float(
             parse_positive("MARKET_MAKER_INTERVAL", get("MARKET_MAKER_INTERVAL", "1"), float)
         ),
+        gc_young_threshold=parse_count("GC_YOUNG_THRESHOLD", get("GC_YOUNG_THRESHOLD", "10000")),
     )
 
 

@@ -6,6 +6,7 @@ projector and market-data cache, the demo market maker when DEMO_MARKET_MAKER is
 client of the shards), and the embedded matcher's market-data publisher, whose loop runs in the server's
 event loop beside the in-memory channel layer (marketdata/publisher.py). Shutdown: the publisher, the
 market maker (its quotes canceled), then the matcher, the projection written out and the journal closed.
+Once started, the heap of startup is frozen out of garbage collection (exchange/gc_tuning.py).
 A server without lifespan events (daphne) starts the bus
 with the first request that needs it, and leaves it to the process's exit.
 """
@@ -15,7 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 
+from exchange.gc_tuning import settle_heap
 from marketdata import publisher
 from matching import services
 
@@ -30,6 +33,7 @@ async def lifespan_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
                 return
             publisher.ensure_running()  # embedded: WebSocket feeds from this loop (production: runmatcher's)
+            settle_heap(settings.GC_YOUNG_THRESHOLD)  # started: what exists now lives as long as the process
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             running = publisher.installed()

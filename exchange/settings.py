@@ -129,6 +129,10 @@ ACCOUNT_STARTING_CASH = ENV.account_starting_cash
 DEMO_MARKET_MAKER = ENV.demo_market_maker
 MARKET_MAKER_INTERVAL = ENV.market_maker_interval
 
+# The garbage collector of the server and shard processes (exchange/gc_tuning.py): the heap of startup is
+# frozen and young collections run every GC_YOUNG_THRESHOLD allocations (0: Python's defaults).
+GC_YOUNG_THRESHOLD = ENV.gc_young_threshold
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

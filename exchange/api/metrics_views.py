@@ -87,6 +87,12 @@ def exposition(figures: dict[str, Any]) -> str:
             summary("exchange_batch_size", "commands per matcher batch", labels, shard["batch_size"], 1.0)
         for name, stage in shard["stages"].items():
             summary("exchange_stage_seconds", stage_help, {**labels, "stage": name}, stage, 1e-6)
+    collector = figures["gc"]
+    sample("exchange_gc_frozen_objects", "gauge", "objects of startup frozen out of garbage collection", {},
+           collector["frozen_objects"])
+    for generation, counts in enumerate(collector["generations"]):
+        sample("exchange_gc_collections_total", "counter", "garbage collections of this web process",
+               {"generation": str(generation)}, counts["collections"])
     out = []
     for family, (kind, help_text, lines) in families.items():
         out += [f"# HELP {family} {help_text}", f"# TYPE {family} {kind}", *lines]

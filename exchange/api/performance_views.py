@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from exchange.api import schemas
 from exchange.api.views import ERRORS
 from exchange.env import Mode
+from exchange.gc_tuning import gc_figures
 from matching import services
 from matching.worker.metrics import METRICS, WINDOWS
 
@@ -48,6 +49,7 @@ def system_figures() -> dict[str, Any]:
         "shards": shards,
         "stages": {name: value for name, value in own["stages"].items()
                    if not name.startswith(MATCHER_PREFIX)},
+        "gc": gc_figures(),
     }
 
 

@@ -215,6 +215,17 @@ class ShardPerformance(s.Serializer):
     stages = s.DictField(child=StageSummary(), help_text="matcher.* stages by name")
 
 
+class GcGeneration(s.Serializer):
+    collections = s.IntegerField()
+    collected = s.IntegerField(help_text="objects freed")
+
+
+class GcFigures(s.Serializer):
+    thresholds = s.ListField(child=s.IntegerField(), help_text="Python's gc thresholds (GC_YOUNG_THRESHOLD)")
+    frozen_objects = s.IntegerField(help_text="the heap of startup, frozen out of collections")
+    generations = GcGeneration(many=True)
+
+
 class SystemPerformance(s.Serializer):
     mode = s.ChoiceField(["embedded", "redis"])
     uptime_seconds = s.FloatField(help_text="of this web process")
@@ -223,6 +234,7 @@ class SystemPerformance(s.Serializer):
     stages = s.DictField(child=StageSummary(),
                          help_text="this web process's stages by name: api.<view>.<method> (server time of a "
                                    "request), bus.ack_sync and bus.ack_async (submit to reply)")
+    gc = GcFigures(help_text="this web process's garbage collector")
 
 
 class BatchRequest(s.Serializer):

@@ -146,6 +146,9 @@ def test_prometheus_text_for_staff_only(alice, bob, admin_client):
     assert any(line.startswith('exchange_stage_seconds_count{shard="0",stage="matcher.queue_wait"} ')
                for line in lines)
     assert 'exchange_matcher_up{shard="0"} 1' in lines
+    assert "# TYPE exchange_gc_collections_total counter" in lines
+    assert any(line.startswith('exchange_gc_collections_total{generation="2"} ') for line in lines)
+    assert any(line.startswith("exchange_gc_frozen_objects ") for line in lines)
     families = [line.split()[2] for line in lines if line.startswith("# TYPE")]
     assert len(families) == len(set(families))  # each family's samples together, once
     for line in lines:

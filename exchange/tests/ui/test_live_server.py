@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from exchange.tests.live_server import LiveExchange, ServerFailed, live_exchange
+from exchange.tests.live_server import LiveExchange, ServerFailed, call_json, live_exchange
 
 
 def test_it_serves_health_pages_and_static_files(live: LiveExchange) -> None:
@@ -27,6 +27,17 @@ def test_it_serves_health_pages_and_static_files(live: LiveExchange) -> None:
     assert live.ws_url == f"ws://127.0.0.1:{live.port}/ws"
     assert "demo" in live.manage("shell", "-c", "from django.contrib.auth.models import User; "
                                   "print(list(User.objects.values_list('username', flat=True)))")
+
+
+def test_the_started_server_has_frozen_its_startup_heap(live: LiveExchange) -> None:
+    """The lifespan's startup ends with exchange.gc_tuning.settle_heap (GC_YOUNG_THRESHOLD, 10000)."""
+    status, token = call_json(live.url("/api/token"), "POST", body={"username": "demo", "password": "demo"})
+    assert status == 200, token
+    status, figures = live.get_json("/api/performance/system", token=token["token"])
+    assert status == 200, figures
+    assert figures["gc"]["thresholds"][0] == 10000
+    assert figures["gc"]["frozen_objects"] > 10_000  # Django, the app, the recovered matcher
+    assert len(figures["gc"]["generations"]) == 3
 
 
 def test_a_server_that_cannot_start_says_why(tmp_path) -> None:

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections, transaction
 
+from exchange.gc_tuning import settle_heap
 from matching.worker.balance_codec import balance_entry, encode_balance_command
 from matching.worker.balance_runner import BalanceRunner
 from matching.worker.formats import UnsupportedFormat
@@ -103,6 +104,7 @@ class Command(BaseCommand):
             self.stdout.write(f"balance shard {shard} recovered at seq {runner.seq}; matching shards "
                               f"{', '.join(str(m) for m in matching)}")
             self.stdout.flush()
+            settle_heap(settings.GC_YOUNG_THRESHOLD)  # recovered: that heap lives as long as we do
             runner.run()
             self.stdout.write(f"balance shard {shard} stopped at seq {runner.seq}")
             self.stdout.flush()

@@ -39,6 +39,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 
+from exchange.gc_tuning import settle_heap
 from marketdata.publisher import Publisher
 from marketdata.redis_cache import RedisMarketDataWriter, connect
 from matching.selectors import projected_seq
@@ -137,6 +138,7 @@ class Command(BaseCommand):
                               f"{runner.stream_id}{since}, {replayed} replayed); "
                               f"symbols {', '.join(symbols)}")
             self.stdout.flush()
+            settle_heap(settings.GC_YOUNG_THRESHOLD)  # recovered: that heap lives as long as we do
             runner.run()
             self.stdout.write(f"shard {shard} stopped at seq {runner.matcher.seq}")
             self.stdout.flush()
