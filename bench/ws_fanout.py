@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -26,7 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +38,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def server_pid(port: int) -> int:
+def server_pids(port: int) -> list[int]:
+    """The processes listening on `port` (one uvicorn, or a uvicorn and its workers)."""
     out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
-    return int(re.search(r"pid=(\d+)", out).group(1))  # type: ignore[union-attr]
+    return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", out)})
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def server_pid(port: int) -> int:
+    return server_pids(port)[0]
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+def cpu_seconds(*pids: int) -> float:
+    """User + system CPU time of the processes so far."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(*pids: int) -> int:
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def subscribers(url: str, count: int, ready: Any, go: Any, stop: Any, results: Any,
@@ -82,11 +96,15 @@ def subscribers(url: str, count: int, ready: Any, go: Any, stop: Any, results: A
             if kind == "level2_update":
                 if message["prev_seq"] != last["seq"]:
                     state["gaps"] += 1
+                    if os.environ.get("FANOUT_DEBUG"):
+                        print("l2 gap", message["prev_seq"], last["seq"], message["seq"], flush=True)
                 last["seq"] = message["seq"]
             elif kind == "trade":
                 number = int(message["trade_id"].rsplit("-", 1)[1])
                 if last["trade"] is not None and number != last["trade"] + 1:
                     state["gaps"] += 1
+                    if os.environ.get("FANOUT_DEBUG"):
+                        print("trade gap", last["trade"], number, flush=True)
                 last["trade"] = number
                 if measuring:
                     ts = datetime.fromisoformat(message["timestamp"]).timestamp()
@@ -128,7 +146,7 @@ def subscribers(url: str, count: int, ready: Any, go: Any, stop: Any, results: A
     uvloop.run(main())
 
 
-async def drive(url: str, tokens: list[str], rate: int, seconds: float) -> int:
+async def drive(url: str, tokens: list[str], rate: int, seconds: float, price: str = "100.00") -> int:
     """Crossing pairs at `rate` a second through WebSocket order entry (two users: a user's orders do not
     trade with each other); the trades made."""
     from websockets.asyncio.client import connect
@@ -140,7 +158,7 @@ async def drive(url: str, tokens: list[str], rate: int, seconds: float) -> int:
         async def order(n: int, side: str) -> dict:
             ws = seller if side == "sell" else buyer
             await ws.send(json.dumps({"action": "order.submit", "id": n, "symbol": "AAPL", "side": side,
-                                      "quantity": "1", "price": "100.00"}))
+                                      "quantity": "1", "price": price}))
             while True:
                 answer = json.loads(await ws.recv())
                 if answer.get("type") == "order.result" and answer["id"] == n:
@@ -161,8 +179,8 @@ async def drive(url: str, tokens: list[str], rate: int, seconds: float) -> int:
 
 def run_once(live: Any, tokens: list[str], count: int, procs: int, rate: int, seconds: float,
              compression: str | None) -> dict[str, float]:
-    pid = server_pid(live.port)
-    before = rss_kib(pid)
+    pids = server_pids(live.port)
+    before = rss_kib(*pids)
     ctx = multiprocessing.get_context("spawn")
     ready, results = ctx.Queue(), ctx.Queue()
     go, stop = ctx.Event(), ctx.Event()
@@ -175,14 +193,14 @@ def run_once(live: Any, tokens: list[str], count: int, procs: int, rate: int, se
     for _ in range(count):
         ready.get(timeout=120)
     time.sleep(1.0)
-    per_connection = (rss_kib(pid) - before) / count
+    per_connection = (rss_kib(*pids) - before) / count
     go.set()
-    started, cpu = time.monotonic(), cpu_seconds(pid)
-    trades = asyncio.run(drive(live.ws_url, tokens, rate, seconds))
+    started, cpu = time.monotonic(), cpu_seconds(*pids)
+    trades = asyncio.run(drive(live.ws_url, tokens, rate, seconds, live.price))
     time.sleep(0.5)  # the last publication reaches the clients
     stop.set()
     elapsed = time.monotonic() - started
-    server_cpu = (cpu_seconds(pid) - cpu) / elapsed * 100
+    server_cpu = (cpu_seconds(*pids) - cpu) / elapsed * 100
     messages, latencies, gaps, client_cpu = 0, [], 0, 0.0
     for _ in workers:
         got = results.get(timeout=60)
@@ -199,6 +217,43 @@ def run_once(live: Any, tokens: list[str], count: int, procs: int, rate: int, se
             "client_cpu": client_cpu}
 
 
+@dataclass
+class Target:
+    port: int
+    ws_url: str
+    price: str  # of the driver's crossing pairs
+    tokens: list[str]  # the driver's two users
+
+
+@contextlib.contextmanager
+def target(args: argparse.Namespace, scratch: Path) -> Iterator[Target]:
+    """The server `--mode` names. Production: scripts/run_production.sh (2 uvicorn workers, the shards,
+    Redis, PostgreSQL, the market maker); the pairs cross at the middle of the market maker's spread."""
+    settings = dict(item.split("=", 1) for item in args.env)
+    if args.mode == "production":
+        from bench.api_endpoints import production, tokens_for
+        from bench.ws_orders import quotes
+
+        os.environ.update(settings)
+        with production(str(scratch)) as running:
+            if running is None:
+                raise SystemExit("production mode needs PostgreSQL (127.0.0.1:5432)")
+            env, port, _pids = running
+            tokens = tokens_for(env, 2)
+            bid, ask = quotes(port, tokens[0], "AAPL")
+            mid = ((bid + ask) / 2).quantize(Decimal("0.01"))
+            print(f"market maker: {bid} / {ask}, pairs at {mid}")
+            yield Target(port, f"ws://127.0.0.1:{port}/ws", str(mid), tokens)
+        return
+    from exchange.tests.live_server import live_exchange
+
+    with live_exchange(scratch, market_maker=False, static=False,
+                       extra_env={"API_RATES": "submit=100000/s,burst=100000/s,sustained=10000000/min",
+                                  **settings}) as live:
+        created = live.manage("create_users", "--count", "2", "--prefix", "fanout").strip().splitlines()
+        yield Target(live.port, live.ws_url, "100.00", [line.split(",")[1] for line in created[-2:]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, action="append")
@@ -208,6 +263,7 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2, help="subscriber processes")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a server setting, e.g. MARKETDATA_INTERVAL=0.05")
+    parser.add_argument("--mode", choices=("embedded", "production"), default="embedded")
     parser.add_argument("--deflate", action="store_true",
                         help="clients negotiate permessage-deflate (browsers do; default: off)")
     args = parser.parse_args()
@@ -215,16 +271,11 @@ def main() -> None:
     compression = "deflate" if args.deflate else None
 
     from bench.harness import machine
-    from exchange.tests.live_server import live_exchange
 
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory() as tmp, live_exchange(
-            Path(tmp), market_maker=False, static=False,
-            extra_env={"API_RATES": "submit=100000/s,burst=100000/s,sustained=10000000/min",
-                       **dict(item.split("=", 1) for item in args.env)}) as live:
-        created = live.manage("create_users", "--count", "2", "--prefix", "fanout").strip().splitlines()
-        tokens = [line.split(",")[1] for line in created[-2:]]
+    with tempfile.TemporaryDirectory() as tmp, target(args, Path(tmp)) as live:
+        tokens = live.tokens
         print(f"{'subscribers':>11} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'gaps':>5} {'KiB/conn':>9}"
               f" {'trades/s':>9} {'server CPU':>10} {'client CPU':>10}  (median of {args.runs} runs, "
               f"{args.seconds:.0f} s each)")

@@ -106,6 +106,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 class BareServer:
     port: int
     ws_url: str
+    price: str = "100.00"  # ws_fanout's crossing pairs
 
 
 @contextlib.contextmanager
@@ -158,8 +159,8 @@ def main() -> None:
               f"p50 {statistics.median(r['p50'] for r in entry):.1f} ms, "
               f"p99 {statistics.median(r['p99'] for r in entry):.1f} ms (median of {args.runs})")
         print(f"{'subscribers':>11} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'gaps':>5} {'trades/s':>9} "
-              f"{'server CPU':>10} {'client CPU':>10}  (median of {args.runs} runs, {args.seconds:.0f} s each,"
-              f" {args.rate} pairs/s)")
+              f"{'server CPU':>10} {'client CPU':>10}  (median of {args.runs} runs, "
+              f"{args.seconds:.0f} s each, {args.rate} pairs/s)")
         for count in args.subscribers or [100, 1000]:
             runs = [run_once(bare, tokens[:2], count, args.procs, args.rate, args.seconds, None)
                     for _ in range(args.runs)]

@@ -49,22 +49,27 @@ def order(n: int) -> dict[str, Any]:
             "price": PRICES[symbol][0 if buy else 1]}
 
 
-def resting(port: int, token: str) -> None:
-    """Prices 5% outside the market maker's best bid and ask (inside the price band), for PRICES."""
+def quotes(port: int, token: str, symbol: str) -> tuple[Decimal, Decimal]:
+    """The market maker's best bid and ask in `symbol` (waiting for its first quotes)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    for symbol in PRICES:
+    try:
         for _ in range(100):
             conn.request("GET", f"/api/ticker/{symbol}", headers={"Authorization": f"Token {token}"})
             ticker = json.loads(conn.getresponse().read())
             if ticker["best_bid"] and ticker["best_ask"]:
-                break
+                return Decimal(ticker["best_bid"]), Decimal(ticker["best_ask"])
             time.sleep(0.2)
-        else:
-            raise SystemExit(f"no quotes in {symbol}")
-        bid, ask = Decimal(ticker["best_bid"]), Decimal(ticker["best_ask"])
+    finally:
+        conn.close()
+    raise SystemExit(f"no quotes in {symbol}")
+
+
+def resting(port: int, token: str) -> None:
+    """Prices 5% outside the market maker's best bid and ask (inside the price band), for PRICES."""
+    for symbol in PRICES:
+        bid, ask = quotes(port, token, symbol)
         PRICES[symbol] = (str((bid * Decimal("0.95")).quantize(Decimal("0.01"))),
                           str((ask * Decimal("1.05")).quantize(Decimal("0.01"))))
-    conn.close()
 
 
 async def ws_phase(url: str, tokens: list[str], window: int,

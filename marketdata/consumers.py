@@ -176,16 +176,22 @@ class MarketConsumer(AsyncWebsocketConsumer):
         symbol = wanted.symbol
         if public and symbol is not None:
             intervals = {wanted.interval} if "candles" in public else set()
-            # join first, then read the snapshot: updates after it are queued meanwhile, older ones skipped
-            if symbol not in self.state.symbols:
-                await HUB.join(md_group(symbol), self._deliver_md)
-            found = await sync_to_async(_public_snapshot, thread_sensitive=False)(symbol, intervals)
-            if found is None:
+            # join first, then read the snapshot: publications meanwhile are held (ClientState.expect),
+            # then those newer than the snapshot are queued, older ones skipped
+            self.state.expect(symbol)
+            try:
                 if symbol not in self.state.symbols:
-                    await HUB.leave(md_group(symbol), self._deliver_md)
-                raise ProtocolError("unknown_symbol", f"no instrument {symbol!r}", request_id)
-            units, snap, candles = found
-            self.state.subscribe(symbol, public, wanted.interval, snap.seq)
+                    await HUB.join(md_group(symbol), self._deliver_md)
+                found = await sync_to_async(_public_snapshot, thread_sensitive=False)(symbol, intervals)
+                if found is None:
+                    if symbol not in self.state.symbols:
+                        await HUB.leave(md_group(symbol), self._deliver_md)
+                    raise ProtocolError("unknown_symbol", f"no instrument {symbol!r}", request_id)
+                units, snap, candles = found
+                self.state.subscribe(symbol, public, wanted.interval, snap.seq)
+            except BaseException:
+                self.state.settle(symbol)
+                raise
         self._queue({"type": "subscribed", "symbol": symbol, "feed_types": sorted(wanted.feeds),
                      **({"interval": wanted.interval} if "candles" in wanted.feeds else {}),
                      **({"id": request_id} if request_id is not None else {})})
@@ -196,6 +202,8 @@ class MarketConsumer(AsyncWebsocketConsumer):
                 self._queue(ticker_message(units, snap.ticker))
             for interval, candle in candles.items():
                 self._queue(candle_message(units, interval, candle))
+            self.state.settle(symbol)  # after the snapshot: what was published meanwhile
+            self.wakeup.set()
 
     async def _unsubscribe(self, request: dict[str, Any]) -> None:
         wanted = feed_request(request)

@@ -179,11 +179,24 @@ class ClientState:
         self.symbols: dict[str, SymbolFeeds] = {}
         self.orders = False  # the private feed
         self.gaps = 0  # gaps seen on the way from the publisher (channel layer drops)
+        # symbols being subscribed: their publications wait here until the snapshot is read
+        self.pending: dict[str, list[Mapping[str, Any]]] = {}
 
     def send(self, message: Mapping[str, Any]) -> None:
         self.outbox.put(dumps(message))
 
     # ---- subscriptions ------------------------------------------------------------------------------
+
+    def expect(self, symbol: str) -> None:
+        """A subscription to `symbol` starts: hold its publications until `settle` (the consumer joins
+        the group, then reads the snapshot, and a publication may come in between; dropped, it made
+        the next level 2 look like a gap and its trades went missing when the snapshot was older)."""
+        self.pending.setdefault(symbol, [])
+
+    def settle(self, symbol: str) -> None:
+        """The subscription is done (or refused): what came meanwhile, against the state it left."""
+        for message in self.pending.pop(symbol, ()):
+            self.on_md_update(message)
 
     def subscribe(self, symbol: str, feeds: Iterable[str], interval: str, snapshot_seq: int) -> bool:
         """Add public feeds of a symbol; True if the connection did not follow it before (join its group).
@@ -231,6 +244,12 @@ class ClientState:
     def on_md_update(self, message: Mapping[str, Any]) -> None:
         """A publisher's `md.update`: queue what this connection follows (raises SlowConsumer)."""
         symbol = message["symbol"]
+        held = self.pending.get(symbol)
+        if held is not None:
+            if len(held) >= self.outbox.limit:
+                raise SlowConsumer
+            held.append(message)
+            return
         sub = self.symbols.get(symbol)
         if sub is None:
             return

@@ -64,6 +64,45 @@ def test_updates_older_than_the_snapshot_are_skipped_and_trades_before_it_too():
     assert got[1]["prev_seq"] == 30 and state.gaps == 0
 
 
+def test_publications_while_a_subscription_reads_its_snapshot_are_held_then_applied():
+    state = ClientState()
+    state.expect("AAPL")  # joined the group; the snapshot is being read
+    state.on_md_update(md("AAPL", 28, 20, trades=((27, '{"type":"trade","n":27}'),)))  # in the snapshot
+    state.on_md_update(md("AAPL", 33, 28, trades=((32, '{"type":"trade","n":32}'),)))  # after it
+    assert len(state.outbox) == 0  # nothing queued before the snapshot
+    state.subscribe("AAPL", {"level2", "trades"}, "1m", snapshot_seq=30)
+    state.send({"type": "level2_snapshot", "seq": 30})
+    state.settle("AAPL")
+    got = drain(state)
+    assert [(m["type"], m.get("n")) for m in got] == [("level2_snapshot", None), ("trade", 32),
+                                                      ("level2_update", None)]
+    assert (got[2]["seq"], got[2]["prev_seq"]) == (33, 30) and state.gaps == 0
+    assert state.pending == {}
+    state.on_md_update(md("AAPL", 35, 33))  # then live again, chained
+    assert [(m["seq"], m["prev_seq"]) for m in drain(state)] == [(35, 33)]
+
+
+def test_a_resubscription_holds_the_feeds_already_followed_without_doubling_them():
+    state = ClientState()
+    state.subscribe("AAPL", {"trades"}, "1m", snapshot_seq=10)
+    state.expect("AAPL")  # adding level2
+    state.on_md_update(md("AAPL", 12, 10, trades=((11, '{"type":"trade","n":11}'),)))
+    state.on_md_update(md("AAPL", 14, 12, trades=((13, '{"type":"trade","n":13}'),)))
+    state.subscribe("AAPL", {"level2"}, "1m", snapshot_seq=12)
+    state.settle("AAPL")
+    got = drain(state)
+    assert [(m["type"], m.get("n"), m.get("prev_seq")) for m in got] == [
+        ("trade", 11, None), ("trade", 13, None), ("level2_update", None, 12)]
+
+
+def test_a_refused_subscription_releases_what_it_held():
+    state = ClientState()
+    state.expect("NOPE")
+    state.on_md_update(md("NOPE", 3, 2))
+    state.settle("NOPE")  # unknown symbol: nothing followed, nothing queued
+    assert state.pending == {} and len(state.outbox) == 0
+
+
 def test_trades_are_never_dropped_silently_past_the_bound_the_client_is_slow():
     state = ClientState(outbox_limit=5)
     state.subscribe("AAPL", {"level2", "trades"}, "1m", snapshot_seq=0)
