@@ -167,9 +167,9 @@ async def drive(url: str, tokens: list[str], rate: int, seconds: float, price: s
         start = time.monotonic()
         n = 0
         while time.monotonic() - start < seconds:
-            await order(n, "sell")
-            result = await order(n + 1, "buy")
-            trades += len(result["result"].get("trades", []))
+            for k, side in enumerate(("sell", "buy")):  # production: the market maker may take either
+                result = await order(n + k, side)
+                trades += len(result["result"].get("trades", []))
             n += 2
             pause = start + n / 2 / rate - time.monotonic()
             if pause > 0:

@@ -34,25 +34,38 @@ class Hub:
         self.channel: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
+        self._guard: asyncio.Lock | None = None
+        self._guard_loop: asyncio.AbstractEventLoop | None = None
         self.delivered = 0
 
     async def join(self, group: str, member: Member) -> None:
-        layer = await self._ensure()
-        members = self.members.get(group)
-        if members is None:
-            members = self.members[group] = set()
-            assert self.channel is not None
-            await layer.group_add(group, self.channel)
-        members.add(member)
+        """Returns once this process's relay is in the group: a publication sent after it reaches the
+        member (the consumer reads its snapshot next, so anything older is in the snapshot)."""
+        async with self._lock():  # one at a time: a second joiner must not return before the group_add
+            layer = await self._ensure()
+            members = self.members.get(group)
+            if members is None:
+                assert self.channel is not None
+                await layer.group_add(group, self.channel)
+                members = self.members[group] = set()
+            members.add(member)
 
     async def leave(self, group: str, member: Member) -> None:
-        members = self.members.get(group)
-        if members is None:
-            return
-        members.discard(member)
-        if not members and self.channel is not None:
-            del self.members[group]
-            await get_channel_layer().group_discard(group, self.channel)  # type: ignore[union-attr]
+        async with self._lock():
+            members = self.members.get(group)
+            if members is None:
+                return
+            members.discard(member)
+            if not members and self.channel is not None:
+                del self.members[group]
+                await get_channel_layer().group_discard(group, self.channel)  # type: ignore[union-attr]
+
+    def _lock(self) -> asyncio.Lock:
+        """The lock of the running loop (an asyncio.Lock belongs to the loop it first waited in)."""
+        loop = asyncio.get_running_loop()
+        if self._guard is None or self._guard_loop is not loop:
+            self._guard, self._guard_loop = asyncio.Lock(), loop
+        return self._guard
 
     async def _ensure(self) -> Any:
         layer = get_channel_layer()
