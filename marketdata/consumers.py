@@ -314,6 +314,8 @@ class MarketConsumer(AsyncWebsocketConsumer):
             text = state.render(key, value)
             if text is not None:
                 await self.send(text_data=text)
+                if outbox:  # round robin: the other connections' first frames (a publication's trades,
+                    await asyncio.sleep(0)  # for all) before this one's next (its depth)
 
     async def _drop_slow(self) -> None:
         """Past the bound: say so (if the socket takes it in time) and close; never buffer more."""

@@ -1,11 +1,13 @@
 """The matcher side of the live feeds: one `Publisher` per matcher process (docs/WEBSOCKET.md).
 
     matcher thread ── publisher.on_replies(batch) ── a deque append (+ one wake-up per idle period)
-    publish loop (an asyncio task; at most one publication every `interval`, 50 ms):
+    publish loop (an asyncio task; depth at most once every `interval`, 20 ms):
         drain the batches ── per symbol: the latest top 10 (conflated; read from the market-data cache's
         published Snapshot), every trade in order (never conflated), the ticker, the changed candles
         ── one `md.update` message per symbol to group md.<symbol>
         ── per owner: their order and fill updates in order (OrderTracker) to group user.<id>
+    within the interval after a publication, new trades and private updates go out as they come (a
+    trades-only `md.update`); the depth, ticker and candles they changed wait for the interval's end.
 
 The matcher never waits for WebSocket clients: its part is an append. The loop runs where the channel
 layer lives: embedded, in the server's event loop (the InMemoryChannelLayer's queues belong to it), started
@@ -91,6 +93,8 @@ class Publisher:
         self._stopping = False
         self._last_l2: dict[str, Level2] = {}
         self._last_ticker: dict[str, Ticker] = {}
+        # symbols changed since their last depth publication -> the first trade time not yet in candles
+        self._unsettled: dict[str, int | None] = {}
         self.published = 0  # group messages sent (for tests and the benchmark)
         self.failures = 0
 
@@ -184,7 +188,30 @@ class Publisher:
                 log.exception("publishing market data failed")
             if self._stopping:
                 return
-            await asyncio.sleep(self.interval)  # the rate bound: changes meanwhile wait and conflate
+            await self._between_publications(layer)
+
+    async def _between_publications(self, layer: Any) -> None:
+        """The rate bound on depth: for `interval` after a publication, changes wait and conflate, but
+        what is never conflated (trades, a user's own order updates) goes out as it comes."""
+        assert self._event is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.interval
+        while (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(self._event.wait(), left)
+            except TimeoutError:
+                break
+            self._event.clear()
+            self._scheduled = False
+            try:
+                await self.publish(layer, depth=False)
+            except Exception:
+                self.failures += 1
+                log.exception("publishing market data failed")
+            if self._stopping:
+                return
+        if self._unsettled:  # their depth, ticker and candles are due
+            self._event.set()
 
     # ---- one publication ----------------------------------------------------------------------------
 
@@ -192,20 +219,23 @@ class Publisher:
         """Batches received and not yet published."""
         return len(self._inbox)
 
-    async def publish(self, layer: Any) -> int:
-        """Publish everything received since the last call; returns the group messages sent."""
-        messages = await self.collect()
+    async def publish(self, layer: Any, *, depth: bool = True) -> int:
+        """Publish everything received since the last call (`depth=False`: all but the conflated
+        states); returns the group messages sent."""
+        messages = await self.collect(depth=depth)
         for group, message in messages:
             await layer.group_send(group, message)
         self.published += len(messages)
         return len(messages)
 
-    async def collect(self) -> list[tuple[str, dict[str, Any]]]:
-        """What to publish for everything received since the last call: (group, message) in order."""
+    async def collect(self, *, depth: bool = True) -> list[tuple[str, dict[str, Any]]]:
+        """What to publish for everything received since the last call: (group, message) in order.
+        `depth=False`: the trades and private updates only; the symbols' depth, ticker and candles wait
+        for the next call with `depth=True` (the rate bound)."""
         batches = []
         while self._inbox:
             batches.append(self._inbox.popleft())
-        if not batches:
+        if not batches and not (depth and self._unsettled):
             return []
         dirty: dict[str, None] = {}  # symbols whose book or trades changed, in first-seen order
         trades: dict[str, list[tuple[TradeTick, int]]] = defaultdict(list)
@@ -228,12 +258,22 @@ class Publisher:
                             reply.seq))
                 for owner, update in fold(events, reply.seq):
                     private[owner].append(update)
-        out: list[tuple[str, dict[str, Any]]] = []
+        unsettled = self._unsettled
         for symbol in dirty:
+            ticks = trades.get(symbol)
+            first = ticks[0][0].ts if ticks else None
+            if symbol not in unsettled or unsettled[symbol] is None:
+                unsettled[symbol] = first
+        out: list[tuple[str, dict[str, Any]]] = []
+        for symbol in (list(unsettled) if depth else dirty):
             units = await self._units(symbol)
             if units is None:
+                unsettled.pop(symbol, None)
                 continue
-            message = self._symbol_update(units, trades.get(symbol, ()))
+            if depth:
+                message = self._symbol_update(units, trades.get(symbol, ()), unsettled.pop(symbol))
+            else:
+                message = self._trades_update(units, trades.get(symbol, ()))
             if message is not None:
                 out.append((md_group(symbol), message))
         for owner, updates in private.items():
@@ -246,8 +286,20 @@ class Publisher:
                 out.append((user_group(owner), {"type": "user.updates", "messages": tuple(texts)}))
         return out
 
-    def _symbol_update(self, units: Units, trades: Sequence[tuple[TradeTick, int]]) -> dict[str, Any] | None:
-        """One group message with what changed about a symbol, pre-rendered once for every consumer."""
+    def _trades_update(self, units: Units, trades: Sequence[tuple[TradeTick, int]]) -> dict[str, Any] | None:
+        """A group message with a symbol's new trades alone (its depth follows at the rate bound)."""
+        if not trades:
+            return None
+        symbol = units.symbol
+        return {"type": "md.update", "group": md_group(symbol), "symbol": symbol, "level2": None,
+                "ticker": None, "trades": tuple((seq, dumps(trade_message(units, tick, seq)))
+                                                for tick, seq in trades), "candles": ()}
+
+    def _symbol_update(self, units: Units, trades: Sequence[tuple[TradeTick, int]],
+                       candles_from: int | None) -> dict[str, Any] | None:
+        """One group message with what changed about a symbol, pre-rendered once for every consumer:
+        `trades` not yet published, the depth and ticker now, the candles of trades since `candles_from`
+        (a trade time; None: no trade since the last publication)."""
         symbol = units.symbol
         snap = self.cache.snapshot(symbol)
         # values are tuples of str and int: the in-memory layer deep-copies a message per subscriber
@@ -267,14 +319,14 @@ class Publisher:
         if before is None or before[2:-1] != ticker[2:-1]:  # last .. volume changed (not only seq or time)
             self._last_ticker[symbol] = ticker
             message["ticker"] = (ticker.seq, dumps(ticker_message(units, ticker)))
-        if trades:
-            first = trades[0][0].ts
+        if candles_from is not None:
+            first = candles_from
             for interval, series in self.cache.candle_series(symbol).items():
                 size = self.cache.intervals[interval]
                 start = first - first % size
                 message["candles"] += tuple((interval, c.start, dumps(candle_message(units, interval, c)))
                                             for c in series.last(4) if c.start >= start)
-        if message["level2"] is None and message["ticker"] is None and not trades:
+        if message["level2"] is None and message["ticker"] is None and not trades and not message["candles"]:
             return None
         return message
 

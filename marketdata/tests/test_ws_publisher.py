@@ -76,3 +76,64 @@ def test_group_names_stay_valid_for_any_symbol():
     assert md_group("AAPL") == "md.AAPL"
     odd = md_group("BTC/USD")
     assert odd.startswith("md._") and odd.replace(".", "").replace("_", "").isalnum()
+
+
+def test_within_the_rate_bound_trades_go_at_once_and_depth_waits():
+    ex = Exchange()
+    ex.order(1, Side.SELL, 5, 10_000)
+    ex.publish()
+    ex.order(2, Side.BUY, 2, 10_000)  # a trade inside the interval after that publication
+    fast = dict(async_to_sync(ex.publisher.collect)(depth=False))
+    message = fast[md_group("AAPL")]
+    assert (message["level2"], message["ticker"], message["candles"]) == (None, None, ())
+    assert [json.loads(text)["quantity"] for _, text in message["trades"]] == ["2"]
+    own = [json.loads(text) for text in fast[user_group(2)]["messages"]]
+    assert [m["status"] for m in own if m["type"] == "order"] == ["open", "filled"]  # private: at once too
+    due = ex.publish()[md_group("AAPL")]  # the interval's end: nothing new, the depth it left
+    assert due["trades"] == ()
+    assert json.loads(due["level2"][2])["asks"] == [["100.00", "3"]]
+    assert json.loads(due["ticker"][1])["last"] == "100.00"
+    assert {json.loads(text)["volume"] for _, _, text in due["candles"]} == {"2"}
+    assert ex.publish() == {}  # and then nothing is left over
+
+
+def test_the_loop_sends_a_trade_during_the_interval_and_the_depth_at_its_end(settings):
+    """Publisher._run on the in-memory layer, with a 3 s interval (generous: what is checked is which
+    message waits for the bound, not a speed): the first change goes at once, a trade inside the
+    interval at once, its depth when the interval ends."""
+    import asyncio
+    import time
+
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    ex = Exchange()
+    ex.publisher.interval = 3.0
+
+    async def scenario() -> list[tuple[float, dict]]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(md_group("AAPL"), channel)
+        ex.publisher.start_in_loop()
+        got: list[tuple[float, dict]] = []
+
+        async def receive(since: float) -> None:
+            message = await layer.receive(channel)
+            got.append((time.monotonic() - since, message))
+
+        start = time.monotonic()
+        ex.order(1, Side.SELL, 5, 10_000)
+        await receive(start)
+        await asyncio.sleep(0.05)
+        sent = time.monotonic()
+        ex.order(2, Side.BUY, 2, 10_000)
+        await receive(sent)
+        await receive(sent)
+        await ex.publisher.aclose()
+        return got
+
+    (t1, first), (t2, trade), (t3, depth) = async_to_sync(scenario)()
+    assert first["level2"] is not None and t1 < 1.5  # the first change: at once
+    assert trade["level2"] is None and len(trade["trades"]) == 1 and t2 < 1.5  # not held for the bound
+    assert depth["trades"] == () and json.loads(depth["level2"][2])["asks"] == [["100.00", "3"]]
+    assert t3 >= 2.9  # the depth waited for the interval's end (3 s after the first publication)
