@@ -1,16 +1,20 @@
-"""WebSocket fan-out: N subscribers on one symbol while orders cross, on a live embedded server.
+"""WebSocket fan-out: N subscribers on one symbol while orders cross, on a live server.
 
     python bench/ws_fanout.py --subscribers 100 --subscribers 1000 --rate 20 --seconds 10 --runs 3
+    python bench/ws_fanout.py --mode production --subscribers 1000 --rate 5
 
-A uvicorn server (exchange/tests/live_server.py: the embedded exchange, no market maker) on this machine;
-subscriber processes (--procs, each a uvloop loop of `bench/ws_lean.py` clients) subscribe to AAPL trades and
-level2; a driver sends `--rate` crossing pairs a second (a resting sell, then a buy that takes it: one
-trade each) through WebSocket order entry. Per run: messages delivered per second (all subscribers), the
-match-to-client latency of trades (client receive time - the trade's engine timestamp; one clock, one
-machine), detected gaps (level2 prev_seq != the last seq; trade ids not consecutive) and the server's
-memory per connection (RSS after connecting minus before, over N; the largest of the runs, as later
-runs reuse memory the first one freed). Medians over --runs; gaps: the most any run saw. The clients share
-the machine's cores with the server: latencies include that contention.
+Embedded (the default): a uvicorn server (exchange/tests/live_server.py: the embedded exchange, no market
+maker). Production: scripts/run_production.sh (2 uvicorn workers, the shards, Redis, PostgreSQL, the
+market maker; the pairs cross in the middle of its spread). Subscriber processes (--procs, each a uvloop
+loop of `bench/ws_lean.py` clients) subscribe to AAPL trades and level2; a driver sends `--rate` crossing
+pairs a second (a resting sell, then a buy that takes it: one trade each) through WebSocket order entry.
+Per run: messages delivered per second (all subscribers), the match-to-client latency of trades (client
+receive time - the trade's engine timestamp; one clock, one machine), detected gaps (level2 prev_seq !=
+the last seq; trade ids not consecutive; FANOUT_DEBUG=1 prints each) and the server's memory per
+connection (RSS after connecting minus before, over N; the largest of the runs, as later runs reuse
+memory the first one freed). Server CPU: the processes listening on the port. Medians over --runs; gaps:
+the most any run saw. The clients share the machine's cores with the server: latencies include that
+contention.
 """
 
 from __future__ import annotations
