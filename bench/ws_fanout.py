@@ -258,15 +258,20 @@ def target(args: argparse.Namespace, scratch: Path) -> Iterator[Target]:
         yield Target(live.port, live.ws_url, "100.00", [line.split(",")[1] for line in created[-2:]])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def fanout_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a fan-out run (this script's and bench/ws_floor.py's)."""
     parser.add_argument("--subscribers", type=int, action="append")
     parser.add_argument("--rate", type=int, default=20, help="crossing pairs a second")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--procs", type=int, default=2, help="subscriber processes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    fanout_arguments(parser)
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
-                        help="a server setting, e.g. MARKETDATA_INTERVAL=0.05")
+                        help="a server setting, e.g. GC_YOUNG_THRESHOLD=0")
     parser.add_argument("--mode", choices=("embedded", "production"), default="embedded")
     parser.add_argument("--deflate", action="store_true",
                         help="clients negotiate permessage-deflate (browsers do; default: off)")

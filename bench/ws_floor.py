@@ -134,18 +134,15 @@ def bare_server() -> Iterator[BareServer]:
 
 
 def main() -> None:
+    from bench.ws_fanout import fanout_arguments, run_once
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscribers", type=int, action="append")
-    parser.add_argument("--rate", type=int, default=20, help="crossing pairs a second (fan-out)")
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--procs", type=int, default=2, help="subscriber processes")
+    fanout_arguments(parser)
     parser.add_argument("--connections", type=int, default=32, help="order entry sockets")
     parser.add_argument("--window", type=int, default=16, help="order requests in flight per socket")
     args = parser.parse_args()
 
     from bench.harness import machine
-    from bench.ws_fanout import run_once
     from bench.ws_orders import summary, ws_phase
 
     print(f"command: python {' '.join(sys.argv)}")
