@@ -17,6 +17,7 @@ import os
 import struct
 import time
 from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 OnText = Callable[[bytes, float], None]
@@ -32,7 +33,8 @@ class LeanSocket(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
+        transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's is not a subclass)
+        self.transport = transport
         key = base64.b64encode(os.urandom(16)).decode()
         transport.write((f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -112,6 +114,6 @@ async def connect(url: str, on_text: OnText) -> LeanSocket:
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
     _, socket = await loop.create_connection(lambda: LeanSocket(parts.netloc, parts.path or "/", on_text),
-                                             parts.hostname, parts.port or 80)
+                                             parts.hostname or "127.0.0.1", parts.port or 80)
     await socket.open
     return socket

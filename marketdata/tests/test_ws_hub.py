@@ -50,6 +50,7 @@ def test_the_last_leave_takes_the_relay_out_of_the_group(settings):
 
     async def scenario() -> None:
         layer = get_channel_layer()
+        assert isinstance(layer, SlowJoinLayer)
         hub = Hub()
 
         def member(message: dict) -> None:

@@ -112,6 +112,7 @@ def test_the_loop_sends_a_trade_during_the_interval_and_the_depth_at_its_end(set
 
     async def scenario() -> list[tuple[float, dict]]:
         layer = get_channel_layer()
+        assert layer is not None
         channel = await layer.new_channel()
         await layer.group_add(md_group("AAPL"), channel)
         ex.publisher.start_in_loop()
