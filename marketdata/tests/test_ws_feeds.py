@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 
 from marketdata import publisher
@@ -172,3 +173,58 @@ def test_a_publication_while_the_snapshot_is_read_reaches_the_client_after_it(em
         await comm.disconnect()
 
     run(scenario)
+
+
+def test_a_publication_s_trade_reaches_every_connection_before_any_connection_s_depth(embedded,
+                                                                                       django_user_model):
+    """Each connection's writer yields after a frame while it has more: the frames of one publication go
+    out trade to all, then depth to all (the order of every connection's sends, as the server makes
+    them), so a trade's latency to the last of N subscribers is N frames, not 2N."""
+    from channels.layers import get_channel_layer
+    from channels.testing import WebsocketCommunicator
+
+    from marketdata.tests.ws import application
+
+    seller = django_user_model.objects.create_user("seller").pk
+    buyer = django_user_model.objects.create_user("buyer").pk
+    sent: list[tuple[int, str]] = []  # (connection, message type) in the order the server sent them
+
+    def noting(app, tag: int):
+        async def wrapped(scope, receive, send):
+            async def send_noted(message):
+                if message["type"] == "websocket.send":
+                    sent.append((tag, json.loads(message["text"])["type"]))
+                await send(message)
+            await app(scope, receive, send_noted)
+        return wrapped
+
+    async def scenario() -> None:
+        comms = []
+        for tag in range(3):
+            comm = WebsocketCommunicator(noting(application(), tag), "/ws")
+            assert (await comm.connect())[0]
+            comms.append(comm)
+        pub = publisher.installed()
+        assert pub is not None
+        await pub.aclose()  # one publication with both orders, sent by hand
+        for comm in comms:
+            await request(comm, {"action": "subscribe", "symbol": "AAPL", "feed_types": ["trades", "level2"]})
+            await receive(comm)  # the snapshot
+        before = pub.pending()
+        await aplace(seller, "sell", "150.00", "2")
+        await aplace(buyer, "buy", "150.00", "1")
+        while pub.pending() < before + 2:
+            await asyncio.sleep(0.005)
+        layer = get_channel_layer()
+        assert layer is not None
+        del sent[:]
+        for group, message in await pub.collect():
+            await layer.group_send(group, message)
+        for comm in comms:
+            got = await receive_until(comm, lambda m: m["type"] == "level2_update")
+            assert [m["type"] for m in got] == ["trade", "level2_update"]
+            await comm.disconnect()
+
+    run(scenario)
+    kinds = [kind for _, kind in sent if kind in ("trade", "level2_update")]
+    assert kinds == ["trade"] * 3 + ["level2_update"] * 3, sent
