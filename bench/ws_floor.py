@@ -7,8 +7,8 @@ plain ASGI application (no Django, no Channels, no matching, no database) served
 command as the exchange (one process: uvloop, httptools, websockets-sansio). It answers `order.submit`
 at once with an `order.result` of status 201, and for each one publishes to every subscriber what the
 exchange would: a crossing buy a trade and a level-2 update, a resting sell a level-2 update; it sends
-each frame to each connection in turn (no queue, no writer task, no conflation): the least a server can
-do per frame. `bench/ws_fanout.py`'s subscribers and driver and `bench/ws_orders.py`'s WebSocket phase
+each frame to every connection in turn, the trade first (no queue, no writer task, no conflation): the
+least a server can do per frame. `bench/ws_fanout.py`'s subscribers and driver and `bench/ws_orders.py`'s WebSocket phase
 run against it unchanged, so their figures compare with the exchange's (docs/PERFORMANCE.md).
 """
 
@@ -46,8 +46,9 @@ def _level2(seq: int) -> str:
 
 
 async def _publish(texts: list[str]) -> None:
-    for send in list(_subscribers.values()):
-        for text in texts:
+    senders = list(_subscribers.values())
+    for text in texts:  # the trade to everyone, then the depth (as the exchange's writers take turns)
+        for send in senders:
             with contextlib.suppress(Exception):  # a closed connection: its own loss
                 await send({"type": "websocket.send", "text": text})
 
