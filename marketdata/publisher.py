@@ -203,13 +203,14 @@ class Publisher:
                 break
             self._event.clear()
             self._scheduled = False
+            if self._stopping:  # the last publication, whole, at once (then _run returns)
+                self._event.set()
+                return
             try:
                 await self.publish(layer, depth=False)
             except Exception:
                 self.failures += 1
                 log.exception("publishing market data failed")
-            if self._stopping:
-                return
         if self._unsettled:  # their depth, ticker and candles are due
             self._event.set()
 

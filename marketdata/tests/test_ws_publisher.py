@@ -138,3 +138,35 @@ def test_the_loop_sends_a_trade_during_the_interval_and_the_depth_at_its_end(set
     assert trade["level2"] is None and len(trade["trades"]) == 1 and t2 < 1.5  # not held for the bound
     assert depth["trades"] == () and json.loads(depth["level2"][2])["asks"] == [["100.00", "3"]]
     assert t3 >= 2.9  # the depth waited for the interval's end (3 s after the first publication)
+
+
+def test_stopping_inside_the_interval_publishes_the_rest_whole_and_ends(settings):
+    """stop_soon (a replaced embedded publisher; stop_thread in runmatcher) while the loop waits out the
+    rate bound: the depth held back goes out at once and the loop ends, rather than waiting for a
+    wake-up that never comes."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    ex = Exchange()
+    ex.publisher.interval = 30.0
+
+    async def scenario() -> dict:
+        layer = get_channel_layer()
+        assert layer is not None
+        channel = await layer.new_channel()
+        await layer.group_add(md_group("AAPL"), channel)
+        ex.publisher.start_in_loop()
+        task = ex.publisher._task
+        assert task is not None
+        ex.order(1, Side.SELL, 5, 10_000)
+        await layer.receive(channel)  # published at once; the 30 s bound starts
+        ex.order(1, Side.SELL, 1, 10_100)  # depth only: held for the bound
+        await asyncio.sleep(0.05)
+        ex.publisher.stop_soon()
+        await asyncio.wait_for(task, 10)  # ends now, not after 30 s
+        return await asyncio.wait_for(layer.receive(channel), 1)
+
+    last = async_to_sync(scenario)()
+    assert json.loads(last["level2"][2])["asks"] == [["100.00", "5"], ["101.00", "1"]]
