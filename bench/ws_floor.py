@@ -8,8 +8,9 @@ command as the exchange (one process: uvloop, httptools, websockets-sansio). It 
 at once with an `order.result` of status 201, and for each one publishes to every subscriber what the
 exchange would: a crossing buy a trade and a level-2 update, a resting sell a level-2 update; it sends
 each frame to every connection in turn, the trade first (no queue, no writer task, no conflation): the
-least a server can do per frame. `bench/ws_fanout.py`'s subscribers and driver and `bench/ws_orders.py`'s WebSocket phase
-run against it unchanged, so their figures compare with the exchange's (docs/PERFORMANCE.md).
+least a server can do per frame. `bench/ws_fanout.py`'s subscribers and driver and `bench/ws_orders.py`'s
+WebSocket phase run against it unchanged, so their figures compare with the exchange's
+(docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
