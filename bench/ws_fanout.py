@@ -48,10 +48,6 @@ def server_pids(port: int) -> list[int]:
     return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", out)})
 
 
-def server_pid(port: int) -> int:
-    return server_pids(port)[0]
-
-
 def cpu_seconds(*pids: int) -> float:
     """User + system CPU time of the processes so far."""
     total = 0
@@ -82,6 +78,7 @@ def subscribers(url: str, count: int, ready: Any, go: Any, stop: Any, results: A
 
     state: dict[str, Any] = {"messages": 0, "gaps": 0, "latencies": []}
     measuring = False
+    verbose = bool(os.environ.get("FANOUT_DEBUG"))  # print each gap
     subscribe = json.dumps({"action": "subscribe", "symbol": "AAPL", "feed_types": ["trades", "level2"]})
 
     def follower() -> Any:
@@ -100,14 +97,14 @@ def subscribers(url: str, count: int, ready: Any, go: Any, stop: Any, results: A
             if kind == "level2_update":
                 if message["prev_seq"] != last["seq"]:
                     state["gaps"] += 1
-                    if os.environ.get("FANOUT_DEBUG"):
+                    if verbose:
                         print("l2 gap", message["prev_seq"], last["seq"], message["seq"], flush=True)
                 last["seq"] = message["seq"]
             elif kind == "trade":
                 number = int(message["trade_id"].rsplit("-", 1)[1])
                 if last["trade"] is not None and number != last["trade"] + 1:
                     state["gaps"] += 1
-                    if os.environ.get("FANOUT_DEBUG"):
+                    if verbose:
                         print("trade gap", last["trade"], number, flush=True)
                 last["trade"] = number
                 if measuring:

@@ -24,7 +24,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -113,6 +112,7 @@ class BareServer:
 
 @contextlib.contextmanager
 def bare_server() -> Iterator[BareServer]:
+    from bench.api_load import wait_listening
     from matching.tests.worker.stream_driver import free_port
 
     port = free_port()
@@ -121,14 +121,7 @@ def bare_server() -> Iterator[BareServer]:
          "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio", "--lifespan", "on",
          "--no-access-log", "--log-level", "warning"], cwd=ROOT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                import socket
-
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            time.sleep(0.1)
+        wait_listening(port, process)
         yield BareServer(port, f"ws://127.0.0.1:{port}/ws")
     finally:
         os.killpg(process.pid, signal.SIGTERM)

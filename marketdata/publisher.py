@@ -287,14 +287,18 @@ class Publisher:
                 out.append((user_group(owner), {"type": "user.updates", "messages": tuple(texts)}))
         return out
 
-    def _trades_update(self, units: Units, trades: Sequence[tuple[TradeTick, int]]) -> dict[str, Any] | None:
-        """A group message with a symbol's new trades alone (its depth follows at the rate bound)."""
-        if not trades:
-            return None
+    @staticmethod
+    def _update(units: Units, trades: Sequence[tuple[TradeTick, int]]) -> dict[str, Any]:
+        """A symbol's group message with its trades rendered and nothing else yet; values are tuples of
+        str and int: the in-memory layer deep-copies a message per subscriber."""
         symbol = units.symbol
         return {"type": "md.update", "group": md_group(symbol), "symbol": symbol, "level2": None,
                 "ticker": None, "trades": tuple((seq, dumps(trade_message(units, tick, seq)))
                                                 for tick, seq in trades), "candles": ()}
+
+    def _trades_update(self, units: Units, trades: Sequence[tuple[TradeTick, int]]) -> dict[str, Any] | None:
+        """A group message with a symbol's new trades alone (its depth follows at the rate bound)."""
+        return self._update(units, trades) if trades else None
 
     def _symbol_update(self, units: Units, trades: Sequence[tuple[TradeTick, int]],
                        candles_from: int | None) -> dict[str, Any] | None:
@@ -303,12 +307,7 @@ class Publisher:
         (a trade time; None: no trade since the last publication)."""
         symbol = units.symbol
         snap = self.cache.snapshot(symbol)
-        # values are tuples of str and int: the in-memory layer deep-copies a message per subscriber
-        message: dict[str, Any] = {"type": "md.update", "group": md_group(symbol), "symbol": symbol,
-                                   "level2": None, "ticker": None,
-                                   "trades": tuple((seq, dumps(trade_message(units, tick, seq)))
-                                                   for tick, seq in trades),
-                                   "candles": ()}
+        message = self._update(units, trades)
         last = self._last_l2.get(symbol)
         if last is None or snap.seq > last.seq:
             l2 = Level2.of(units, snap, 0 if last is None else last.seq)
