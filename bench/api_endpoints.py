@@ -49,7 +49,7 @@ from bench.api_load import (
     postgres_admin,
     wait_listening,
 )
-from bench.harness import percentile, print_header
+from bench.harness import deployed_settings, percentile, print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES = "submit=1000000/s,burst=1000000/s,sustained=1000000/s"
@@ -134,8 +134,8 @@ def tokens_for(env: dict, count: int) -> list[str]:
 @contextlib.contextmanager
 def embedded(scratch: str) -> Iterator[tuple[dict, int, list[int]]]:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{scratch}/db.sqlite3",
-           "MATCHER_DATA_DIR": f"{scratch}/m", "DEBUG": "false", "API_RATES": RATES,
-           "SECRET_KEY": "bench-only-" + uuid.uuid4().hex, "EXCHANGE_MODE": "embedded", "REDIS_URL": "",
+           "MATCHER_DATA_DIR": f"{scratch}/m", "API_RATES": RATES, **deployed_settings(),
+           "EXCHANGE_MODE": "embedded", "REDIS_URL": "",
            "DEMO_MARKET_MAKER": "0"}
     manage(env, "migrate", "--noinput")
     port = free_port()

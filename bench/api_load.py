@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import percentile, print_header
+from bench.harness import deployed_settings, percentile, print_header
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = [1, 8, 32]
@@ -200,7 +200,7 @@ def production(scratch: str) -> Iterator[dict | None]:
     try:
         env = {**os.environ, "DATABASE_URL": POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}",
                "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "MATCHER_DATA_DIR": f"{scratch}/matcher",
-               "DEBUG": "false", "SECRET_KEY": "bench-only-" + uuid.uuid4().hex, "API_RATES": RATES,
+               **deployed_settings(), "API_RATES": RATES,
                "MATCHER_SHARDS": "0=AAPL,GOOGL,MSFT,TSLA", "DJANGO_SETTINGS_MODULE": "exchange.settings",
                "PYTHONUNBUFFERED": "1"}
         wait_listening(redis_port, redis_proc)

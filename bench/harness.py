@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -48,6 +49,12 @@ def print_header() -> None:
     print(f"python:  {platform.python_implementation()} {platform.python_version()}")
     print(f"engine:  {'compiled by mypyc' if is_compiled() else 'interpreted'} "
           f"(switch with scripts/build_engine.py build|clean)")
+
+
+def deployed_settings() -> dict[str, str]:
+    """What a deployment sets and the demo does not: DEBUG off (no per-query debug wrapper), so a
+    benchmark measures the server as it would be run; a throwaway SECRET_KEY, which DEBUG off requires."""
+    return {"DEBUG": "false", "SECRET_KEY": "bench-only-" + uuid.uuid4().hex}
 
 
 def percentile(sorted_values: list[int], q: float) -> float:

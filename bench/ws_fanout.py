@@ -4,17 +4,17 @@
     python bench/ws_fanout.py --mode production --subscribers 1000 --rate 5
 
 Embedded (the default): a uvicorn server (exchange/tests/live_server.py: the embedded exchange, no market
-maker). Production: scripts/run_production.sh (2 uvicorn workers, the shards, Redis, PostgreSQL, the
-market maker; the pairs cross in the middle of its spread). Subscriber processes (--procs, each a uvloop
-loop of `bench/ws_lean.py` clients) subscribe to AAPL trades and level2; a driver sends `--rate` crossing
-pairs a second (a resting sell, then a buy that takes it: one trade each) through WebSocket order entry.
-Per run: messages delivered per second (all subscribers), the match-to-client latency of trades (client
-receive time - the trade's engine timestamp; one clock, one machine), detected gaps (level2 prev_seq !=
-the last seq; trade ids not consecutive; FANOUT_DEBUG=1 prints each) and the server's memory per
-connection (RSS after connecting minus before, over N; the largest of the runs, as later runs reuse
-memory the first one freed). Server CPU: the processes listening on the port. Medians over --runs; gaps:
-the most any run saw. The clients share the machine's cores with the server: latencies include that
-contention.
+maker, DEBUG off as deployed). Production: scripts/run_production.sh (2 uvicorn workers, the shards,
+Redis, PostgreSQL, the market maker; the pairs cross in the middle of its spread). Subscriber processes
+(--procs, each a uvloop loop of `bench/ws_lean.py` clients) subscribe to AAPL trades and level2; a driver
+sends `--rate` crossing pairs a second (a resting sell, then a buy that takes it: one trade each) through
+WebSocket order entry. Per run: messages delivered per second (all subscribers), the match-to-client
+latency of trades (client receive time - the trade's engine timestamp; one clock, one machine), detected
+gaps (level2 prev_seq != the last seq; trade ids not consecutive; FANOUT_DEBUG=1 prints each) and the
+server's memory per connection (RSS after connecting minus before, over N; the largest of the runs, as
+later runs reuse memory the first one freed). Server CPU: the processes listening on the port. Medians
+over --runs; gaps: the most any run saw. The clients share the machine's cores with the server: latencies
+include that contention.
 """
 
 from __future__ import annotations
@@ -246,11 +246,12 @@ def target(args: argparse.Namespace, scratch: Path) -> Iterator[Target]:
             print(f"market maker: {bid} / {ask}, pairs at {mid}")
             yield Target(port, f"ws://127.0.0.1:{port}/ws", str(mid), tokens)
         return
+    from bench.harness import deployed_settings
     from exchange.tests.live_server import live_exchange
 
     with live_exchange(scratch, market_maker=False, static=False,
                        extra_env={"API_RATES": "submit=100000/s,burst=100000/s,sustained=10000000/min",
-                                  **settings}) as live:
+                                  **deployed_settings(), **settings}) as live:
         created = live.manage("create_users", "--count", "2", "--prefix", "fanout").strip().splitlines()
         yield Target(live.port, live.ws_url, "100.00", [line.split(",")[1] for line in created[-2:]])
 

@@ -2,17 +2,17 @@
 
     python bench/ws_orders.py --connections 32 --window 16 --seconds 10 --runs 3 [--mode production]
 
-Embedded (the default): a uvicorn server (exchange/tests/live_server.py: the embedded exchange, no
-market maker, rate limits lifted) on this machine. Production: scripts/run_production.sh as it stands
-(bench/api_endpoints.py's `production`: 2 uvicorn workers, 2 matching and 2 balance shards, Redis, a
-scratch PostgreSQL database, rate limits lifted). WebSocket phase: `--connections` sockets, each of its
-own user, each keeping `--window` `order.submit` requests in flight (answers carry the request id).
+Embedded (the default): a uvicorn server (exchange/tests/live_server.py: the embedded exchange, no market
+maker, rate limits lifted, DEBUG off as deployed) on this machine. Production: scripts/run_production.sh
+as it stands (bench/api_endpoints.py's `production`: 2 uvicorn workers, 2 matching and 2 balance shards,
+Redis, a scratch PostgreSQL database, rate limits lifted). WebSocket phase: `--connections` sockets, each
+of its own user, each keeping `--window` `order.submit` requests in flight (answers carry the request id).
 REST phase: as many threads, each with a persistent HTTP connection, POSTing /api/submit one after the
 other. Orders rest (buys at 50.00, sells at 150.00, AAPL and MSFT in turn, so on both matching shards in
-production: nothing trades), so both doors do the same work: validation, the risk stage, the matcher,
-the projection written before the answer (read-your-writes). Per phase: acknowledged orders a second
-and the ack latency p50/p99 as the client sees it. Phases alternate; medians over --runs. The client
-shares the machine's two cores with the server.
+production: nothing trades), so both doors do the same work: validation, the risk stage, the matcher, the
+projection written before the answer (read-your-writes). Per phase: acknowledged orders a second and the
+ack latency p50/p99 as the client sees it. Phases alternate; medians over --runs. The client shares the
+machine's two cores with the server.
 """
 
 from __future__ import annotations
@@ -166,9 +166,10 @@ def server(args: argparse.Namespace, scratch: Path) -> Iterator[tuple[str, int, 
             print(f"prices:  {PRICES}")
             yield f"ws://127.0.0.1:{port}/ws", port, tokens
         return
+    from bench.harness import deployed_settings
     from exchange.tests.live_server import live_exchange
 
-    env = {"API_RATES": "submit=1000000/s,burst=1000000/s,sustained=100000000/min",
+    env = {"API_RATES": "submit=1000000/s,burst=1000000/s,sustained=100000000/min", **deployed_settings(),
            **dict(item.split("=", 1) for item in args.env)}
     with live_exchange(scratch, market_maker=False, static=False, extra_env=env) as live:
         created = live.manage("create_users", "--count", str(args.connections), "--prefix", "wsorders")
