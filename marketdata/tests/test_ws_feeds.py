@@ -228,3 +228,40 @@ def test_a_publication_s_trade_reaches_every_connection_before_any_connection_s_
     run(scenario)
     kinds = [kind for _, kind in sent if kind in ("trade", "level2_update")]
     assert kinds == ["trade"] * 3 + ["level2_update"] * 3, sent
+
+
+def test_publications_handed_over_in_one_turn_all_go_out_in_order(embedded, django_user_model, caplog):
+    """The relay hands a connection every publication the layer holds before the connection's writer
+    runs: each wakes the writer (only the first finds it waiting), and every trade goes out, in order,
+    with nothing failing on the way."""
+    from channels.layers import get_channel_layer
+
+    seller = django_user_model.objects.create_user("seller").pk
+    buyer = django_user_model.objects.create_user("buyer").pk
+
+    async def scenario() -> None:
+        comm = await connect()
+        pub = publisher.installed()
+        assert pub is not None
+        await pub.aclose()  # the publications are sent by hand, all at once
+        await request(comm, {"action": "subscribe", "symbol": "AAPL", "feed_types": ["trades"]})
+        publications = []
+        for _ in range(3):
+            before = pub.pending()
+            await aplace(seller, "sell", "150.00", "1")
+            await aplace(buyer, "buy", "150.00", "1")
+            while pub.pending() < before + 2:
+                await asyncio.sleep(0.005)
+            publications.append(await pub.collect())
+        layer = get_channel_layer()
+        assert layer is not None
+        for messages in publications:  # no turn of the loop in between: the in-memory layer never waits
+            for group, message in messages:
+                await layer.group_send(group, message)
+        got = await receive_until(comm, lambda m: m.get("trade_id") == "AAPL-3")
+        assert [m["trade_id"] for m in got if m["type"] == "trade"] == ["AAPL-1", "AAPL-2", "AAPL-3"]
+        await comm.disconnect()
+
+    with caplog.at_level("ERROR", logger="marketdata.hub"):
+        run(scenario)
+    assert not caplog.records
