@@ -15,14 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from channels.layers import get_channel_layer
 
+from matching.worker.metrics import METRICS
+
 log = logging.getLogger("marketdata.hub")
 
 Member = Callable[[dict[str, Any]], None]
+_TO_FANOUT = METRICS.stage("ws.trade_to_fanout")  # from a trade's engine time (publisher.py)
 REFRESH = 3600.0  # seconds: group memberships are renewed well within channels-redis' group_expiry (1 day)
 
 
@@ -105,6 +109,9 @@ class Hub:
                 except Exception:  # one connection's failure is its own
                     log.exception("delivering market data failed")
             self.delivered += 1
+            traded = message.get("trade_ns")
+            if traded is not None:  # the trade is now queued for every connection of this process
+                _TO_FANOUT.record(time.time_ns() - traded)
 
     async def _refresh(self, layer: Any, channel: str) -> None:
         while True:

@@ -17,6 +17,12 @@ loop, sending to channels-redis groups that every web process's consumers read.
 Each level-2 publication carries `seq` (the last matcher seq that changed the symbol: the REST depth's
 `seq`) and `prev_seq` (the seq of this publisher's previous level-2 publication for the symbol), so a
 message the channel layer drops (channels-redis past its capacity) shows downstream as a gap.
+
+An `md.update` with trades carries `trade_ns`, its first trade's engine timestamp (wall-clock
+nanoseconds): the publisher records how long after it the message was in the channel layer (stage
+`matcher.trade_to_feed`, with the matcher's stages), and each web process's relay how long after it the
+message was with every connection there (`ws.trade_to_fanout`, hub.py): where a trade's delay to the
+subscribers comes from, in GET /api/performance/system and /metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from typing import Any
@@ -47,6 +54,7 @@ from marketdata.feed import (
 )
 from matching.engine.events import BookDelta, Trade
 from matching.worker.matcher import Reply
+from matching.worker.metrics import METRICS, Registry
 
 log = logging.getLogger("marketdata.publisher")
 
@@ -77,8 +85,9 @@ class Publisher:
     """A matcher listener (`on_replies`) and the loop that publishes to the channel layer."""
 
     def __init__(self, cache: MarketDataCache, engine: Any = None, *, interval: float = INTERVAL,
-                 units: dict[str, Units] | None = None) -> None:
+                 units: dict[str, Units] | None = None, metrics: Registry = METRICS) -> None:
         self.cache = cache
+        self._to_feed = metrics.stage("matcher.trade_to_feed")
         self.interval = interval
         self.tracker = OrderTracker()
         if engine is not None:  # before the matcher thread runs: its live orders, for later updates
@@ -226,6 +235,9 @@ class Publisher:
         messages = await self.collect(depth=depth)
         for group, message in messages:
             await layer.group_send(group, message)
+            traded = message.get("trade_ns")
+            if traded is not None:
+                self._to_feed.record(time.time_ns() - traded)
         self.published += len(messages)
         return len(messages)
 
@@ -294,7 +306,8 @@ class Publisher:
         symbol = units.symbol
         return {"type": "md.update", "group": md_group(symbol), "symbol": symbol, "level2": None,
                 "ticker": None, "trades": tuple((seq, dumps(trade_message(units, tick, seq)))
-                                                for tick, seq in trades), "candles": ()}
+                                                for tick, seq in trades), "candles": (),
+                "trade_ns": trades[0][0].ts if trades else None}
 
     def _trades_update(self, units: Units, trades: Sequence[tuple[TradeTick, int]]) -> dict[str, Any] | None:
         """A group message with a symbol's new trades alone (its depth follows at the rate bound)."""

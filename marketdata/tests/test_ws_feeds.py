@@ -19,6 +19,10 @@ def level2(message: dict) -> bool:
 
 
 def test_subscribe_snapshot_then_trades_and_updates_in_sequence(embedded, django_user_model):
+    from matching.worker.metrics import METRICS
+
+    for stage in ("ws.trade_to_fanout", "matcher.trade_to_feed"):  # counted below: this test's trades only
+        METRICS.stage(stage).reset()
     seller = django_user_model.objects.create_user("seller").pk
     buyer = django_user_model.objects.create_user("buyer").pk
 
@@ -59,6 +63,12 @@ def test_subscribe_snapshot_then_trades_and_updates_in_sequence(embedded, django
         await comm.disconnect()
 
     run(scenario)
+    # where the trades' delay came from, per stage, as GET /api/performance/system shows it
+    from exchange.api.performance_views import system_figures
+
+    figures = system_figures()
+    assert figures["stages"]["ws.trade_to_fanout"]["count"] >= 1
+    assert figures["shards"][0]["stages"]["matcher.trade_to_feed"]["count"] >= 1
 
 
 def test_a_message_the_layer_drops_is_a_gap_and_a_resync_gives_the_servers_book(embedded, django_user_model,

@@ -8,11 +8,13 @@ their relay never got, and saw a gap at the next update)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from marketdata.hub import Hub
 from marketdata.tests.ws import run
+from matching.worker.metrics import METRICS
 
 
 class SlowJoinLayer(InMemoryChannelLayer):
@@ -63,3 +65,32 @@ def test_the_last_leave_takes_the_relay_out_of_the_group(settings):
         hub._stop()
 
     run(scenario)
+
+
+def test_the_relay_records_how_long_after_its_trade_a_publication_reached_every_connection(settings):
+    """A publication with `trade_ns` (its first trade's engine time), handed to every member, is one
+    value of the stage ws.trade_to_fanout: now minus that time. Depth alone records nothing."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    stage = METRICS.stage("ws.trade_to_fanout")
+    got: list[dict] = []
+
+    async def scenario() -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        hub = Hub()
+        await hub.join("md.AAPL", got.append)
+        await layer.group_send("md.AAPL", {"type": "md.update", "group": "md.AAPL", "trade_ns": None})
+        await layer.group_send("md.AAPL", {"type": "md.update", "group": "md.AAPL",
+                                           "trade_ns": time.time_ns() - 3_000_000_000})
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await hub.leave("md.AAPL", got.append)
+        hub._stop()
+
+    stage.reset()
+    run(scenario)
+    assert len(got) == 2
+    figures = stage.summary()
+    assert figures["count"] == 1 and 3_000_000 <= figures["max"] < 60_000_000  # µs: three seconds and a bit

@@ -144,3 +144,16 @@ async def _scenario(ports: list[int], seller: str, buyer: str) -> None:
         assert len([m for m in first if m["type"] == "trade"]) == {"AAPL": 2, "MSFT": 3}[symbol]
     for ws in [*subscribers, private]:
         await ws.close()
+    # where a trade's delay came from: each web process's fan-out, each shard's publisher (its heartbeat)
+    for port_base in base:
+        for _ in range(50):
+            status, figures = await asyncio.to_thread(call, port_base, "GET", "/api/performance/system",
+                                                      seller)
+            assert status == 200, figures
+            published = [shard["stages"].get("matcher.trade_to_feed", {}).get("count", 0)
+                         for shard in figures["shards"]]
+            if len(published) == 2 and all(published):
+                break
+            await asyncio.sleep(0.1)  # the shards' heartbeats come every half second
+        assert len(published) == 2 and all(published), figures["shards"]
+        assert figures["stages"]["ws.trade_to_fanout"]["count"] >= 1

@@ -4,6 +4,7 @@ channel layer: what one publication carries, and what it leaves out."""
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 
 from asgiref.sync import async_to_sync
@@ -13,20 +14,22 @@ from marketdata.book_cache import MarketDataCache
 from marketdata.publisher import Publisher, md_group, user_group
 from matching.engine import NewOrder, OrderType, Side, TimeInForce
 from matching.worker.matcher import Matcher
+from matching.worker.metrics import METRICS, Registry
 
 AAPL = Instrument(symbol="AAPL", tick_size=Decimal("0.01"), lot_size=Decimal("1"))
 
 
 class Exchange:
-    def __init__(self) -> None:
+    def __init__(self, metrics: Registry = METRICS) -> None:
         self.matcher = Matcher(["AAPL"])
         self.cache = MarketDataCache()
-        self.publisher = Publisher(self.cache, units={"AAPL": AAPL})
+        self.publisher = Publisher(self.cache, units={"AAPL": AAPL}, metrics=metrics)
 
-    def order(self, owner: int, side: Side, qty: int, price: int) -> None:
+    def order(self, owner: int, side: Side, qty: int, price: int, at: int | None = None) -> None:
+        """`at`: the command's engine time (nanoseconds); by default one far in the past."""
         seq = self.matcher.seq + 1
-        reply = self.matcher.apply(seq, 10**18 + seq, NewOrder(0, owner, "AAPL", side, qty, price,
-                                                               OrderType.LIMIT, TimeInForce.GTC))
+        cmd = NewOrder(0, owner, "AAPL", side, qty, price, OrderType.LIMIT, TimeInForce.GTC)
+        reply = self.matcher.apply(seq, 10**18 + seq if at is None else at, cmd)
         self.cache.apply([reply])  # the listeners in the bus's order: the cache, then the publisher
         self.publisher.on_replies([reply])
 
@@ -163,3 +166,32 @@ def test_stopping_inside_the_interval_publishes_the_rest_whole_and_ends(settings
 
     last = async_to_sync(scenario)()
     assert json.loads(last["level2"][2])["asks"] == [["100.00", "5"], ["101.00", "1"]]
+
+
+def test_a_trade_s_message_carries_its_engine_time_and_its_delay_to_the_layer_is_recorded(settings):
+    """`trade_ns` is the first trade's engine time; each message with trades, once in the channel layer,
+    records how long after that time it got there (stage matcher.trade_to_feed). Depth alone records
+    nothing."""
+    from channels.layers import get_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    registry = Registry()
+    ex = Exchange(registry)
+    traded = time.time_ns() - 2_000_000_000  # two seconds ago
+
+    async def publish() -> dict:
+        layer = get_channel_layer()
+        assert layer is not None
+        channel = await layer.new_channel()
+        await layer.group_add(md_group("AAPL"), channel)
+        await ex.publisher.publish(layer)
+        return await layer.receive(channel)
+
+    ex.order(1, Side.SELL, 5, 10_000, at=traded - 1_000)
+    depth = async_to_sync(publish)()
+    assert depth["trade_ns"] is None and "matcher.trade_to_feed" not in registry.summary()["stages"]
+    ex.order(2, Side.BUY, 2, 10_000, at=traded)
+    trade = async_to_sync(publish)()
+    assert trade["trade_ns"] == traded
+    stage = registry.summary()["stages"]["matcher.trade_to_feed"]
+    assert stage["count"] == 1 and 2_000_000 <= stage["max"] < 60_000_000  # µs: two seconds and a bit
