@@ -14,7 +14,8 @@ gaps (level2 prev_seq != the last seq; trade ids not consecutive; FANOUT_DEBUG=1
 server's memory per connection (RSS after connecting minus before, over N; the largest of the runs, as
 later runs reuse memory the first one freed). Server CPU: the processes listening on the port. Medians
 over --runs; gaps: the most any run saw. The clients share the machine's cores with the server: latencies
-include that contention.
+include that contention. At the end, the server's own stages of a trade's way over all the runs
+(matcher.trade_to_feed, ws.trade_to_fanout: GET /api/performance/system; docs/ARCHITECTURE.md, "Metrics").
 """
 
 from __future__ import annotations
@@ -297,6 +298,26 @@ def main() -> None:
                   f"{max(r['gaps'] for r in runs):>5} {max(r['kib_per_conn'] for r in runs):>9.1f} "
                   f"{med('trades') / args.seconds:>9.1f} {med('server_cpu'):>9.0f}% "
                   f"{med('client_cpu'):>9.0f}%")
+        print_stages(live)
+
+
+def print_stages(live: Target) -> None:
+    """The server's own measure of a trade's way (GET /api/performance/system), over all the runs above:
+    engine time -> channel layer per shard, engine time -> queued for every connection of the web
+    process that answered (production has two; either may answer)."""
+    from exchange.tests.live_server import call_json
+
+    status, figures = call_json(f"http://127.0.0.1:{live.port}/api/performance/system", token=live.tokens[0])
+    if status != 200:
+        print(f"stages: GET /api/performance/system answered {status}")
+        return
+    found = [(f"shard {shard['shard']} matcher.trade_to_feed", shard["stages"].get("matcher.trade_to_feed"))
+             for shard in figures["shards"]]
+    found.append(("web ws.trade_to_fanout", figures["stages"].get("ws.trade_to_fanout")))
+    for name, stage in found:
+        if stage:
+            print(f"server stage {name}: p50 {stage['p50'] / 1000:.1f} ms, p99 {stage['p99'] / 1000:.1f} ms "
+                  f"({stage['count']} publications with trades, all runs)")
 
 
 if __name__ == "__main__":

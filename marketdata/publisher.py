@@ -19,7 +19,7 @@ Each level-2 publication carries `seq` (the last matcher seq that changed the sy
 message the channel layer drops (channels-redis past its capacity) shows downstream as a gap.
 
 An `md.update` with trades carries `trade_ns`, its first trade's engine timestamp (wall-clock
-nanoseconds): the publisher records how long after it the message was in the channel layer (stage
+nanoseconds): the publisher records how long after it its group_send returned (stage
 `matcher.trade_to_feed`, with the matcher's stages), and each web process's relay how long after it the
 message was with every connection there (`ws.trade_to_fanout`, hub.py): where a trade's delay to the
 subscribers comes from, in GET /api/performance/system and /metrics.
