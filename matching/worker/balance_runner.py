@@ -7,8 +7,9 @@ ordered command log (appendonly Redis, as for the matching shards); this runner 
         (stream_runner.entry_timestamp), decode (balance_codec), apply to the BalanceShard:
       Place        Reserve(owner, amount, matching shard); held: forward FundedOrder(order, ticket,
                    amount) to the matching shard's stream with the web's reply address (`r`, `i`), so
-                   the matching shard answers the web itself; refused: answer the web OrderRejected
-                   (insufficient_funds) in a Reply of seq 0 (no matching shard saw it)
+                   the matching shard answers the web itself; refused: forward FundedOrder(order,
+                   REFUSED, 0) the same way: the matching shard numbers it and answers it rejected
+                   (insufficient_funds), and it is in the history and the audit trail
       PlaceAmend   Extend the ticket by what it holds less than `needed`; refused: AmendRejected;
                    else forward FundedAmend (the plain AmendOrder when nothing was added), same address
       Settle/Void  from the matching runners: applied, never answered (a redelivered Settle at or
@@ -49,7 +50,7 @@ from typing import Any, cast
 
 import redis
 
-from matching.engine import AmendRejected, OrderRejected, RejectReason
+from matching.engine import AmendRejected, RejectReason
 from matching.worker.balance_codec import (
     BALANCE_FORMATS_READ,
     Place,
@@ -85,7 +86,7 @@ from risk.core.balances import (
     Settle,
     Void,
 )
-from risk.core.commands import Fence, FundedAmend, FundedOrder, SetDefaultCash
+from risk.core.commands import REFUSED, Fence, FundedAmend, FundedOrder, SetDefaultCash
 from risk.core.events import AdminApplied, AdminRejected
 from risk.core.types import AdminKind, AdminRejectReason
 
@@ -412,12 +413,10 @@ class BalanceRunner(RunnerControl[BalanceListener]):
             return []
         events = self.shard.apply(Reserve(order.owner, cmd.amount, cmd.matching_shard, ts))
         ticket = next((event.ticket for event in events if type(event) is Reserved), None)
-        if ticket is None:
-            rejected = OrderRejected(0, order.owner, order.symbol, RejectReason.INSUFFICIENT_FUNDS, ts)
-            self._answer(batch, fields, Reply(0, 0, [rejected], False, order))
-        elif batch is not None:
-            self._forward(batch, cmd.matching_shard, encode_command(FundedOrder(order, ticket, cmd.amount)),
-                          fields)
+        if batch is not None:  # refused: on as REFUSED, for the matching shard to number and reject
+            funded = FundedOrder(order, REFUSED, 0) if ticket is None else \
+                FundedOrder(order, ticket, cmd.amount)
+            self._forward(batch, cmd.matching_shard, encode_command(funded), fields)
         return events
 
     def _place_amend(self, cmd: PlaceAmend, fields: dict, ts: int, batch: _Batch | None

@@ -8,6 +8,7 @@ The rules are in docs/RISK.md.
 
 from risk.core.accounts import CASH_DECIMALS, Account, OrderRisk, Position
 from risk.core.commands import (
+    REFUSED,
     AdjustCash,
     AdminCommand,
     Fence,
@@ -42,6 +43,7 @@ __all__ = [
     "CASH_DECIMALS",
     "CIRCUIT_BREAKER",
     "DAY_NS",
+    "REFUSED",
     "Account",
     "AccountUpdate",
     "AdjustCash",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from matching.engine.commands import AmendOrder, NewOrder
 from matching.engine.types import OrderType, Side, STPMode, TimeInForce
@@ -81,12 +82,20 @@ class RejectHeld:
     timestamp: int = 0
 
 
+REFUSED: Final = 0  # FundedOrder.ticket of an order its balance shard refused
+
+
 @dataclass(slots=True)
 class FundedOrder:
     """A new order whose cash its owner's balance shard holds already (R1): `ticket` names that
     reservation there, `reserved` is what it holds (a sell: 0). The matching shard checks the symbol
     (never the cash) and matches; what the order then spends or frees is settled against the ticket.
-    An order the matching shard refuses releases the ticket whole. Time and id are the order's."""
+    An order the matching shard refuses releases the ticket whole. Time and id are the order's.
+
+    `ticket` REFUSED (0, never a ticket: a shard numbers them from 1 up): the balance shard would not
+    hold the cash. The matching shard still numbers the order and rejects it (insufficient_funds), so
+    the caller gets its id and the order is in the history and the audit trail, as in the embedded
+    default."""
 
     order: NewOrder
     ticket: int

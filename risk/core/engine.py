@@ -37,6 +37,7 @@ from risk.core.balances import TICKET_STRIDE, BalanceShard
 from risk.core.cash import BalanceStage, CashStage, LocalSettlement, SettlementOutbox
 from risk.core.checks import PreTradeChecks, funding, lot_unit, protection
 from risk.core.commands import (
+    REFUSED,
     AdminCommand,
     Fence,
     FundedAmend,
@@ -105,7 +106,11 @@ class RiskEngine:
                 self._fund_new(self.r1, cast(NewOrder, cmd), out)
         elif kind is FundedOrder:
             funded = cast(FundedOrder, cmd)
-            if funded.ticket > self.fenced.get(funded.ticket // TICKET_STRIDE, 0):
+            if funded.ticket == REFUSED:  # its balance shard would not hold the cash: numbered, rejected
+                order = funded.order
+                out.append(OrderRejected(order.order_id, order.owner, order.symbol,
+                                         RejectReason.INSUFFICIENT_FUNDS, ts))
+            elif funded.ticket > self.fenced.get(funded.ticket // TICKET_STRIDE, 0):
                 self._new(funded.order, out, funded)
         elif kind is Fence:
             self._fence(cast(Fence, cmd), out)
@@ -273,7 +278,7 @@ class RiskEngine:
 
     def _unfund(self, funded: FundedOrder | None) -> None:
         """Release a funded order's ticket whole: the order was refused before it held anything here."""
-        if funded is not None:
+        if funded is not None and funded.ticket != REFUSED:
             order = funded.order
             self.cash.settle(order.owner, funded.ticket, 0, funded.reserved, order.order_id, True)
 

@@ -3,7 +3,8 @@
 The shape the production processes take (docs/ARCHITECTURE.md, "Accounts across shards"), with the
 transport replaced by calls: a new order goes to its owner's balance shard (owner modulo the number of
 balance shards), which holds its cash under a ticket (`Reserve`, the amount from `checks.funding`) or
-refuses it; the funded order goes to its symbol's matching shard (`FundedOrder`, whose risk checks the
+refuses it (then it goes on with the ticket `REFUSED`, for its matching shard to number and reject); the
+funded order goes to its symbol's matching shard (`FundedOrder`, whose risk checks the
 symbol and never the cash, and emits `Settlement` events); each Settlement goes back to its balance
 shard as `Settle(matching shard, seq, lines)`, seq counting that matching shard's commands. An
 amendment that raises a buy's reservation goes through R1 too (`Extend` on the order's ticket, then
@@ -40,6 +41,7 @@ from risk.core.balances import (
 from risk.core.cash import SettlementOutbox
 from risk.core.checks import funding
 from risk.core.commands import (
+    REFUSED,
     AdminCommand,
     Fence,
     FundedAmend,
@@ -86,8 +88,8 @@ class Pipeline:
             return [OrderRejected(cmd.order_id, owner, cmd.symbol, reason, ts)]
         answer = self.balance_shard(owner).apply(Reserve(owner, amount, shard, ts))
         ticket = next((event.ticket for event in answer if type(event) is Reserved), None)
-        if ticket is None:
-            return [OrderRejected(cmd.order_id, owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS, ts)]
+        if ticket is None:  # refused: on to the matching shard all the same, to be numbered and rejected
+            return FundedOrder(cmd, REFUSED, 0)
         return FundedOrder(cmd, ticket, amount)
 
     def amend(self, cmd: AmendOrder, ticket: int, needed: int) -> list[Any]:

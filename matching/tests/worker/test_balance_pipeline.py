@@ -98,10 +98,12 @@ def test_one_account_spends_across_matching_shards_through_the_runners(redis_cli
     bought = x.place(1, "AAPL", Side.BUY, 99, 100)  # 990,000 of user 1's 1,000,000, on balance shard 1
     assert [t.qty for t in bought.events if isinstance(t, Trade)] == [99]
     assert x.account(1) == (CASH - 990_000, 0) and x.account(2) == (CASH + 990_000, 0)
-    refused = x.place(1, "MSFT", Side.BUY, 1, 101)  # 10,100 > 10,000: refused at R1, no order id
+    refused = x.place(1, "MSFT", Side.BUY, 1, 101)  # 10,100 > 10,000: refused at R1
     rejection = refused.events[0]
     assert isinstance(rejection, OrderRejected) and rejection.reason is RejectReason.INSUFFICIENT_FUNDS
-    assert (refused.seq, refused.order_id) == (0, 0)
+    # numbered and answered by MSFT's matching shard all the same: an id for the history and the audit
+    assert refused.seq > 0 and refused.order_id // ORDER_ID_STRIDE == 1
+    assert rejection.order_id == refused.order_id
     x.place(4, "AAPL", Side.BUY, 99, 101)
     sold = x.place(1, "AAPL", Side.SELL, 99, 101, order_type=OrderType.MARKET)  # protected at 101
     assert [t.price for t in sold.events if isinstance(t, Trade)] == [101]
@@ -174,7 +176,7 @@ def test_the_web_tiers_bus_sends_orders_through_the_balance_shards(redis_client,
         taken = place(1, "MSFT", Side.BUY, 4, 100)
         assert [t.qty for t in taken.events if isinstance(t, Trade)] == [4]
         refused = place(3, "MSFT", Side.BUY, 1_000, 100)  # 10,000,000 > 1,000,000: balance shard 1 says no
-        assert (refused.seq, refused.order_id) == (0, 0)
+        assert refused.seq > 0 and refused.order_id // ORDER_ID_STRIDE == 1  # numbered by matching shard 1
         assert [e.reason for e in refused.events if isinstance(e, OrderRejected)] == [
             RejectReason.INSUFFICIENT_FUNDS]
         many = bus.submit_balance_many([(Place(NewOrder(0, 5, "AAPL", Side.BUY, 1, 100), 0, 10_000), 1),

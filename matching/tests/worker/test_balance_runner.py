@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from matching.engine import AmendOrder, AmendRejected, NewOrder, OrderRejected, RejectReason, Side
+from matching.engine import AmendOrder, AmendRejected, NewOrder, RejectReason, Side
 from matching.worker.balance_codec import (
     Place,
     PlaceAmend,
@@ -38,7 +38,7 @@ from risk.core.balances import (
     SettleSkipped,
     Void,
 )
-from risk.core.commands import Fence, FundedAmend, FundedOrder, SetDefaultCash
+from risk.core.commands import REFUSED, Fence, FundedAmend, FundedOrder, SetDefaultCash
 from risk.core.events import AdminApplied, AdminRejected
 from risk.core.types import AdminKind, AdminRejectReason
 
@@ -140,24 +140,24 @@ def test_a_place_that_fits_is_forwarded_with_the_web_reply_address(redis_client,
     assert heartbeat["seq"] == 1 and heartbeat["lag"] == 0
 
 
-def test_a_place_that_does_not_fit_is_answered_insufficient_funds(redis_client, redis_prefix, web):
+def test_a_place_that_does_not_fit_goes_on_refused_for_its_matching_shard_to_number_and_reject(
+        redis_client, redis_prefix, web):
+    """The matching shard answers it (rejected, insufficient_funds) under an order id of its own, so the
+    order is in the history and the audit trail as in the embedded default; R1 answers nothing."""
     runner = make_runner(redis_client, redis_prefix)
     order = buy(7, qty=10_001)
     request_id = web.send(Place(order, 0, CASH + 1))
     runner.step(None)
-    [(entry_id, _)] = redis_client.xrange(web.stream)
-    ts = entry_timestamp(entry_id, 0)
-    assert web.replies() == [
-        (request_id, Reply(0, 0, [OrderRejected(0, 7, "AAPL", RejectReason.INSUFFICIENT_FUNDS, ts)], False,
-                           order)),
-    ]
-    assert web.matching_entries(0) == [] and web.matching_entries(1) == []
+    [(_, fields)] = web.matching_entries(0)
+    assert decode_forward(fields[b"c"]) == FundedOrder(order, REFUSED, 0)
+    assert (fields[b"r"], fields[b"i"]) == (web.reply_key.encode(), request_id)  # the web's address
+    assert web.matching_entries(1) == [] and web.replies() == []
     assert runner.shard.account(7) is None  # a refused reservation opens nothing
 
 
 def test_refusal_replies_expire(redis_client, redis_prefix, web):
-    runner = make_runner(redis_client, redis_prefix, reply_ttl=30)
-    web.send(Place(buy(7), 0, CASH + 1))
+    runner = make_runner(redis_client, redis_prefix, reply_ttl=30, default_cash=100)
+    web.send(Adjust(7, -1_000))  # below nothing: refused, answered by R1 itself
     runner.step(None)
     assert 0 < redis_client.ttl(web.reply_key) <= 30
 
@@ -175,12 +175,13 @@ def test_forwards_of_a_batch_go_out_in_ticket_order_per_matching_shard(redis_cli
     runner = make_runner(redis_client, redis_prefix)
     for owner in range(10):
         web.send(Place(buy(owner), owner % 2, 100 * owner))
-    web.send(Place(buy(99), 0, CASH + 1))  # refused, answered after the forwards
+    web.send(Place(buy(99), 0, CASH + 1))  # refused: on to matching shard 0 too, last
     assert runner.step(None) == 11
     for m in (0, 1):
         tickets = [decode_forward(fields[b"c"]).ticket for _, fields in web.matching_entries(m)]
-        assert tickets == [T + 1 + owner for owner in range(10) if owner % 2 == m]
-    assert [reply.events[0].reason for _, reply in web.replies()] == [RejectReason.INSUFFICIENT_FUNDS]
+        refused = [REFUSED] if m == 0 else []
+        assert tickets == [T + 1 + owner for owner in range(10) if owner % 2 == m] + refused
+    assert web.replies() == []
 
 
 def test_place_amend_extends_or_refuses(redis_client, redis_prefix, web):
@@ -355,7 +356,7 @@ def test_recovery_matches_an_uninterrupted_run_and_fences_the_unconfirmed(redis_
         web.send(cmd)  # the runner "crashed": never read these
     web.replies()
     forwarded = {m: len(web.matching_entries(m)) for m in (0, 1)}
-    assert forwarded == {0: 2, 1: 3}
+    assert forwarded == {0: 3, 1: 3}  # matching shard 0's third: buy(5), refused
 
     # The same commands through an uninterrupted runner of another prefix (no snapshots, no crash).
     reference_web = Web(redis_client, f"{redis_prefix}:ref")

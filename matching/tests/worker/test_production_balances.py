@@ -125,6 +125,24 @@ class Deployment:
         wait_for(projected)
         return found[0]
 
+    def order_row(self, order_id: int) -> tuple[str, str, int]:
+        """The projected order's status and reject reason, and how many audit events name it (once
+        projected)."""
+        found: list[tuple[str, str, int]] = []
+
+        def projected() -> bool:
+            with psycopg.connect(self.database_url, autocommit=True) as db:
+                row = db.execute("SELECT status, reject_reason FROM matching_order WHERE order_id = %s",
+                                 [order_id]).fetchone()
+                audited = db.execute("SELECT count(*) FROM matching_auditevent WHERE order_id = %s",
+                                     [order_id]).fetchone()
+            if row is not None and audited is not None:
+                found.append((row[0], row[1], audited[0]))
+            return bool(found)
+
+        wait_for(projected)
+        return found[-1]
+
     def accounts(self, users: list[int]) -> dict[int, tuple[Decimal, Decimal]]:
         with psycopg.connect(self.database_url, autocommit=True) as db:
             rows = db.execute("SELECT user_id, cash, reserved FROM risk_account WHERE user_id = ANY(%s)",
@@ -194,6 +212,8 @@ def test_one_account_across_two_matching_and_two_balance_shards_survives_kill_9(
     refused = place(bus, one, "MSFT", Side.BUY, 1, "101.00")  # 101 > 91 left
     assert [e.reason for e in refused.events if isinstance(e, OrderRejected)] == [
         RejectReason.INSUFFICIENT_FUNDS]
+    # refused at R1, numbered by its matching shard: in the history as rejected, and in the audit trail
+    assert refused.order_id > 0 and d.order_row(refused.order_id) == ("rejected", "insufficient_funds", 1)
     deposit = bus.submit_balance(Adjust(one, 2_000 * 10**4), one % 2, timeout=5)  # 2,000.0000
     assert deposit.events, deposit
     again = place(bus, one, "MSFT", Side.BUY, 1, "101.00")  # the deposit, usable at once

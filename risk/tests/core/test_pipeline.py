@@ -35,7 +35,7 @@ from risk.core import AdjustCash, AdminApplied, InstrumentRisk, RiskEngine, SetD
 from risk.core.balances import BalanceShard
 from risk.core.cash import LocalSettlement
 from risk.core.checks import lot_unit
-from risk.core.commands import FundedOrder
+from risk.core.commands import REFUSED, FundedOrder
 from risk.core.pipeline import Pipeline
 
 from .conftest import ledger_errors, of
@@ -104,6 +104,26 @@ def test_a_reservation_whose_order_never_arrived_is_released_by_the_fence():
         assert shard.check() == []
 
 
+def test_an_order_r1_refuses_is_rejected_by_its_matching_shard_under_its_own_id():
+    """Refused at R1, the order still reaches its symbol's matching shard (ticket REFUSED), which rejects
+    it under the order's id (in production the id that shard numbers it with): the caller gets that id,
+    and the order is in the history and the audit trail like any rejection. Nothing is held or settled;
+    a retried client_order_id of it settles nothing either."""
+    p = Pipeline(SHARDS, balance_shards=2)
+    p.set_default_cash(1_000, 1)
+    for config in configs():
+        p.to_symbol(config.config.symbol, config)
+    applied = p.seqs[1]
+    order = NewOrder(7, 1, "MSFT", BUY, 1, 101, timestamp=5)  # 10,100 of cash against 1,000
+    got = p.submit(order)
+    assert [(type(e), e.order_id, e.reason) for e in got] == [(OrderRejected, 7, INSUFFICIENT)]
+    assert p.seqs[1] == applied + 1  # MSFT's matching shard applied it
+    assert p.account(1) is None  # a refused reservation opens nothing at its balance shard
+    assert p.matching[1].unfunded(FundedOrder(order, REFUSED, 0)) == []  # no ticket to give back
+    for shard in p.balances.values():
+        assert shard.check() == []
+
+
 def test_an_amendment_that_needs_more_cash_goes_through_r1():
     p = Pipeline(SHARDS, balance_shards=2)
     p.set_default_cash(10_000, 1)
@@ -122,6 +142,8 @@ def test_an_amendment_that_needs_more_cash_goes_through_r1():
     for shard in p.balances.values():
         assert shard.check() == []
 
+
+INSUFFICIENT = RejectReason.INSUFFICIENT_FUNDS
 
 # ---- the property ---------------------------------------------------------------------------------
 
@@ -166,8 +188,12 @@ class Twins:
             funded = self.pipeline.reserve(lost)
             self.next_id += 1
             self.pipeline.recover(self.pipeline.balance_shard(owner).shard, ts)
-            if isinstance(funded, FundedOrder):  # late: the fence turns it away, nothing changes
-                assert self.pipeline.to_symbol(symbol, funded) == []
+            late = self.pipeline.to_symbol(symbol, funded) if isinstance(funded, FundedOrder) else []
+            if isinstance(funded, FundedOrder) and funded.ticket == REFUSED:  # rejected whenever it comes
+                assert [(type(e), e.reason) for e in late] == [(OrderRejected, INSUFFICIENT)]
+                self.seen.add("lost refusal")
+            elif isinstance(funded, FundedOrder):  # late: the fence turns it away, nothing changes
+                assert late == []
                 self.seen.add("lost")
         elif kind < 55:
             self.new(NewOrder(self.next_id, owner, symbol, side, qty, price, **self.options(aux, ts)))
