@@ -107,9 +107,7 @@ class RiskEngine:
         elif kind is FundedOrder:
             funded = cast(FundedOrder, cmd)
             if funded.ticket == REFUSED:  # its balance shard would not hold the cash: numbered, rejected
-                order = funded.order
-                out.append(OrderRejected(order.order_id, order.owner, order.symbol,
-                                         RejectReason.INSUFFICIENT_FUNDS, ts))
+                self._unfunded_rejection(funded.order, out)
             elif funded.ticket > self.fenced.get(funded.ticket // TICKET_STRIDE, 0):
                 self._new(funded.order, out, funded)
         elif kind is Fence:
@@ -237,11 +235,16 @@ class RiskEngine:
             cmd.price = market_protection(book, sym)
         amount = funding(cmd, 1 if sym is None else sym.cash_per_tick_lot) or 0
         ticket = r1.fund(cmd.owner, amount)
-        if ticket is None:  # as a balance shard's refusal: the symbol's side never sees the order
-            out.append(OrderRejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS,
-                                     cmd.timestamp))
+        if ticket is None:  # as a balance shard's refusal (REFUSED): the symbol's checks never see it
+            self._unfunded_rejection(cmd, out)
             return
         self._new(cmd, out, FundedOrder(cmd, ticket, amount))
+
+    @staticmethod
+    def _unfunded_rejection(cmd: NewOrder, out: list) -> None:
+        """R1 would not hold the order's cash (here, or at its balance shard): rejected, nothing held."""
+        out.append(OrderRejected(cmd.order_id, cmd.owner, cmd.symbol, RejectReason.INSUFFICIENT_FUNDS,
+                                 cmd.timestamp))
 
     def _fund_amend(self, r1: LocalSettlement, cmd: AmendOrder, out: list) -> None:
         """R1 for an amendment: a buy that will hold more is extended on its ticket first (refused:
